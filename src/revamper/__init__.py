@@ -1,0 +1,46 @@
+"""revamper: data refurbishing for PyTorch.
+
+Cache the expensive first part of a random augmentation pipeline, reuse each cached sample
+``reuse_factor`` times, and re-run the cheap final part with fresh randomness on every use
+(Lee et al., "Refurbish Your Training Data", USENIX ATC 2021).
+
+Quick start::
+
+    from revamper import RevamperLoader
+
+    loader = RevamperLoader(
+        dataset, batch_size=64, shuffle=True, num_workers=2,
+        partial_transform=decode_and_crop, final_transform=flip_and_randaugment,
+        reuse_factor=3,
+    )
+    for epoch in range(epochs):
+        for images, targets in loader:
+            ...
+"""
+
+from revamper.baselines import echoing_loader, standard_loader
+from revamper.errors import SampleError
+from revamper.loader import EpochStats, LoaderStats, RevamperLoader
+from revamper.plan import EpochPlan, PlanConfig, plan_epoch
+from revamper.store import MISS, CacheStore, SharedMemoryStore, StoreStats
+from revamper.transforms import Chain
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MISS",
+    "CacheStore",
+    "Chain",
+    "EpochPlan",
+    "EpochStats",
+    "LoaderStats",
+    "PlanConfig",
+    "RevamperLoader",
+    "SampleError",
+    "SharedMemoryStore",
+    "StoreStats",
+    "__version__",
+    "echoing_loader",
+    "plan_epoch",
+    "standard_loader",
+]

@@ -1,0 +1,217 @@
+"""Executes planned batches inside a worker: hit -> read the cache; miss -> load, partial, write.
+
+:class:`RefurbishingDataset` is what torch's ``DataLoader`` sees. Its ``__getitems__`` receives a
+whole :class:`~revamper.loader.tickets.BatchTicket`, so cache reads can be batched and each batch's
+figures measured in one place. :class:`CollateWithStats` then collates the samples with the user's
+``collate_fn`` and returns ``(batch, stats)``; the loader unpacks that in the main process.
+
+A cache entry holds the *partially augmented sample*: the data set item with the partial
+transform applied to its input (or to the whole item, with ``whole_sample``). Targets and other
+fields are cached with it, so a hit never touches the data set.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch.utils.data
+
+from revamper.errors import SampleError
+from revamper.loader.stats import BatchStats
+from revamper.loader.tickets import BatchTicket
+from revamper.store.base import MISS, CacheStore
+
+Transform = Callable[[Any], Any]
+_now = time.thread_time
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+class SampleLayout:
+    """How a data set item splits into the transformed input and the fields passed through.
+
+    By default, like torchvision's ``transform=``, the transforms apply to the input: the item
+    itself, or its first element if it is a tuple or list (``(image, target, ...)``); the other
+    elements pass through unchanged. With ``whole_sample=True`` the transforms receive the whole
+    item (torchvision v2 transforms accept whole samples with boxes and masks).
+    """
+
+    def __init__(self, whole_sample: bool) -> None:
+        self.whole_sample = whole_sample
+
+    def apply(self, index: int, item: Any, transform: Transform) -> Any:
+        """Return ``item`` with ``transform`` applied to its input part."""
+        if self.whole_sample:
+            return transform(item)
+        if isinstance(item, (tuple, list)):
+            if len(item) == 0:
+                raise ValueError(f"sample {index} is an empty {type(item).__name__}")
+            fields = [transform(item[0]), *item[1:]]
+            if isinstance(item, list):
+                return fields
+            if hasattr(item, "_fields"):
+                return type(item)(*fields)
+            return tuple(fields)
+        if isinstance(item, collections.abc.Mapping):
+            raise TypeError(
+                f"sample {index} is a {type(item).__name__}, so revamper cannot tell which field "
+                "is the input; pass whole_sample=True and transforms that take the whole mapping"
+            )
+        return transform(item)
+
+
+class FetchedBatch:
+    """Samples of one batch and their figures, handed from ``__getitems__`` to the collate."""
+
+    __slots__ = ("epoch", "number", "samples", "stats")
+
+    def __init__(self, epoch: int, number: int, samples: list[Any], stats: BatchStats) -> None:
+        self.epoch = epoch
+        self.number = number
+        self.samples = samples
+        self.stats = stats
+
+
+class RefurbishingDataset(torch.utils.data.Dataset[Any]):
+    """Wraps the user's data set and executes the plan's tickets.
+
+    Args:
+        dataset: The user's map-style data set.
+        store: The cache, or ``None`` to cache nothing (every sample is computed).
+        partial_transform: The expensive first part of the augmentation (cached), or ``None``.
+        final_transform: The cheap last part (re-run on every use), or ``None``.
+        whole_sample: Apply the transforms to whole items instead of their first element.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        store: CacheStore | None,
+        partial_transform: Transform | None,
+        final_transform: Transform | None,
+        whole_sample: bool,
+    ) -> None:
+        self.dataset = dataset
+        self.store = store
+        self.partial_transform = partial_transform or _identity
+        self.final_transform = final_transform or _identity
+        self.layout = SampleLayout(whole_sample)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        """Compute one sample through the whole pipeline, bypassing the cache."""
+        stats = BatchStats()
+        value = self._compute(index, -1, 0, stats, cache=False)
+        return self._final(index, -1, value, stats)
+
+    def __getitems__(self, ticket: BatchTicket) -> FetchedBatch:
+        """Produce the samples of one planned batch (torch's fetcher calls this)."""
+        stats = BatchStats()
+        indices: list[int] = ticket.indices.tolist()
+        planned_miss: list[bool] = ticket.planned_miss.tolist()
+        generations: list[int] = ticket.generations.tolist()
+        cached = self._read_hits(indices, planned_miss, generations, stats)
+        samples = []
+        for index, miss, generation, value in zip(
+            indices, planned_miss, generations, cached, strict=True
+        ):
+            if value is MISS:
+                if miss:
+                    stats.planned_misses += 1
+                else:
+                    stats.unplanned_misses += 1
+                value = self._compute(index, ticket.epoch, generation, stats)
+            else:
+                stats.hits += 1
+            samples.append(self._final(index, ticket.epoch, value, stats))
+        stats.samples = len(samples)
+        return FetchedBatch(ticket.epoch, ticket.batch, samples, stats)
+
+    def _read_hits(
+        self,
+        indices: Sequence[int],
+        planned_miss: Sequence[bool],
+        generations: Sequence[int],
+        stats: BatchStats,
+    ) -> list[Any]:
+        values: list[Any] = [MISS] * len(indices)
+        wanted = [k for k, miss in enumerate(planned_miss) if not miss]
+        if self.store is None or not wanted:
+            return values
+        start = _now()
+        got = self.store.get_many([indices[k] for k in wanted], [generations[k] for k in wanted])
+        stats.cpu_cache += _now() - start
+        for k, value in zip(wanted, got, strict=True):
+            values[k] = value
+        return values
+
+    def _compute(
+        self, index: int, epoch: int, generation: int, stats: BatchStats, *, cache: bool = True
+    ) -> Any:
+        start = _now()
+        try:
+            item = self.dataset[index]
+        except Exception as exc:
+            raise _sample_error(index, epoch, "load", exc) from exc
+        loaded = _now()
+        stats.cpu_load += loaded - start
+        try:
+            value = self.layout.apply(index, item, self.partial_transform)
+        except Exception as exc:
+            raise _sample_error(index, epoch, "partial_transform", exc) from exc
+        done = _now()
+        stats.cpu_partial += done - loaded
+        if cache and self.store is not None:
+            try:
+                stored = self.store.put(index, generation, value)
+            except Exception as exc:
+                raise _sample_error(index, epoch, "cache_write", exc) from exc
+            if not stored:
+                stats.uncached += 1
+            stats.cpu_cache += _now() - done
+        return value
+
+    def _final(self, index: int, epoch: int, value: Any, stats: BatchStats) -> Any:
+        start = _now()
+        try:
+            out = self.layout.apply(index, value, self.final_transform)
+        except Exception as exc:
+            raise _sample_error(index, epoch, "final_transform", exc) from exc
+        stats.cpu_final += _now() - start
+        return out
+
+
+def _sample_error(index: int, epoch: int, stage: str, exc: BaseException) -> SampleError:
+    return SampleError(
+        f"sample {index} failed in stage '{stage}' (epoch {epoch}): {type(exc).__name__}: {exc}",
+        index=index,
+        stage=stage,
+    )
+
+
+class CollateWithStats:
+    """Collates a :class:`FetchedBatch` with the user's function and returns ``(batch, stats)``."""
+
+    def __init__(self, collate_fn: Callable[[list[Any]], Any]) -> None:
+        self.collate_fn = collate_fn
+
+    def __call__(self, fetched: FetchedBatch) -> tuple[Any, BatchStats]:
+        """Collate ``fetched.samples``; errors become a :class:`SampleError` naming the batch."""
+        start = _now()
+        try:
+            batch = self.collate_fn(fetched.samples)
+        except Exception as exc:
+            raise SampleError(
+                f"batch {fetched.number} failed in stage 'collate' (epoch {fetched.epoch}): "
+                f"{type(exc).__name__}: {exc}",
+                stage="collate",
+            ) from exc
+        fetched.stats.cpu_collate += _now() - start
+        return batch, fetched.stats

@@ -1,0 +1,41 @@
+"""The batch sampler that turns each epoch's plan into tickets, in the main process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from torch.utils.data import Sampler
+
+from revamper.loader.tickets import BatchTicket
+from revamper.plan import EpochPlan, PlanConfig, plan_epoch
+
+
+class PlanBatchSampler(Sampler[BatchTicket]):
+    """Yields the :class:`BatchTicket` of every batch of one epoch's plan.
+
+    The loader sets :attr:`epoch` before each epoch; ``iter()`` computes that epoch's plan at
+    once (not lazily), so the epoch is fixed when the DataLoader iterator is created, and the
+    epoch counter lives in the main process only (worker processes never keep one).
+
+    Args:
+        config: The plan's parameters.
+    """
+
+    def __init__(self, config: PlanConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.epoch = 0
+        self.first_batch = 0
+
+    def __len__(self) -> int:
+        return self.config.num_batches
+
+    def __iter__(self) -> Iterator[BatchTicket]:
+        plan = plan_epoch(self.config, self.epoch)
+        return _tickets(plan, self.first_batch)
+
+
+def _tickets(plan: EpochPlan, first_batch: int) -> Iterator[BatchTicket]:
+    for number in range(first_batch, plan.num_batches):
+        indices, planned_miss, generations = plan.batch(number)
+        yield BatchTicket(plan.epoch, number, indices, planned_miss, generations)

@@ -1,0 +1,145 @@
+"""What the loader counts and times, per batch (in the worker) and per epoch (in the main process).
+
+Workers measure each batch as they build it and send the figures back with the batch itself, so
+the main process sums exact numbers in order, whatever the number of workers, and nothing is lost
+when workers stop. CPU times are the worker thread's own CPU seconds (``time.thread_time``), so
+they add up across workers and exclude time spent waiting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+_COUNTS = ("samples", "planned_misses", "unplanned_misses", "hits", "uncached")
+_TIMES = ("cpu_load", "cpu_partial", "cpu_final", "cpu_cache", "cpu_collate")
+
+
+@dataclasses.dataclass
+class BatchStats:
+    """Counts and CPU seconds for one batch (or a sum of batches).
+
+    Attributes:
+        samples: Samples produced.
+        planned_misses: Samples the plan said to compute (load + partial transform).
+        unplanned_misses: Samples planned as hits whose entry was absent or invalid, so they were
+            computed too (after a ``break``, an exception, a restart, or a full cache).
+        hits: Samples served from the cache.
+        uncached: Computed samples the store did not keep (budget or write failure).
+        cpu_load: CPU seconds reading items from the data set.
+        cpu_partial: CPU seconds in the partial transform.
+        cpu_final: CPU seconds in the final transform.
+        cpu_cache: CPU seconds in cache reads and writes (encoding and decoding included).
+        cpu_collate: CPU seconds in ``collate_fn``.
+    """
+
+    samples: int = 0
+    planned_misses: int = 0
+    unplanned_misses: int = 0
+    hits: int = 0
+    uncached: int = 0
+    cpu_load: float = 0.0
+    cpu_partial: float = 0.0
+    cpu_final: float = 0.0
+    cpu_cache: float = 0.0
+    cpu_collate: float = 0.0
+
+    def add(self, other: BatchStats) -> None:
+        """Add ``other``'s counts and times to this one."""
+        for name in _COUNTS + _TIMES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def misses(self) -> int:
+        """All computed samples: planned plus unplanned misses."""
+        return self.planned_misses + self.unplanned_misses
+
+    @property
+    def cpu_total(self) -> float:
+        """CPU seconds over all stages."""
+        return float(sum(getattr(self, name) for name in _TIMES))
+
+
+@dataclasses.dataclass
+class EpochStats(BatchStats):
+    """One epoch's figures, summed over its batches and workers.
+
+    Attributes:
+        epoch: The epoch number.
+        batches: Batches delivered.
+        planned_batches: Batches the plan holds (``batches`` is smaller if the epoch was cut).
+        wall_seconds: Seconds from the start of the epoch to its last batch.
+        bytes_cached: Bytes held by the cache store when the epoch ended (or was cut).
+    """
+
+    epoch: int = 0
+    batches: int = 0
+    planned_batches: int = 0
+    wall_seconds: float = 0.0
+    bytes_cached: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether every planned batch was delivered."""
+        return self.batches == self.planned_batches
+
+    @property
+    def samples_per_second(self) -> float:
+        """Delivered samples per wall-clock second (0 before the first batch)."""
+        return self.samples / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A flat dict of every figure, derived ones included (for logging and JSON)."""
+        out = dataclasses.asdict(self)
+        out.update(
+            misses=self.misses,
+            cpu_total=self.cpu_total,
+            complete=self.complete,
+            samples_per_second=self.samples_per_second,
+        )
+        return out
+
+
+class LoaderStats:
+    """Per-epoch statistics of a loader, by epoch number (a re-run epoch replaces the old one)."""
+
+    def __init__(self) -> None:
+        self._epochs: dict[int, EpochStats] = {}
+
+    def _start(self, epoch: int, planned_batches: int) -> EpochStats:
+        stats = EpochStats(epoch=epoch, planned_batches=planned_batches)
+        self._epochs[epoch] = stats
+        return stats
+
+    def __getitem__(self, epoch: int) -> EpochStats:
+        try:
+            return self._epochs[epoch]
+        except KeyError:
+            known = sorted(self._epochs)
+            raise KeyError(f"no statistics for epoch {epoch}; epochs seen: {known}") from None
+
+    def __iter__(self) -> Iterator[EpochStats]:
+        return iter(sorted(self._epochs.values(), key=lambda s: s.epoch))
+
+    def __len__(self) -> int:
+        return len(self._epochs)
+
+    @property
+    def last(self) -> EpochStats | None:
+        """The most recently started epoch, or ``None`` before the first."""
+        return next(reversed(self._epochs.values()), None)
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """Every epoch as a flat dict, in epoch order."""
+        return [stats.as_dict() for stats in self]
+
+    def __repr__(self) -> str:
+        lines = ["epoch  samples  planned_miss  unplanned  hits  samples/s  cpu_s  cached_MB"]
+        for s in self:
+            lines.append(
+                f"{s.epoch:5d}  {s.samples:7d}  {s.planned_misses:12d}  {s.unplanned_misses:9d}"
+                f"  {s.hits:4d}  {s.samples_per_second:9.1f}  {s.cpu_total:5.1f}"
+                f"  {s.bytes_cached / 1e6:9.1f}"
+            )
+        return "\n".join(lines)

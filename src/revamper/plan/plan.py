@@ -1,0 +1,229 @@
+"""The plan of one epoch, and the pure function that computes it.
+
+:func:`plan_epoch` maps ``(config, epoch)`` to an :class:`EpochPlan`: the order in which the epoch
+consumes its samples, which of them are planned misses, and where each batch starts. It performs
+no I/O and draws all randomness from streams keyed by (seed, epoch, purpose), so any process can
+recompute any epoch's plan (resume is O(1): recompute, then skip the batches already done).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from revamper.plan import dropping, mixing
+from revamper.plan.config import MAX_EPOCH, MAX_REUSE_FACTOR, PlanConfig, check_int, index_dtype
+from revamper.plan.eviction import chunk_assignment, generations, planned_misses
+from revamper.plan.seeding import Purpose, generator
+from revamper.plan.validation import check_plan
+
+
+def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Return a read-only view of ``array`` (the caller's array keeps its own flags)."""
+    view: npt.NDArray[Any] = array.view()
+    view.setflags(write=False)
+    return view
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class EpochPlan:
+    """Which samples one epoch consumes, in which order, and which of them are recomputed.
+
+    All arrays are read-only. Per sample used the plan holds 7 bytes (4-byte id when N < 2**31,
+    1-byte miss flag, 2-byte chunk id).
+
+    Attributes:
+        epoch: The epoch this plan is for.
+        reuse_factor: r.
+        indices: Sample ids in order of consumption (``int32`` if N < 2**31, else ``int64``).
+        planned_miss: Whether each entry of ``indices`` is recomputed (and written to the cache)
+            this epoch, rather than read from it.
+        batch_bounds: ``int64`` offsets into ``indices``, ``num_batches + 1`` of them; batch k is
+            ``indices[batch_bounds[k]:batch_bounds[k + 1]]``.
+        chunks: ``uint16`` eviction chunk of each entry of ``indices``, from which the generation
+            of its cache entry follows.
+        num_samples: N, the size of the dataset (some samples may be dropped this epoch).
+    """
+
+    epoch: int
+    reuse_factor: int
+    indices: npt.NDArray[np.signedinteger]
+    planned_miss: npt.NDArray[np.bool_]
+    batch_bounds: npt.NDArray[np.int64]
+    chunks: npt.NDArray[np.uint16]
+    num_samples: int
+
+    def __post_init__(self) -> None:
+        """Check the scalars and the arrays' shapes, and make the arrays read-only views.
+
+        Raises:
+            TypeError: If a scalar field is not an int.
+            ValueError: If a scalar is out of range, or the array lengths or the batch bounds are
+                inconsistent.
+        """
+        check_int("epoch", self.epoch, 0, MAX_EPOCH)
+        check_int("reuse_factor", self.reuse_factor, 1, MAX_REUSE_FACTOR)
+        check_int("num_samples", self.num_samples, 1)
+        n = self.indices.shape[0] if self.indices.ndim == 1 else -1
+        if self.planned_miss.shape != (n,) or self.chunks.shape != (n,):
+            raise ValueError(
+                "indices, planned_miss and chunks must be 1-d arrays of one length, got shapes "
+                f"{self.indices.shape}, {self.planned_miss.shape}, {self.chunks.shape}"
+            )
+        bounds = self.batch_bounds
+        if bounds.ndim != 1 or bounds.size == 0 or bounds[0] != 0 or bounds[-1] != n:
+            raise ValueError(f"batch_bounds must run from 0 to len(indices)={n}, got {bounds}")
+        for name in ("indices", "planned_miss", "batch_bounds", "chunks"):
+            object.__setattr__(self, name, _read_only(getattr(self, name)))
+
+    def __reduce__(self) -> tuple[type[EpochPlan], tuple[object, ...]]:
+        """Pickle through the constructor, so an unpickled plan's arrays are read-only too."""
+        return (type(self), tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+
+    def __repr__(self) -> str:
+        return (
+            f"EpochPlan(epoch={self.epoch}, reuse_factor={self.reuse_factor}, "
+            f"num_samples={self.num_samples}, num_used={self.num_used}, "
+            f"num_batches={self.num_batches}, num_misses={self.num_misses})"
+        )
+
+    @property
+    def num_batches(self) -> int:
+        """Number of batches in the epoch."""
+        return int(self.batch_bounds.size) - 1
+
+    @property
+    def num_used(self) -> int:
+        """Number of samples the epoch consumes."""
+        return int(self.indices.size)
+
+    @property
+    def dropped_count(self) -> int:
+        """Number of samples left out this epoch (N mod B with ``drop_last``, else 0)."""
+        return self.num_samples - self.num_used
+
+    @property
+    def num_misses(self) -> int:
+        """Number of planned misses among the samples consumed."""
+        return int(np.count_nonzero(self.planned_miss))
+
+    def batch(
+        self, k: int
+    ) -> tuple[npt.NDArray[np.signedinteger], npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+        """Return batch ``k`` as ``(indices, planned_miss, generations)``.
+
+        ``generations[i]`` is the epoch in which the cache entry of ``indices[i]`` was computed
+        per the plan (the current epoch for a planned miss); a worker passes it to the store so
+        that a stale entry is never served. It is computed for this batch only.
+
+        Args:
+            k: Batch number, 0 to ``num_batches - 1`` (negative numbers are rejected).
+
+        Returns:
+            Read-only views of the batch's ids and miss flags, and a fresh ``int64`` array.
+
+        Raises:
+            TypeError: If ``k`` is not an int.
+            IndexError: If ``k`` is out of range.
+        """
+        k = check_int("k", k)
+        if not 0 <= k < self.num_batches:
+            raise IndexError(
+                f"batch {k} out of range: epoch {self.epoch} has {self.num_batches} batches "
+                f"(0 to {self.num_batches - 1})"
+            )
+        lo, hi = int(self.batch_bounds[k]), int(self.batch_bounds[k + 1])
+        gens = generations(self.chunks[lo:hi], self.reuse_factor, self.epoch)
+        return self.indices[lo:hi], self.planned_miss[lo:hi], gens
+
+    def miss_counts(self) -> npt.NDArray[np.int64]:
+        """Return the number of planned misses in each batch (``int64``, one per batch)."""
+        cumulative = np.concatenate([[0], np.cumsum(self.planned_miss, dtype=np.int64)])
+        return np.diff(cumulative[self.batch_bounds])
+
+    def dropped_indices(self) -> npt.NDArray[np.int64]:
+        """Return the sorted ids of the samples left out this epoch (empty without drop_last)."""
+        seen = np.zeros(self.num_samples, dtype=np.bool_)
+        seen[self.indices] = True
+        return np.flatnonzero(~seen)
+
+    def validate(self, config: PlanConfig) -> None:
+        """Check every invariant of the plan against the config it was made from.
+
+        Meant for tests and debugging (it costs a few passes over the arrays).
+
+        Args:
+            config: The config the plan was computed from.
+
+        Raises:
+            ValueError: Describing the first violated invariant.
+        """
+        check_plan(self, config)
+
+
+def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
+    """Compute the plan of one epoch, a pure function of ``(config, epoch)``.
+
+    Epoch 0 computes every sample; epoch e >= 1 recomputes the samples of eviction chunk e mod r
+    and serves the rest from the cache. With ``shuffle`` the order is the cache-aware shuffle
+    (every batch holds the same share of misses, within one) or, with ``balance_misses=False``, a
+    plain shuffle; without ``shuffle`` it is 0..N-1.
+
+    With ``drop_last``, N mod B samples sit out the epoch. Without ``shuffle`` they are the tail,
+    as in ``DataLoader``. With ``shuffle`` they are chosen so the cache loses nothing it needs:
+    first samples of chunk (e + 1) mod r, then other hits, then misses, randomly within each class
+    (see :mod:`revamper.plan.dropping`); they are removed before the batches are composed.
+
+    Args:
+        config: The run's parameters.
+        epoch: The epoch, an int >= 0.
+
+    Returns:
+        The epoch's plan.
+
+    Raises:
+        TypeError: If ``config`` is not a :class:`PlanConfig` or ``epoch`` is not an int.
+        ValueError: If ``epoch`` is negative (or beyond 2**63 - 1).
+    """
+    if not isinstance(config, PlanConfig):
+        raise TypeError(f"config must be a PlanConfig, got {type(config).__name__}")
+    epoch = check_int("epoch", epoch, 0, MAX_EPOCH)
+    n, r, b = config.num_samples, config.reuse_factor, config.batch_size
+
+    all_chunks = chunk_assignment(n, r, config.seed)
+    all_miss = planned_misses(all_chunks, r, epoch)
+    ids: npt.NDArray[np.signedinteger] = np.arange(n, dtype=index_dtype(n))
+    miss = all_miss
+    num_drop = n - config.num_used
+    if num_drop and not config.shuffle:
+        ids, miss = ids[: n - num_drop], miss[: n - num_drop]
+    elif num_drop:
+        priority = dropping.drop_priority(all_chunks, all_miss, r, epoch)
+        dropped = dropping.choose_dropped(
+            priority, num_drop, generator(config.seed, Purpose.DROP, epoch)
+        )
+        keep = np.ones(n, dtype=np.bool_)
+        keep[dropped] = False
+        ids, miss = ids[keep], miss[keep]
+
+    if not config.shuffle:
+        indices, planned_miss = mixing.sequential_order(ids, miss)
+    else:
+        rng = generator(config.seed, Purpose.ORDER, epoch)
+        if config.balance_misses:
+            indices, planned_miss = mixing.balanced_shuffle(ids, miss, b, rng)
+        else:
+            indices, planned_miss = mixing.plain_shuffle(ids, miss, rng)
+
+    return EpochPlan(
+        epoch=epoch,
+        reuse_factor=r,
+        indices=indices,
+        planned_miss=planned_miss,
+        batch_bounds=mixing.batch_bounds(indices.size, b),
+        chunks=all_chunks[indices],
+        num_samples=n,
+    )

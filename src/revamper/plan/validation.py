@@ -1,0 +1,113 @@
+"""Checking an :class:`~revamper.plan.EpochPlan` against every invariant the mechanism promises.
+
+Used by the tests and by :meth:`EpochPlan.validate` for users' debugging. Each check raises a
+``ValueError`` naming the first violated invariant (no ``assert``: it must work under ``-O``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NoReturn
+
+import numpy as np
+
+from revamper.plan.config import PlanConfig, index_dtype
+from revamper.plan.dropping import drop_priority
+from revamper.plan.eviction import CHUNK_DTYPE, chunk_assignment, planned_misses
+
+if TYPE_CHECKING:
+    from revamper.plan.plan import EpochPlan
+
+
+def _fail(message: str) -> NoReturn:
+    raise ValueError(f"invalid plan: {message}")
+
+
+def check_plan(plan: EpochPlan, config: PlanConfig) -> None:
+    """Raise ``ValueError`` describing the first invariant ``plan`` violates for ``config``.
+
+    Invariants: metadata matches the config; dtypes; batch layout (B per batch, only the last one
+    short, ``config.num_batches`` batches); coverage (each sample at most once, exactly N - (N mod
+    B) with ``drop_last`` else all N); chunks and miss flags follow the eviction schedule; order
+    is 0..N-1 without shuffling; dropped samples respect the drop priority when shuffling; every
+    batch holds floor or ceil of |M| * size / n misses under the cache-aware shuffle.
+
+    Args:
+        plan: The plan to check.
+        config: The config it was computed from.
+
+    Raises:
+        ValueError: If an invariant does not hold.
+    """
+    n, r = config.num_samples, config.reuse_factor
+    if (plan.num_samples, plan.reuse_factor) != (n, r):
+        _fail(f"plan is for N={plan.num_samples}, r={plan.reuse_factor}; config has N={n}, r={r}")
+    dtypes = (
+        plan.indices.dtype,
+        plan.planned_miss.dtype,
+        plan.batch_bounds.dtype,
+        plan.chunks.dtype,
+    )
+    if dtypes != (
+        np.dtype(index_dtype(n)),
+        np.dtype(np.bool_),
+        np.dtype(np.int64),
+        np.dtype(CHUNK_DTYPE),
+    ):
+        _fail(f"dtypes (indices, planned_miss, batch_bounds, chunks) are {dtypes}")
+
+    _check_layout(plan, config)
+    indices = plan.indices
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
+        _fail(f"sample ids must lie in [0, {n}), got [{indices.min()}, {indices.max()}]")
+    seen = np.zeros(n, dtype=np.bool_)
+    seen[indices] = True
+    if int(np.count_nonzero(seen)) != indices.size:
+        _fail("a sample appears more than once in the epoch")
+
+    all_chunks = chunk_assignment(n, r, config.seed)
+    if not np.array_equal(plan.chunks, all_chunks[indices]):
+        _fail("chunks differ from the run's eviction chunk assignment")
+    all_miss = planned_misses(all_chunks, r, plan.epoch)
+    if not np.array_equal(plan.planned_miss, all_miss[indices]):
+        _fail(f"planned_miss differs from the eviction schedule of epoch {plan.epoch}")
+
+    if not config.shuffle:
+        if not np.array_equal(indices, np.arange(indices.size)):
+            _fail("without shuffle the order must be 0, 1, ..., num_used - 1")
+        return
+    if plan.dropped_count:
+        priority = drop_priority(all_chunks, all_miss, r, plan.epoch)
+        if int(priority[~seen].max()) > int(priority[seen].min(initial=255)):
+            _fail("a sample was dropped while one of a lower drop class was kept")
+    if config.balance_misses:
+        _check_balance(plan)
+
+
+def _check_layout(plan: EpochPlan, config: PlanConfig) -> None:
+    """Check the batch bounds: ``num_batches`` batches of B, only the last one possibly short."""
+    b = config.batch_size
+    if plan.num_used != config.num_used:
+        _fail(f"the epoch uses {plan.num_used} samples, expected {config.num_used}")
+    if plan.num_batches != config.num_batches:
+        _fail(f"the epoch has {plan.num_batches} batches, expected {config.num_batches}")
+    sizes = np.diff(plan.batch_bounds)
+    if sizes.size and (np.any(sizes[:-1] != b) or not 1 <= int(sizes[-1]) <= b):
+        _fail(f"batch sizes must be {b} except a shorter, non-empty last batch")
+
+
+def _check_balance(plan: EpochPlan) -> None:
+    """Check every batch of size s holds floor or ceil of m * s / n misses."""
+    n, m = plan.num_used, plan.num_misses
+    if n == 0:
+        return
+    sizes = np.diff(plan.batch_bounds)
+    counts = plan.miss_counts()
+    low = (m * sizes.astype(object)) // n
+    high = -((-m * sizes.astype(object)) // n)
+    bad = np.flatnonzero((counts < low) | (counts > high))
+    if bad.size:
+        k = int(bad[0])
+        _fail(
+            f"batch {k} holds {counts[k]} misses; with {m} misses over {n} samples a batch of "
+            f"{sizes[k]} must hold {low[k]} to {high[k]}"
+        )

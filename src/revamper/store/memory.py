@@ -1,0 +1,404 @@
+"""A cache store in shared memory that every DataLoader worker process maps.
+
+Each entry is one record file (see :mod:`revamper.store.record`) on a tmpfs (``/dev/shm`` by
+default), so the data lives in RAM and every process that knows the store's directory can read and
+write it: fork and spawn workers, persistent or not, and later other ranks on the same machine. No
+server process sits in the data path (a manager proxy would push every entry through a socket).
+
+Writes go to a temporary file that is then renamed over the entry, which is atomic: a reader sees
+the old record or the new one, never a torn one, so no checksum is needed by default. A small
+shared counter block, updated under an ``flock``, tracks the bytes held so that an optional budget
+is exact across processes. The owner (the instance that created the directory) removes it on
+:meth:`close`, on garbage collection and at interpreter exit; attached instances (workers) never do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import mmap
+import os
+import shutil
+import struct
+import tempfile
+import warnings
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from revamper.store import codec, record
+from revamper.store.base import MISS, CacheStore, StoreStats
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SHM_DIR: Final = "/dev/shm"
+_SHARD_BITS: Final = 10  # 1,024 entries per sub-directory
+_COUNTERS = struct.Struct("<6q")  # bytes, entries, puts, rejected, failed, invalid
+_BYTES, _ENTRIES, _PUTS, _REJECTED, _FAILED, _INVALID = range(6)
+DIR_PREFIX: Final = "revamper-"
+
+
+def default_directory() -> Path:
+    """The tmpfs to create stores in: ``/dev/shm`` if usable, else the temp directory."""
+    shm = Path(DEFAULT_SHM_DIR)
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    fallback = Path(tempfile.gettempdir())
+    logger.info("%s is not usable; the memory store falls back to %s", shm, fallback)
+    return fallback
+
+
+def _remove_store_dir(path: str, owner_pid: int) -> None:
+    # Runs from weakref.finalize; a forked child inherits the finalizer but must never delete
+    # the directory its parent owns.
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)
+        if os.path.exists(path):  # a worker was still writing; one more pass
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class _Handles:
+    """Per-process file handles: a forked child must not share its parent's lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.pid = os.getpid()
+        self.lock_fd = os.open(path / "lock", os.O_RDWR)
+        counters_fd = os.open(path / "counters", os.O_RDWR)
+        try:
+            self.counters = mmap.mmap(counters_fd, _COUNTERS.size)
+        finally:
+            os.close(counters_fd)
+        self.shards: set[int] = set()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.counters.close()
+        with contextlib.suppress(OSError):
+            os.close(self.lock_fd)
+
+
+class SharedMemoryStore(CacheStore):
+    """Cache entries as record files on a tmpfs shared by all processes of a loader.
+
+    Args:
+        capacity_bytes: Budget for all entries together (record sizes), or ``None`` for none.
+            An entry that does not fit is not cached; readers then miss and recompute it.
+        directory: Where to create the store's directory; defaults to ``/dev/shm`` (falling back
+            to the system temp directory, with a log message, where there is none).
+        checksum: Also store and verify a CRC-32 of each record. Renames already make records
+            atomic, so this only guards against memory corruption; it costs a pass over the data.
+
+    Raises:
+        ValueError: If ``capacity_bytes`` is negative or ``directory`` is not a writable
+            directory.
+        TypeError: If ``capacity_bytes`` is not an int.
+    """
+
+    def __init__(
+        self,
+        capacity_bytes: int | None = None,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+        checksum: bool = False,
+    ) -> None:
+        if capacity_bytes is not None:
+            if isinstance(capacity_bytes, bool) or not isinstance(capacity_bytes, int):
+                raise TypeError(
+                    f"capacity_bytes must be an int or None, got {type(capacity_bytes).__name__}"
+                )
+            if capacity_bytes < 0:
+                raise ValueError(f"capacity_bytes must be >= 0, got {capacity_bytes}")
+        root = Path(directory) if directory is not None else default_directory()
+        if not root.is_dir():
+            raise ValueError(f"directory {str(root)!r} does not exist or is not a directory")
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise ValueError(f"directory {str(root)!r} is not writable")
+        self._capacity = capacity_bytes
+        self._checksum = checksum
+        self._path = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=root))
+        (self._path / "data").mkdir()
+        (self._path / "tmp").mkdir()
+        (self._path / "lock").touch()
+        (self._path / "counters").write_bytes(bytes(_COUNTERS.size))
+        self._owner_pid = os.getpid()
+        self._finalizer: weakref.finalize[Any, SharedMemoryStore] | None = weakref.finalize(
+            self, _remove_store_dir, str(self._path), self._owner_pid
+        )
+        self._handles: _Handles | None = None
+        self._closed = False
+        self._warned: set[str] = set()
+
+    # -- pickling: what a worker process receives is an attached instance -------------------
+    def __getstate__(self) -> dict[str, Any]:
+        self._check_open()
+        return {"path": self._path, "capacity": self._capacity, "checksum": self._checksum}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._path = state["path"]
+        self._capacity = state["capacity"]
+        self._checksum = state["checksum"]
+        self._owner_pid = -1
+        self._finalizer = None
+        self._handles = None
+        self._closed = False
+        self._warned = set()
+
+    @property
+    def path(self) -> Path:
+        """The store's directory."""
+        return self._path
+
+    @property
+    def capacity_bytes(self) -> int | None:
+        """The byte budget, or ``None``."""
+        return self._capacity
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether this instance (in this process) releases the store on close."""
+        return self._finalizer is not None and os.getpid() == self._owner_pid
+
+    # -- helpers --------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the cache store at {self._path} is closed")
+
+    def _proc(self) -> _Handles:
+        self._check_open()
+        handles = self._handles
+        if handles is None or handles.pid != os.getpid():
+            try:
+                handles = self._handles = _Handles(self._path)
+            except FileNotFoundError:
+                raise _StoreGone(self._path) from None
+        return handles
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[_Handles]:
+        handles = self._proc()
+        fcntl.flock(handles.lock_fd, fcntl.LOCK_EX)
+        try:
+            yield handles
+        finally:
+            fcntl.flock(handles.lock_fd, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _add(handles: _Handles, slot: int, delta: int) -> None:
+        offset = slot * 8
+        (value,) = struct.unpack_from("<q", handles.counters, offset)
+        struct.pack_into("<q", handles.counters, offset, value + delta)
+
+    def _count(self, slot: int, delta: int = 1) -> None:
+        with self._locked() as handles:
+            self._add(handles, slot, delta)
+
+    def _entry_path(self, index: int) -> str:
+        return f"{self._path}/data/{index >> _SHARD_BITS:x}/{index}"
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    @staticmethod
+    def _check_index(index: int) -> None:
+        if index < 0:
+            raise ValueError(f"index must be >= 0, got {index}")
+
+    # -- the contract -----------------------------------------------------------------------
+    def get(self, index: int, generation: int) -> Any:
+        """See :meth:`CacheStore.get`."""
+        self._check_open()
+        self._check_index(index)
+        try:
+            fd = os.open(self._entry_path(index), os.O_RDONLY)
+        except FileNotFoundError:
+            return MISS
+        try:
+            size = os.fstat(fd).st_size
+            data = np.empty(size, dtype=np.uint8)
+            got = os.readv(fd, [data.data])
+            while got < size:
+                more = os.preadv(fd, [data.data[got:]], got)
+                if more == 0:
+                    break
+                got += more
+        finally:
+            os.close(fd)
+        try:
+            header, meta, payload = record.open_record(data[:got], index)
+            if header.generation != generation:
+                return MISS
+            return codec.decode(meta, payload)
+        except (record.RecordError, codec.CodecError) as exc:
+            with contextlib.suppress(_StoreGone):
+                self._count(_INVALID)
+            logger.debug("cache entry %d rejected: %s", index, exc)
+            return MISS
+
+    def put(self, index: int, generation: int, value: Any) -> bool:
+        """See :meth:`CacheStore.put`."""
+        self._check_index(index)
+        try:
+            return self._put(index, generation, value)
+        except _StoreGone:
+            self._warn_once(
+                "gone",
+                f"revamper: the cache directory {self._path} no longer exists (its loader was "
+                "closed, or something removed it); samples are no longer cached",
+            )
+            return False
+
+    def _put(self, index: int, generation: int, value: Any) -> bool:
+        handles = self._proc()
+        encoded = codec.encode(value)
+        size = record.record_size(encoded)
+        final = self._entry_path(index)
+        if self._capacity is not None:
+            # Optimistic check without the lock: skip writing what cannot fit.
+            old = _size_or_zero(final)
+            (used,) = struct.unpack_from("<q", handles.counters, _BYTES * 8)
+            if used - old + size > self._capacity:
+                self._reject(index)
+                return False
+        tmp = f"{self._path}/tmp/{index}.{os.getpid()}"
+        try:
+            self._ensure_shard(handles, index)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                record.write_segments(
+                    fd, record.record_segments(index, generation, encoded, checksum=self._checksum)
+                )
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return self._write_failed(index, exc)
+        with self._locked() as handles:
+            old = _size_or_zero(final)
+            if self._capacity is not None:
+                (used,) = struct.unpack_from("<q", handles.counters, _BYTES * 8)
+                if used - old + size > self._capacity:
+                    os.unlink(tmp)
+                    self._reject_locked(handles, final, old)
+                    return False
+            try:
+                os.replace(tmp, final)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                self._add(handles, _FAILED, 1)
+                return self._write_failed(index, exc, counted=True)
+            self._add(handles, _BYTES, size - old)
+            self._add(handles, _ENTRIES, 0 if old else 1)
+            self._add(handles, _PUTS, 1)
+        return True
+
+    def _ensure_shard(self, handles: _Handles, index: int) -> None:
+        shard = index >> _SHARD_BITS
+        if shard in handles.shards:
+            return
+        # os.mkdir, never makedirs: after close() the parent is gone and must stay gone.
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(f"{self._path}/data/{shard:x}")
+        handles.shards.add(shard)
+
+    def _reject(self, index: int) -> None:
+        with self._locked() as handles:
+            final = self._entry_path(index)
+            self._reject_locked(handles, final, _size_or_zero(final))
+
+    def _reject_locked(self, handles: _Handles, final: str, old: int) -> None:
+        # Whatever the index held before is outdated by this put: drop it too.
+        if old:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(final)
+                self._add(handles, _BYTES, -old)
+                self._add(handles, _ENTRIES, -1)
+        self._add(handles, _REJECTED, 1)
+
+    def _write_failed(self, index: int, exc: OSError, *, counted: bool = False) -> bool:
+        if not counted:
+            self._count(_FAILED)
+        if exc.errno == errno.ENOENT and not self._path.exists():
+            raise _StoreGone(self._path)
+        self._warn_once(
+            f"write-{exc.errno}",
+            f"revamper: could not cache sample {index} in {self._path} ({exc}); it stays "
+            "uncached and is recomputed when needed. Free space on that file system, pass a "
+            "smaller cache_bytes, or use another directory.",
+        )
+        return False
+
+    def evict(self, index: int) -> None:
+        """See :meth:`CacheStore.evict`."""
+        self._check_index(index)
+        final = self._entry_path(index)
+        with self._locked() as handles:
+            old = _size_or_zero(final)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(final)
+                self._add(handles, _BYTES, -old)
+                self._add(handles, _ENTRIES, -1)
+
+    def contains(self, index: int, generation: int | None = None) -> bool:
+        """See :meth:`CacheStore.contains`."""
+        self._check_open()
+        self._check_index(index)
+        try:
+            with open(self._entry_path(index), "rb") as file:
+                head = file.read(record.HEADER_SIZE)
+        except FileNotFoundError:
+            return False
+        try:
+            header = record.parse_header(head)
+        except record.RecordError:
+            return False
+        return header.index == index and (generation is None or header.generation == generation)
+
+    def stats(self) -> StoreStats:
+        """See :meth:`CacheStore.stats`."""
+        with self._locked() as handles:
+            values = _COUNTERS.unpack_from(handles.counters)
+        return StoreStats(
+            entries=values[_ENTRIES],
+            bytes_used=values[_BYTES],
+            capacity_bytes=self._capacity,
+            puts=values[_PUTS],
+            rejected_puts=values[_REJECTED],
+            failed_puts=values[_FAILED],
+            invalid_reads=values[_INVALID],
+        )
+
+    def close(self) -> None:
+        """See :meth:`CacheStore.close`; the owner removes the directory and every entry."""
+        if self._closed:
+            return
+        if self._handles is not None and self._handles.pid == os.getpid():
+            self._handles.close()
+        self._handles = None
+        self._closed = True
+        if self._finalizer is not None and os.getpid() == self._owner_pid:
+            self._finalizer()
+
+    def __repr__(self) -> str:
+        role = "owner" if self.is_owner else "attached"
+        state = "closed" if self._closed else role
+        return f"SharedMemoryStore({str(self._path)!r}, capacity_bytes={self._capacity}, {state})"
+
+
+class _StoreGone(RuntimeError):
+    """The store's directory was removed under an attached instance."""
+
+
+def _size_or_zero(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,166 @@
+"""The on-file layout of one cache entry, shared by the file-backed stores.
+
+A record is a fixed 64-byte header, the codec's meta blob, zero padding to a multiple of
+:data:`~revamper.store.codec.ALIGN`, then the payload. The header names the sample index, the
+generation, both lengths and (optionally) a CRC-32 of meta and payload, so a reader can reject a
+record that belongs to another sample, another generation, another codec version, or that was torn
+or corrupted, instead of serving wrong data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from typing import Any, Final
+
+import numpy as np
+
+from revamper.store.codec import CODEC_VERSION, EncodedValue, align_up
+
+MAGIC: Final = b"RVMP"
+HEADER_SIZE: Final = 64
+_HEADER = struct.Struct("<4sHHqqQQI")  # magic, codec version, flags, index, generation,
+#                                        meta length, payload length, crc32
+_FLAG_CHECKSUM: Final = 1
+_IOV_MAX: Final = 512  # stay well under the kernel's limit on segments per writev
+
+
+class RecordError(ValueError):
+    """A record that does not hold what the reader asked for, or is damaged."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordHeader:
+    """The decoded header of a record."""
+
+    index: int
+    generation: int
+    meta_size: int
+    payload_size: int
+    checksum: int | None
+
+    @property
+    def payload_offset(self) -> int:
+        """Offset of the payload from the start of the record."""
+        return align_up(HEADER_SIZE + self.meta_size)
+
+    @property
+    def record_size(self) -> int:
+        """Total size of the record in bytes."""
+        return self.payload_offset + self.payload_size
+
+
+def record_size(encoded: EncodedValue) -> int:
+    """Bytes a record of ``encoded`` occupies."""
+    return align_up(HEADER_SIZE + len(encoded.meta)) + encoded.payload_size
+
+
+def record_segments(
+    index: int, generation: int, encoded: EncodedValue, *, checksum: bool
+) -> list[bytes | memoryview]:
+    """The byte segments of a record, in order, for a gathered write."""
+    body: list[bytes | memoryview] = [encoded.meta]
+    pad = align_up(HEADER_SIZE + len(encoded.meta)) - HEADER_SIZE - len(encoded.meta)
+    if pad:
+        body.append(bytes(pad))
+    body.extend(encoded.payload_segments())
+    crc = 0
+    if checksum:
+        for segment in body:
+            crc = zlib.crc32(segment, crc)
+    header = _HEADER.pack(
+        MAGIC,
+        CODEC_VERSION,
+        _FLAG_CHECKSUM if checksum else 0,
+        index,
+        generation,
+        len(encoded.meta),
+        encoded.payload_size,
+        crc,
+    )
+    return [header.ljust(HEADER_SIZE, b"\0"), *body]
+
+
+def write_segments(fd: int, segments: list[bytes | memoryview]) -> None:
+    """Write all ``segments`` to ``fd`` with as few system calls as the kernel allows.
+
+    Raises:
+        OSError: If a write fails (e.g. ``ENOSPC``).
+    """
+    pending: Iterator[bytes | memoryview] = iter(segments)
+    batch: list[memoryview] = []
+    for segment in pending:
+        batch.append(memoryview(segment).cast("B"))
+        if len(batch) == _IOV_MAX:
+            _writev_all(fd, batch)
+            batch = []
+    if batch:
+        _writev_all(fd, batch)
+
+
+def _writev_all(fd: int, views: list[memoryview]) -> None:
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= views[0].nbytes:
+            written -= views[0].nbytes
+            views = views[1:]
+        if views and written:
+            views[0] = views[0][written:]
+
+
+def parse_header(data: np.ndarray[Any, np.dtype[np.uint8]] | bytes) -> RecordHeader:
+    """Decode and sanity-check a record header.
+
+    Raises:
+        RecordError: If the bytes are not a header of this codec version.
+    """
+    raw = data[:HEADER_SIZE].tobytes() if isinstance(data, np.ndarray) else data[:HEADER_SIZE]
+    if len(raw) < HEADER_SIZE:
+        raise RecordError(f"record shorter than its {HEADER_SIZE}-byte header")
+    magic, version, flags, index, generation, meta_size, payload_size, crc = _HEADER.unpack_from(
+        raw
+    )
+    if magic != MAGIC:
+        raise RecordError("not a revamper cache record (bad magic)")
+    if version != CODEC_VERSION:
+        raise RecordError(f"record has codec version {version}, expected {CODEC_VERSION}")
+    return RecordHeader(
+        index=index,
+        generation=generation,
+        meta_size=meta_size,
+        payload_size=payload_size,
+        checksum=crc if flags & _FLAG_CHECKSUM else None,
+    )
+
+
+def open_record(
+    data: np.ndarray[Any, np.dtype[np.uint8]], index: int
+) -> tuple[RecordHeader, bytes, np.ndarray[Any, np.dtype[np.uint8]]]:
+    """Validate a whole record read into ``data`` and return its header, meta and payload.
+
+    Args:
+        data: The record's bytes, in a writable array the caller owns.
+        index: The sample index the caller expects the record to hold.
+
+    Returns:
+        ``(header, meta, payload)``; ``payload`` is a view into ``data``.
+
+    Raises:
+        RecordError: If the record is for another index, has the wrong length, or fails its
+            checksum.
+    """
+    header = parse_header(data)
+    if header.index != index:
+        raise RecordError(f"record holds sample {header.index}, expected {index}")
+    if header.record_size != data.size:
+        raise RecordError(f"record is {data.size} bytes, its header says {header.record_size}")
+    meta = data[HEADER_SIZE : HEADER_SIZE + header.meta_size]
+    payload = data[header.payload_offset :]
+    if header.checksum is not None:
+        crc = zlib.crc32(data[HEADER_SIZE:].data)
+        if crc != header.checksum:
+            raise RecordError(f"record for sample {index} fails its checksum")
+    return header, meta.tobytes(), payload

@@ -1,0 +1,91 @@
+"""Importable data sets and transforms for tests (spawned workers must be able to import them)."""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class IndexDataset(torch.utils.data.Dataset[tuple[np.ndarray, int]]):
+    """Item i is ``(array([i]), i)``: cheap, and every output can be traced to its sample."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        return np.array([index], dtype=np.int64), index
+
+
+def stamp_computation(x: np.ndarray) -> np.ndarray:
+    """Partial transform: append a random id of this computation (to tell entries apart)."""
+    return np.concatenate([x, np.array([random.getrandbits(62)], dtype=np.int64)])
+
+
+def add_pid(x: np.ndarray) -> np.ndarray:
+    """Final transform: append the pid of the process that ran it."""
+    return np.concatenate([x, np.array([os.getpid()], dtype=np.int64)])
+
+
+class FailAt:
+    """A transform that raises on one sample index (found in element 0 of the input array)."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __call__(self, x: Any) -> Any:
+        value = int(np.asarray(x).reshape(-1)[0])
+        if value == self.index:
+            raise ValueError(f"deliberate failure on {value}")
+        return x
+
+
+class FailingDataset(IndexDataset):
+    """Raises on one index at load time."""
+
+    def __init__(self, size: int, bad: int) -> None:
+        super().__init__(size)
+        self.bad = bad
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        if index == self.bad:
+            raise OSError(f"cannot read item {index}")
+        return super().__getitem__(index)
+
+
+def mutate_in_place(x: Any) -> Any:
+    """Final transform that writes into its input (tensor or array) and returns it."""
+    if isinstance(x, torch.Tensor):
+        x.add_(1000)
+    else:
+        x += 1000
+    return x
+
+
+def to_tensor(x: np.ndarray) -> torch.Tensor:
+    """Partial transform producing a tensor."""
+    return torch.from_numpy(x.copy())
+
+
+def count_shm_entries(prefix: str = "revamper-") -> int:
+    """How many revamper directories exist in /dev/shm."""
+    try:
+        return sum(1 for name in os.listdir("/dev/shm") if name.startswith(prefix))
+    except FileNotFoundError:
+        return 0
+
+
+def shm_names() -> set[str]:
+    """All /dev/shm names (to compare before/after)."""
+    try:
+        return set(os.listdir("/dev/shm"))
+    except FileNotFoundError:
+        return set()

@@ -1,0 +1,126 @@
+"""What is particular to the shared-memory store: where it lives and how it is released."""
+
+from __future__ import annotations
+
+import errno
+import gc
+import multiprocessing as mp
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from revamper.store import MISS, SharedMemoryStore
+from revamper.store import memory as memory_module
+
+
+def test_lives_in_dev_shm_and_close_removes_everything() -> None:
+    store = SharedMemoryStore()
+    path = store.path
+    assert str(path).startswith("/dev/shm/revamper-")
+    for index in range(50):
+        store.put(index, 0, np.zeros(1000))
+    store.close()
+    assert not path.exists()
+
+
+def test_garbage_collection_removes_the_directory() -> None:
+    store = SharedMemoryStore()
+    path = store.path
+    store.put(0, 0, 1)
+    del store
+    gc.collect()
+    assert not path.exists()
+
+
+def _drop_inherited(store: SharedMemoryStore) -> None:
+    # A forked child holds a copy of the owner object; dropping or closing it there must
+    # not delete the parent's entries.
+    assert not store.is_owner
+    store.close()
+    del store
+    gc.collect()
+
+
+def test_forked_child_never_removes_the_parents_store() -> None:
+    store = SharedMemoryStore()
+    store.put(0, 0, "kept")
+    child = mp.get_context("fork").Process(target=_drop_inherited, args=(store,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert store.get(0, 0) == "kept"
+    store.close()
+
+
+def test_custom_directory_and_bad_directories(tmp_path: Path) -> None:
+    store = SharedMemoryStore(directory=tmp_path)
+    assert store.path.parent == tmp_path
+    store.close()
+    with pytest.raises(ValueError, match="does not exist"):
+        SharedMemoryStore(directory=tmp_path / "missing")
+    file = tmp_path / "file"
+    file.write_text("x")
+    with pytest.raises(ValueError, match="not a directory"):
+        SharedMemoryStore(directory=file)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "10"])
+def test_bad_capacity(bad: object) -> None:
+    with pytest.raises((TypeError, ValueError), match="capacity_bytes"):
+        SharedMemoryStore(bad)  # type: ignore[arg-type]
+
+
+def test_full_file_system_leaves_entry_uncached_and_warns_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = SharedMemoryStore()
+
+    def no_space(fd: int, buffers: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(memory_module.record.os, "writev", no_space)
+    with pytest.warns(RuntimeWarning, match="could not cache sample 0"):
+        assert not store.put(0, 0, np.zeros(10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not store.put(1, 0, np.zeros(10))  # no second warning
+    assert store.get(0, 0) is MISS
+    stats = store.stats()
+    assert stats.failed_puts == 2 and stats.entries == 0 and stats.bytes_used == 0
+    assert os.listdir(store.path / "tmp") == []  # no half-written files left
+    store.close()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "other-index"])
+def test_damaged_record_reads_as_miss_and_is_counted(damage: str) -> None:
+    store = SharedMemoryStore(checksum=True)
+    store.put(7, 0, np.arange(1000))
+    store.put(8, 0, np.arange(1000))
+    path = Path(store._entry_path(7))
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":
+        data[-5] ^= 0xFF
+    else:
+        data = bytearray(Path(store._entry_path(8)).read_bytes())
+    path.write_bytes(bytes(data))
+    assert store.get(7, 0) is MISS
+    assert store.stats().invalid_reads == 1
+    store.close()
+
+
+def test_writes_after_close_do_not_recreate_the_directory() -> None:
+    store = SharedMemoryStore()
+    path = store.path
+    attached = pickle.loads(pickle.dumps(store))
+    store.close()
+    with pytest.warns(RuntimeWarning, match="no longer exists"):
+        assert not attached.put(3, 0, np.zeros(5))
+    assert attached.get(3, 0) is MISS
+    assert not attached.contains(3)
+    assert not path.exists()
