@@ -265,6 +265,7 @@ def test_dict_items_need_whole_sample() -> None:
     ],
 )
 def test_errors_name_the_sample_and_stage(stage: str, kwargs: dict[str, Any]) -> None:
+    kwargs = dict(kwargs)
     dataset = kwargs.pop("dataset", IndexDataset(20))
     with RevamperLoader(dataset, batch_size=4, **kwargs) as loader:
         with pytest.raises(SampleError, match=re.escape(f"sample 13 failed in stage '{stage}'")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, Literal, cast
 
@@ -215,7 +216,12 @@ class RevamperLoader:
         self._sampler.epoch = epoch
         self._sampler.first_batch = 0
         stats = self._stats._start(epoch, len(self))
-        return EpochIterator(iter(self._dataloader), stats, self._store)
+        return EpochIterator(
+            iter(self._dataloader),
+            stats,
+            self._store,
+            release_on_error=self._dataloader.num_workers > 0,
+        )
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -280,11 +286,17 @@ class EpochIterator(Iterator[Any]):
     """Iterates the batches of one epoch and accumulates its :class:`EpochStats`."""
 
     def __init__(
-        self, batches: Iterator[tuple[Any, BatchStats]], stats: EpochStats, store: CacheStore | None
+        self,
+        batches: Iterator[tuple[Any, BatchStats]],
+        stats: EpochStats,
+        store: CacheStore | None,
+        *,
+        release_on_error: bool,
     ) -> None:
         self._batches = batches
         self._stats = stats
         self._store = store
+        self._release_on_error = release_on_error
         self._start = time.perf_counter()
 
     def __iter__(self) -> EpochIterator:
@@ -299,7 +311,18 @@ class EpochIterator(Iterator[Any]):
         return self._stats
 
     def __next__(self) -> Any:
-        batch, batch_stats = next(self._batches)
+        try:
+            batch, batch_stats = next(self._batches)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            if self._release_on_error:
+                # torch re-raises a worker's exception from a frame that holds it, a cycle that
+                # pins the whole worker pool until a (slow) cyclic garbage collection. Those
+                # frames are torch internals (the worker's traceback is in the message), so
+                # clearing their locals lets the pool go as soon as the exception does.
+                traceback.clear_frames(exc.__traceback__)
+            raise
         stats = self._stats
         stats.add(batch_stats)
         stats.batches += 1
