@@ -69,6 +69,8 @@ def test_every_sample_once_per_epoch_and_stats_follow_the_plan() -> None:
             assert s.hits == 50 - s.planned_misses
             assert s.samples == 50 and s.batches == 7 and s.complete
             assert s.bytes_cached > 0 and s.cpu_total > 0
+            assert s.cache_writes == s.planned_misses and s.cache_reads == s.hits
+            assert s.cpu_cache == s.cpu_cache_read + s.cpu_cache_write
 
 
 def test_steady_state_reuses_every_entry_r_times() -> None:

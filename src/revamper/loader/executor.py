@@ -147,7 +147,8 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
             return values
         start = _now()
         got = self.store.get_many([indices[k] for k in wanted], [generations[k] for k in wanted])
-        stats.cpu_cache += _now() - start
+        stats.cpu_cache_read += _now() - start
+        stats.cache_reads += len(wanted)
         for k, value in zip(wanted, got, strict=True):
             values[k] = value
         return values
@@ -175,7 +176,8 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
                 raise _sample_error(index, epoch, "cache_write", exc) from exc
             if not stored:
                 stats.uncached += 1
-            stats.cpu_cache += _now() - done
+            stats.cpu_cache_write += _now() - done
+            stats.cache_writes += 1
         return value
 
     def _final(self, index: int, epoch: int, value: Any, stats: BatchStats) -> Any:

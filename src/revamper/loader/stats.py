@@ -12,8 +12,23 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-_COUNTS = ("samples", "planned_misses", "unplanned_misses", "hits", "uncached")
-_TIMES = ("cpu_load", "cpu_partial", "cpu_final", "cpu_cache", "cpu_collate")
+_COUNTS = (
+    "samples",
+    "planned_misses",
+    "unplanned_misses",
+    "hits",
+    "uncached",
+    "cache_reads",
+    "cache_writes",
+)
+_TIMES = (
+    "cpu_load",
+    "cpu_partial",
+    "cpu_final",
+    "cpu_cache_read",
+    "cpu_cache_write",
+    "cpu_collate",
+)
 
 
 @dataclasses.dataclass
@@ -27,10 +42,13 @@ class BatchStats:
             computed too (after a ``break``, an exception, a restart, or a full cache).
         hits: Samples served from the cache.
         uncached: Computed samples the store did not keep (budget or write failure).
+        cache_reads: Cache lookups (hits plus unplanned misses).
+        cache_writes: Cache writes attempted (one per computed sample when caching).
         cpu_load: CPU seconds reading items from the data set.
         cpu_partial: CPU seconds in the partial transform.
         cpu_final: CPU seconds in the final transform.
-        cpu_cache: CPU seconds in cache reads and writes (encoding and decoding included).
+        cpu_cache_read: CPU seconds in cache lookups (decoding included).
+        cpu_cache_write: CPU seconds in cache writes (encoding included).
         cpu_collate: CPU seconds in ``collate_fn``.
     """
 
@@ -39,10 +57,13 @@ class BatchStats:
     unplanned_misses: int = 0
     hits: int = 0
     uncached: int = 0
+    cache_reads: int = 0
+    cache_writes: int = 0
     cpu_load: float = 0.0
     cpu_partial: float = 0.0
     cpu_final: float = 0.0
-    cpu_cache: float = 0.0
+    cpu_cache_read: float = 0.0
+    cpu_cache_write: float = 0.0
     cpu_collate: float = 0.0
 
     def add(self, other: BatchStats) -> None:
@@ -54,6 +75,11 @@ class BatchStats:
     def misses(self) -> int:
         """All computed samples: planned plus unplanned misses."""
         return self.planned_misses + self.unplanned_misses
+
+    @property
+    def cpu_cache(self) -> float:
+        """CPU seconds in cache reads and writes together."""
+        return self.cpu_cache_read + self.cpu_cache_write
 
     @property
     def cpu_total(self) -> float:
@@ -94,6 +120,7 @@ class EpochStats(BatchStats):
         out = dataclasses.asdict(self)
         out.update(
             misses=self.misses,
+            cpu_cache=self.cpu_cache,
             cpu_total=self.cpu_total,
             complete=self.complete,
             samples_per_second=self.samples_per_second,
