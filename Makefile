@@ -13,7 +13,7 @@ $(VENV)/bin/python:
 
 # Stamp files: re-install only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -e .
+	$(PIP) install -e ".[bench]"
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
@@ -24,11 +24,11 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(PY) -m revamper.demo
+	$(VENV)/bin/revamper bench
 
 lint: $(VENV)/.installed-dev
-	$(PY) -m ruff check src tests examples
-	$(PY) -m ruff format --check src tests examples
+	$(PY) -m ruff check src tests
+	$(PY) -m ruff format --check src tests
 
 typecheck: $(VENV)/.installed-dev
 	$(PY) -m mypy

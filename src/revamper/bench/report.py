@@ -1,0 +1,190 @@
+"""The benchmark's outputs: a terminal table, a JSON-lines file and a PNG figure.
+
+The JSON-lines file holds one object per line, each with a ``type``: ``environment`` (machine
+and versions), ``options`` (how it was run), ``epoch`` (one per scenario, repeat and epoch, with
+the per-batch waits), ``run`` (memory per scenario run) and ``summary`` (one per scenario).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from revamper.bench.harness import RunRecord
+from revamper.bench.summary import ScenarioSummary, Spread
+
+SCHEMA_VERSION = 1
+
+
+def write_jsonl(
+    path: Path,
+    environment: dict[str, Any],
+    options: dict[str, Any],
+    runs: Sequence[RunRecord],
+    summaries: Sequence[ScenarioSummary],
+) -> None:
+    """Write every record of a benchmark to ``path`` as JSON lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as file:
+
+        def emit(kind: str, body: dict[str, Any]) -> None:
+            file.write(json.dumps({"type": kind, "schema": SCHEMA_VERSION, **body}) + "\n")
+
+        emit("environment", environment)
+        emit("options", options)
+        for run in runs:
+            for epoch in run.epochs:
+                emit(
+                    "epoch",
+                    {
+                        "scenario": epoch.scenario,
+                        "repeat": epoch.repeat,
+                        "epoch": epoch.epoch,
+                        "samples": epoch.samples,
+                        "wall_seconds": epoch.wall_seconds,
+                        "samples_per_second": epoch.samples_per_second,
+                        "stall_seconds": epoch.stall_seconds,
+                        "waits": epoch.waits,
+                        "stats": epoch.stats,
+                    },
+                )
+            emit(
+                "run",
+                {
+                    "scenario": run.scenario,
+                    "repeat": run.repeat,
+                    "peak_memory_bytes": run.peak_memory_bytes,
+                    "cache_bytes": run.cache_bytes,
+                },
+            )
+        for summary in summaries:
+            emit("summary", summary.as_dict())
+
+
+def _fmt_spread(spread: Spread | None, digits: int = 0, suffix: str = "") -> str:
+    if spread is None:
+        return "-"
+    return (
+        f"{spread.median:.{digits}f}{suffix} "
+        f"[dim]({spread.low:.{digits}f}–{spread.high:.{digits}f})[/dim]"
+    )
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:{spec}}{suffix}"
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f}"
+
+
+def render_tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> list[Any]:
+    """Two ``rich`` tables: throughput and speed-ups, then where the time and memory go."""
+    from rich.table import Table
+
+    speed = Table(
+        title="Throughput: medians over repeats (min–max); steady state = epochs 1+",
+        title_justify="left",
+        header_style="bold",
+    )
+    for header in ("scenario", "epoch 0 samples/s", "steady samples/s", "× standard"):
+        speed.add_column(header, justify="left" if header == "scenario" else "right")
+    speed.add_column("bound", justify="right")
+    speed.add_column("of bound", justify="right")
+    if step_ms > 0:
+        speed.add_column("epoch s (× standard)", justify="right")
+        speed.add_column("stall s/epoch", justify="right")
+    for s in summaries:
+        row = [
+            s.scenario,
+            _fmt_spread(s.epoch0_sps),
+            _fmt_spread(s.steady_sps),
+            _fmt_spread(s.steady_speedup, 2, "x"),
+            _fmt(s.bound, ".2f", "x"),
+            _fmt(None if s.fraction_of_bound is None else s.fraction_of_bound * 100, ".0f", "%"),
+        ]
+        if step_ms > 0:
+            epoch_s = _fmt(s.epoch_seconds.median if s.epoch_seconds else None, ".2f")
+            ratio = _fmt(s.epoch_time_speedup.median if s.epoch_time_speedup else None, ".2f", "x")
+            row += [f"{epoch_s} ({ratio})", _fmt_spread(s.stall_seconds, 2)]
+        speed.add_row(*row)
+
+    costs = Table(
+        title="Where it goes (steady state): consumer wait per batch, CPU ms per sample, memory",
+        title_justify="left",
+        header_style="bold",
+    )
+    for header in ("scenario", "wait ms p50/p95/max", "wait CV", "misses/epoch"):
+        costs.add_column(header, justify="left" if header == "scenario" else "right")
+    for header in ("load", "partial", "final", "cache", "collate", "cache MB", "peak MB"):
+        costs.add_column(header, justify="right")
+    for s in summaries:
+        cpu = s.cpu_ms_per_sample
+        misses = s.misses_per_epoch
+        costs.add_row(
+            s.scenario,
+            "/".join(_fmt(s.wait_ms.get(k), ".0f") for k in ("p50", "p95", "max")),
+            _fmt(s.wait_cv, ".2f"),
+            f"{misses['planned'] + misses['unplanned']:.0f}",
+            f"{cpu['load']:.2f}",
+            f"{cpu['partial']:.2f}",
+            f"{cpu['final']:.2f}",
+            f"{cpu['cache_read'] + cpu['cache_write']:.2f}",
+            f"{cpu['collate']:.2f}",
+            _mb(s.cache_bytes),
+            _mb(s.peak_memory_bytes),
+        )
+    return [speed, costs]
+
+
+def plot(path: Path, runs: Sequence[RunRecord], summaries: Sequence[ScenarioSummary]) -> None:
+    """Save a PNG: throughput per epoch per scenario, and the per-batch wait distribution."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s.scenario for s in summaries]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
+    for name in names:
+        per_epoch: dict[int, list[float]] = {}
+        for run in runs:
+            if run.scenario == name:
+                for e in run.epochs:
+                    per_epoch.setdefault(e.epoch, []).append(e.samples_per_second)
+        epochs = sorted(per_epoch)
+        medians = [sorted(per_epoch[e])[len(per_epoch[e]) // 2] for e in epochs]
+        lows = [min(per_epoch[e]) for e in epochs]
+        highs = [max(per_epoch[e]) for e in epochs]
+        (line,) = left.plot(epochs, medians, marker="o", label=name)
+        left.fill_between(epochs, lows, highs, color=line.get_color(), alpha=0.15)
+    left.set_xlabel("epoch")
+    left.set_ylabel("samples/s (median, band: min–max over repeats)")
+    left.set_title("Throughput per epoch")
+    left.set_ylim(bottom=0)
+    left.grid(alpha=0.3)
+    left.legend(fontsize="small")
+
+    waits = [
+        [w * 1e3 for run in runs if run.scenario == name for e in run.epochs[1:] for w in e.waits]
+        for name in names
+    ]
+    right.boxplot(waits, showfliers=True)
+    right.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right")
+    right.set_ylabel("consumer wait per batch, ms (epochs >= 1)")
+    right.set_title("Wait-time distribution")
+    right.grid(alpha=0.3, axis="y")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def options_dict(options: Any) -> dict[str, Any]:
+    """A dataclass of options as a JSON-ready dict."""
+    return dataclasses.asdict(options)

@@ -1,0 +1,123 @@
+"""The scenarios the benchmark compares, all built on the same loader machinery.
+
+A scenario is written ``kind`` or ``kind:r`` on the command line:
+
+- ``standard``: no cache, the full pipeline on every use (a plain DataLoader's work);
+- ``simplified``: standard with the pipeline's cheaper variant (fewer random operations);
+- ``echo:r``: data echoing, the fully augmented sample cached and repeated r times;
+- ``refurbish:r``: data refurbishing at reuse factor r;
+- ``unbalanced:r``: refurbishing with the cache-aware shuffle turned off (a plain shuffle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from revamper.baselines import echoing_loader, standard_loader
+from revamper.loader import RevamperLoader
+from revamper.pipelines import Pipeline
+
+Kind = Literal["standard", "simplified", "echo", "refurbish", "unbalanced"]
+_KINDS: tuple[Kind, ...] = ("standard", "simplified", "echo", "refurbish", "unbalanced")
+_NEEDS_R = ("echo", "refurbish", "unbalanced")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One configuration to measure.
+
+    Attributes:
+        kind: What to run (see the module docstring).
+        reuse_factor: r (1 for ``standard`` and ``simplified``).
+    """
+
+    kind: Kind
+    reuse_factor: int = 1
+
+    @property
+    def name(self) -> str:
+        """``standard``, ``refurbish-r3``, ...: unique within a run."""
+        return self.kind if self.kind not in _NEEDS_R else f"{self.kind}-r{self.reuse_factor}"
+
+    @classmethod
+    def parse(cls, spec: str) -> Scenario:
+        """Parse ``kind`` or ``kind:r``.
+
+        Raises:
+            ValueError: With a one-line message saying what is accepted.
+        """
+        kind, _, r_text = spec.strip().partition(":")
+        if kind not in _KINDS:
+            raise ValueError(
+                f"unknown scenario {spec!r}: use standard, simplified, echo:R, refurbish:R or "
+                "unbalanced:R"
+            )
+        if kind not in _NEEDS_R:
+            if r_text:
+                raise ValueError(f"scenario {kind!r} takes no reuse factor, got {spec!r}")
+            return cls(kind)
+        try:
+            r = int(r_text)
+        except ValueError:
+            raise ValueError(
+                f"scenario {spec!r} needs a whole reuse factor, e.g. {kind}:3"
+            ) from None
+        if r < 1:
+            raise ValueError(f"the reuse factor of {spec!r} must be at least 1")
+        return cls(kind, r)
+
+    def available(self, pipeline: Pipeline) -> bool:
+        """Whether ``pipeline`` supports this scenario (``simplified`` needs a variant)."""
+        return self.kind != "simplified" or pipeline.simplified is not None
+
+    def make_loader(
+        self, dataset: Any, pipeline: Pipeline, split: int | None, **loader_kwargs: Any
+    ) -> RevamperLoader:
+        """Build the loader for this scenario.
+
+        Args:
+            dataset: The data set (items ``(encoded image, class)``).
+            pipeline: The full pipeline.
+            split: Steps in the cached part (``None``: the pipeline's default).
+            **loader_kwargs: Passed to the loader (batch size, workers, seed, ...).
+        """
+        if self.kind == "simplified":
+            parts = pipeline.split_simplified(split)
+            if parts is None:
+                raise ValueError(f"pipeline {pipeline.name!r} has no simplified variant")
+        else:
+            parts = pipeline.split(split)
+        partial, final = parts
+        if self.kind in ("standard", "simplified"):
+            return standard_loader(
+                dataset, partial_transform=partial, final_transform=final, **loader_kwargs
+            )
+        if self.kind == "echo":
+            return echoing_loader(
+                dataset,
+                partial_transform=partial,
+                final_transform=final,
+                reuse_factor=self.reuse_factor,
+                **loader_kwargs,
+            )
+        return RevamperLoader(
+            dataset,
+            partial_transform=partial,
+            final_transform=final,
+            reuse_factor=self.reuse_factor,
+            balance_misses=self.kind == "refurbish",
+            **loader_kwargs,
+        )
+
+
+DEFAULT_SCENARIOS = (
+    "standard",
+    "simplified",
+    "echo:3",
+    "refurbish:2",
+    "refurbish:3",
+    "refurbish:4",
+    "unbalanced:3",
+)
+"""What ``revamper bench`` compares unless told otherwise."""

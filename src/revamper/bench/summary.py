@@ -1,0 +1,215 @@
+"""Turns the per-epoch records of a benchmark into one summary per scenario.
+
+Throughputs are medians over repeats (with the spread, min to max); speed-ups are taken within
+each repeat (this scenario against ``standard`` of the same repeat) and then their median is
+reported, so a slow phase of the machine affects both sides of a ratio. "Steady state" means
+epochs 1 and later. The analytic bound comes from the stage costs measured in the same run:
+``standard``'s load, transform and collate costs with this scenario's cache read and write costs
+(:mod:`revamper.costmodel`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from revamper.bench.harness import EpochRecord, RunRecord
+from revamper.bench.scenarios import Scenario
+from revamper.costmodel import StageCosts
+from revamper.loader.stats import BatchStats
+
+BASELINE = "standard"
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """A median with its min and max over repeats."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread | None:
+        """The spread of ``values``, or ``None`` if there are none."""
+        if not values:
+            return None
+        return cls(statistics.median(values), min(values), max(values))
+
+
+@dataclasses.dataclass(frozen=True)
+class ScenarioSummary:
+    """What the report says about one scenario.
+
+    Attributes:
+        scenario: Scenario name.
+        reuse_factor: r.
+        epoch0_sps: Epoch 0 samples/s over repeats.
+        steady_sps: Steady-state samples/s (median of epochs >= 1 per repeat) over repeats.
+        steady_speedup: Steady samples/s divided by ``standard``'s, per repeat.
+        epoch0_speedup: Epoch 0 samples/s divided by ``standard``'s, per repeat.
+        epoch_seconds: Steady-state epoch wall time over repeats.
+        epoch_time_speedup: ``standard``'s steady epoch time divided by this one's, per repeat.
+        stall_seconds: Consumer's total wait per steady epoch over repeats.
+        wait_ms: Per-batch wait in steady epochs: p50, p95, max (milliseconds).
+        wait_cv: Coefficient of variation of the per-batch wait in steady epochs.
+        cpu_ms_per_sample: Steady-state CPU milliseconds per delivered sample, by stage.
+        misses_per_epoch: Planned and unplanned misses and hits per steady epoch (medians).
+        cache_bytes: Bytes cached at the end of a run (median).
+        peak_memory_bytes: Peak memory of all loader processes plus the cache (median).
+        bound: Analytic speed-up bound from the measured stage costs (``None`` if unknown).
+        fraction_of_bound: Measured steady speed-up divided by ``bound``.
+    """
+
+    scenario: str
+    reuse_factor: int
+    epoch0_sps: Spread | None
+    steady_sps: Spread | None
+    steady_speedup: Spread | None
+    epoch0_speedup: Spread | None
+    epoch_seconds: Spread | None
+    epoch_time_speedup: Spread | None
+    stall_seconds: Spread | None
+    wait_ms: dict[str, float]
+    wait_cv: float | None
+    cpu_ms_per_sample: dict[str, float]
+    misses_per_epoch: dict[str, float]
+    cache_bytes: float
+    peak_memory_bytes: float | None
+    bound: float | None
+    fraction_of_bound: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+def _steady(run: RunRecord) -> list[EpochRecord]:
+    return [e for e in run.epochs if e.epoch >= 1]
+
+
+def _per_repeat(runs: Sequence[RunRecord], scenario: str) -> dict[int, RunRecord]:
+    return {run.repeat: run for run in runs if run.scenario == scenario}
+
+
+def _median_sps(epochs: Sequence[EpochRecord]) -> float | None:
+    return statistics.median(e.samples_per_second for e in epochs) if epochs else None
+
+
+def _median_wall(epochs: Sequence[EpochRecord]) -> float | None:
+    return statistics.median(e.wall_seconds for e in epochs) if epochs else None
+
+
+def _pooled_stats(epochs: Sequence[EpochRecord]) -> BatchStats:
+    total = BatchStats()
+    names = {f.name for f in dataclasses.fields(BatchStats)}
+    for epoch in epochs:
+        total.add(BatchStats(**{k: v for k, v in epoch.stats.items() if k in names}))
+    return total
+
+
+def _ratios(
+    mine: Mapping[int, float | None], theirs: Mapping[int, float | None], invert: bool = False
+) -> list[float]:
+    out = []
+    for repeat, value in mine.items():
+        other = theirs.get(repeat)
+        if value and other:
+            out.append(other / value if invert else value / other)
+    return out
+
+
+def _wait_figures(epochs: Sequence[EpochRecord]) -> tuple[dict[str, float], float | None]:
+    waits = np.array([w for e in epochs for w in e.waits], dtype=np.float64)
+    if waits.size == 0:
+        return {}, None
+    figures = {
+        "p50": float(np.percentile(waits, 50) * 1e3),
+        "p95": float(np.percentile(waits, 95) * 1e3),
+        "max": float(waits.max() * 1e3),
+        "mean": float(waits.mean() * 1e3),
+    }
+    mean = waits.mean()
+    return figures, float(waits.std() / mean) if mean > 0 else None
+
+
+def summarize(scenarios: Sequence[Scenario], runs: Sequence[RunRecord]) -> list[ScenarioSummary]:
+    """One :class:`ScenarioSummary` per scenario, in the given order."""
+    base_runs = _per_repeat(runs, BASELINE)
+    base_steady = {rep: _median_sps(_steady(run)) for rep, run in base_runs.items()}
+    base_epoch0 = {rep: run.epochs[0].samples_per_second for rep, run in base_runs.items()}
+    base_wall = {rep: _median_wall(_steady(run)) for rep, run in base_runs.items()}
+    base_costs = (
+        StageCosts.from_stats(_pooled_stats([e for r in base_runs.values() for e in _steady(r)]))
+        if base_runs
+        else None
+    )
+    out = []
+    for scenario in scenarios:
+        mine = _per_repeat(runs, scenario.name)
+        if not mine:
+            continue
+        steady_epochs = [e for run in mine.values() for e in _steady(run)]
+        steady = {rep: _median_sps(_steady(run)) for rep, run in mine.items()}
+        epoch0 = {rep: run.epochs[0].samples_per_second for rep, run in mine.items()}
+        wall = {rep: _median_wall(_steady(run)) for rep, run in mine.items()}
+        pooled = _pooled_stats(steady_epochs)
+        speedups = _ratios(steady, base_steady) if base_runs else []
+        bound = _bound(scenario, base_costs, StageCosts.from_stats(pooled))
+        speedup = Spread.of(speedups)
+        waits, cv = _wait_figures(steady_epochs)
+        samples = max(pooled.samples, 1)
+        count = max(len(steady_epochs), 1)
+        peaks = [run.peak_memory_bytes for run in mine.values() if run.peak_memory_bytes]
+        out.append(
+            ScenarioSummary(
+                scenario=scenario.name,
+                reuse_factor=scenario.reuse_factor,
+                epoch0_sps=Spread.of(list(epoch0.values())),
+                steady_sps=Spread.of([v for v in steady.values() if v is not None]),
+                steady_speedup=speedup,
+                epoch0_speedup=Spread.of(_ratios(epoch0, base_epoch0)) if base_runs else None,
+                epoch_seconds=Spread.of([v for v in wall.values() if v is not None]),
+                epoch_time_speedup=(
+                    Spread.of(_ratios(wall, base_wall, invert=True)) if base_runs else None
+                ),
+                stall_seconds=Spread.of([e.stall_seconds for e in steady_epochs]),
+                wait_ms=waits,
+                wait_cv=cv,
+                cpu_ms_per_sample={
+                    "load": pooled.cpu_load / samples * 1e3,
+                    "partial": pooled.cpu_partial / samples * 1e3,
+                    "final": pooled.cpu_final / samples * 1e3,
+                    "cache_read": pooled.cpu_cache_read / samples * 1e3,
+                    "cache_write": pooled.cpu_cache_write / samples * 1e3,
+                    "collate": pooled.cpu_collate / samples * 1e3,
+                    "total": pooled.cpu_total / samples * 1e3,
+                },
+                misses_per_epoch={
+                    "planned": pooled.planned_misses / count,
+                    "unplanned": pooled.unplanned_misses / count,
+                    "hits": pooled.hits / count,
+                },
+                cache_bytes=statistics.median(run.cache_bytes for run in mine.values()),
+                peak_memory_bytes=statistics.median(peaks) if peaks else None,
+                bound=bound,
+                fraction_of_bound=(speedup.median / bound) if speedup and bound else None,
+            )
+        )
+    return out
+
+
+def _bound(scenario: Scenario, base: StageCosts | None, own: StageCosts) -> float | None:
+    if base is None:
+        return None
+    if scenario.kind == "standard":
+        return 1.0
+    if scenario.kind in ("refurbish", "unbalanced"):
+        return base.with_cache_costs(own).refurbishing_bound(scenario.reuse_factor)
+    if scenario.kind == "echo":
+        return base.with_cache_costs(own).echoing_bound(scenario.reuse_factor)
+    return None  # simplified runs another pipeline: no bound from these costs
