@@ -16,6 +16,7 @@ from revamper.plan import (
     entry_generation,
     miss_mask,
     plan_epoch,
+    reads_left,
 )
 from revamper.plan.eviction import _chunk_assignment
 from revamper.plan.mixing import batch_bounds, cumulative_quota
@@ -106,7 +107,7 @@ def test_huge_epoch() -> None:
     config = PlanConfig(**GOOD)
     plan = plan_epoch(config, 2**63 - 1)
     plan.validate(config)
-    _, miss, gens = plan.batch(0)
+    _, miss, gens, _ = plan.batch(0)
     assert np.all(gens[miss] == 2**63 - 1)
     assert np.all((gens[~miss] < 2**63 - 1) & (gens[~miss] >= 2**63 - 3))
 
@@ -193,7 +194,7 @@ def test_batch_access_and_errors() -> None:
     config = PlanConfig(**GOOD)
     plan = plan_epoch(config, 4)
     assert plan.num_batches == 13
-    ids, miss, gens = plan.batch(12)
+    ids, miss, gens, _ = plan.batch(12)
     assert ids.size == miss.size == gens.size == 4
     assert gens.dtype == np.int64
     for bad in (-1, 13):
@@ -356,3 +357,17 @@ def test_imagenet_scale_plan() -> None:
     counts = plan.miss_counts()
     assert counts[:-1].max() - counts[:-1].min() <= 1
     plan.validate(config)
+
+
+def test_reads_left_skips_entries_recomputed_before_any_read() -> None:
+    chunks = np.array([0, 1, 2], dtype=np.uint16)
+    # r = 3: at epoch 0, chunk 0 is read at epochs 1 and 2, chunk 1 never (recomputed at 1),
+    # chunk 2 at epoch 1 only.
+    assert reads_left(chunks, 3, 0).tolist() == [2, 0, 1]
+    # at epoch 1 chunk 1 is recomputed and then read at epochs 2 and 3; chunk 2's entry is
+    # recomputed at epoch 2, so a recomputation of it now would never be read
+    assert reads_left(chunks, 3, 1).tolist() == [1, 2, 0]
+    assert reads_left(chunks, 3, 7).tolist() == [1, 2, 0]
+    assert reads_left(np.zeros(4, dtype=np.uint16), 1, 5).tolist() == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="chunk"):
+        reads_left(np.array([3]), 3, 0)

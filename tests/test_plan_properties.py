@@ -8,7 +8,14 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from revamper.plan import PlanConfig, chunk_assignment, entry_generation, miss_mask, plan_epoch
+from revamper.plan import (
+    PlanConfig,
+    chunk_assignment,
+    entry_generation,
+    miss_mask,
+    plan_epoch,
+    reads_left,
+)
 from revamper.plan.eviction import _chunk_assignment
 
 
@@ -96,13 +103,16 @@ def test_single_epoch_invariants(config: PlanConfig, epoch: int) -> None:
 
     # batch(k) is a slice of the arrays, with generations consistent with the schedule.
     for k in {0, plan.num_batches // 2, plan.num_batches - 1} if plan.num_batches else ():
-        ids, miss, gens = plan.batch(k)
+        ids, miss, gens, keep = plan.batch(k)
         lo, hi = plan.batch_bounds[k], plan.batch_bounds[k + 1]
         assert np.array_equal(ids, plan.indices[lo:hi])
         assert np.array_equal(miss, plan.planned_miss[lo:hi])
         assert np.all(gens[miss] == epoch)
         assert np.all(gens[~miss] < epoch)
         assert np.array_equal(gens, entry_generation(all_chunks[ids], r, epoch))
+        assert np.array_equal(keep, reads_left(all_chunks[ids], r, epoch) > 0)
+        if r == 1:
+            assert not keep.any()
 
 
 def simulate(config: PlanConfig, num_epochs: int) -> int:
@@ -114,6 +124,7 @@ def simulate(config: PlanConfig, num_epochs: int) -> int:
     n, r = config.num_samples, config.reuse_factor
     all_chunks = chunk_assignment(n, r, config.seed).astype(np.int64)
     cached = np.full(n, -1, dtype=np.int64)  # generation of the entry held, -1: none
+    computed = np.full(n, -1, dtype=np.int64)  # epoch each sample was last computed in
     hits = np.zeros(n, dtype=np.int64)  # hits served by the entry held
     unplanned = 0
     for epoch in range(num_epochs):
@@ -129,7 +140,7 @@ def simulate(config: PlanConfig, num_epochs: int) -> int:
             assert valid.all()  # every hit finds the entry computed at its planned generation
 
         miss_ids = ids[miss]
-        previous = cached[miss_ids]
+        previous = computed[miss_ids]
         if epoch == 0:
             assert miss.all()
             assert np.all(previous == -1)
@@ -140,10 +151,17 @@ def simulate(config: PlanConfig, num_epochs: int) -> int:
             expected = np.where(first, np.where(chunk == 0, r, chunk) - 1, r - 1)
             assert np.array_equal(hits[miss_ids], expected)
             assert np.array_equal(hits[miss_ids], epoch - previous - 1)
-        cached[miss_ids] = epoch
+        # A computed entry is written only when it will be read before its next recomputation;
+        # otherwise the old (now stale) entry stays, and the plan must never read it.
+        keep = reads_left(all_chunks[miss_ids], r, epoch) > 0
+        cached[miss_ids[keep]] = epoch
+        computed[miss_ids] = epoch
         hits[miss_ids] = 0
         hits[hit_ids[valid]] += 1
-        cached[hit_ids[~valid]] = epoch  # an unplanned miss recomputes and rewrites the entry
+        # An unplanned miss recomputes the entry and rewrites it with its planned generation.
+        again = hit_ids[~valid]
+        rewrite = reads_left(all_chunks[again], r, epoch) > 0
+        cached[again[rewrite]] = gens[~miss][~valid][rewrite]
     return unplanned
 
 

@@ -117,17 +117,18 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
         indices: list[int] = ticket.indices.tolist()
         planned_miss: list[bool] = ticket.planned_miss.tolist()
         generations: list[int] = ticket.generations.tolist()
+        worth_caching: list[bool] = ticket.worth_caching.tolist()
         cached = self._read_hits(indices, planned_miss, generations, stats)
         samples = []
-        for index, miss, generation, value in zip(
-            indices, planned_miss, generations, cached, strict=True
+        for index, miss, generation, keep, value in zip(
+            indices, planned_miss, generations, worth_caching, cached, strict=True
         ):
             if value is MISS:
                 if miss:
                     stats.planned_misses += 1
                 else:
                     stats.unplanned_misses += 1
-                value = self._compute(index, ticket.epoch, generation, stats)
+                value = self._compute(index, ticket.epoch, generation, stats, cache=keep)
             else:
                 stats.hits += 1
             samples.append(self._final(index, ticket.epoch, value, stats))

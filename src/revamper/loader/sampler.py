@@ -37,5 +37,12 @@ class PlanBatchSampler(Sampler[BatchTicket]):
 
 def _tickets(plan: EpochPlan, first_batch: int) -> Iterator[BatchTicket]:
     for number in range(first_batch, plan.num_batches):
-        indices, planned_miss, generations = plan.batch(number)
-        yield BatchTicket(plan.epoch, number, indices, planned_miss, generations)
+        batch = plan.batch(number)
+        yield BatchTicket(
+            plan.epoch,
+            number,
+            batch.indices,
+            batch.planned_miss,
+            batch.generations,
+            batch.worth_caching,
+        )

@@ -18,6 +18,8 @@ class BatchTicket:
         indices: Sample indices, in the order the batch delivers them.
         planned_miss: Whether each sample is to be computed (``True``) or read from the cache.
         generations: The generation each sample's cache entry has (hits) or gets (misses).
+        worth_caching: Whether a sample computed now should be written to the cache (it is
+            read again before its next planned recomputation).
     """
 
     epoch: int
@@ -25,6 +27,7 @@ class BatchTicket:
     indices: np.ndarray[Any, np.dtype[np.integer[Any]]]
     planned_miss: np.ndarray[Any, np.dtype[np.bool_]]
     generations: np.ndarray[Any, np.dtype[np.integer[Any]]]
+    worth_caching: np.ndarray[Any, np.dtype[np.bool_]]
 
     def __len__(self) -> int:
         return len(self.indices)

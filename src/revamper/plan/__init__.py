@@ -11,7 +11,8 @@ a seed and an epoch e, :func:`plan_epoch` returns an :class:`EpochPlan` such tha
   e mod r (:func:`miss_mask`). In steady state every cached entry is computed once and hit r - 1
   times; in the first cycle chunk j >= 1 is hit j - 1 times before its first recomputation.
 - **Generations.** :func:`entry_generation` gives the epoch in which each sample's cache entry
-  was computed per the plan, so stores reject stale or foreign entries.
+  was computed per the plan, so stores reject stale or foreign entries; :func:`reads_left` says
+  whether an entry computed now would be read at all before its next recomputation.
 - **Cache-aware shuffle.** Each batch of size s holds floor or ceil of |M| s / n misses, so full
   batches differ by at most one miss and every step costs about the same CPU.
 - **Purity.** The plan depends only on (config, epoch): any process recomputes it identically,
@@ -19,14 +20,16 @@ a seed and an epoch e, :func:`plan_epoch` returns an :class:`EpochPlan` such tha
 """
 
 from revamper.plan.config import PlanConfig
-from revamper.plan.eviction import chunk_assignment, entry_generation, miss_mask
-from revamper.plan.plan import EpochPlan, plan_epoch
+from revamper.plan.eviction import chunk_assignment, entry_generation, miss_mask, reads_left
+from revamper.plan.plan import EpochPlan, PlannedBatch, plan_epoch
 
 __all__ = [
     "EpochPlan",
     "PlanConfig",
+    "PlannedBatch",
     "chunk_assignment",
     "entry_generation",
     "miss_mask",
     "plan_epoch",
+    "reads_left",
 ]

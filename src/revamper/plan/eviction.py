@@ -6,7 +6,8 @@ samples of chunk ``e mod r`` are evicted and recomputed (*planned misses*), the 
 from the cache (*hits*). So every epoch >= 1 recomputes N/r samples (+-1) instead of all of them
 every r-th epoch, and in steady state every cached entry is used exactly r times: computed once,
 then hit r - 1 times. During the first cycle chunk j >= 1 is recomputed at epoch j, so its
-epoch-0 entry serves only j - 1 hits (chunk 0 serves r - 1).
+epoch-0 entry serves only j - 1 hits (chunk 0 serves r - 1); chunk 1's epoch-0 entry serves none,
+so it is not worth writing (:func:`reads_left`).
 """
 
 from __future__ import annotations
@@ -148,4 +149,40 @@ def generations(
     lag = (np.int64(epoch % reuse_factor) - chunks.astype(np.int64)) % reuse_factor
     result: npt.NDArray[np.int64] = np.int64(epoch) - lag
     result[result < 1] = 0
+    return result
+
+
+def reads_left(chunks: npt.ArrayLike, reuse_factor: int, epoch: int) -> npt.NDArray[np.int64]:
+    """Return how many later epochs read each sample's entry before it is next recomputed.
+
+    The next recomputation of chunk c after epoch e is the first epoch e' > e with
+    e' mod r == c, that is e + d with d = (c - e) mod r, or e + r when d is 0; the entry is read
+    at the d - 1 (or r - 1) epochs in between. An entry with no reads left is not worth writing:
+    chunk 1 at epoch 0 (recomputed at epoch 1), every entry with r = 1, and an entry recomputed
+    after an unplanned miss in the last epoch before its planned recomputation.
+
+    Args:
+        chunks: Chunk ids of some samples, each in [0, r).
+        reuse_factor: r.
+        epoch: The current epoch (>= 0).
+
+    Returns:
+        An ``int64`` array shaped like ``chunks``, each value in [0, r - 1].
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If an argument is out of range (a chunk id >= r included).
+    """
+    r = check_int("reuse_factor", reuse_factor, 1, MAX_REUSE_FACTOR)
+    e = check_int("epoch", epoch, 0, MAX_EPOCH)
+    return remaining_reads(_check_chunks(chunks, r), r, e)
+
+
+def remaining_reads(
+    chunks: npt.NDArray[np.integer], reuse_factor: int, epoch: int
+) -> npt.NDArray[np.int64]:
+    """:func:`reads_left` without argument checks, for callers that validated them already."""
+    gap = (chunks.astype(np.int64) - np.int64(epoch % reuse_factor)) % reuse_factor
+    gap[gap == 0] = reuse_factor
+    result: npt.NDArray[np.int64] = gap - 1
     return result

@@ -9,16 +9,30 @@ recompute any epoch's plan (resume is O(1): recompute, then skip the batches alr
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from revamper.plan import dropping, mixing
 from revamper.plan.config import MAX_EPOCH, MAX_REUSE_FACTOR, PlanConfig, check_int, index_dtype
-from revamper.plan.eviction import chunk_assignment, generations, planned_misses
+from revamper.plan.eviction import (
+    chunk_assignment,
+    generations,
+    planned_misses,
+    remaining_reads,
+)
 from revamper.plan.seeding import Purpose, generator
 from revamper.plan.validation import check_plan
+
+
+class PlannedBatch(NamedTuple):
+    """One batch of an :class:`EpochPlan` (see :meth:`EpochPlan.batch`)."""
+
+    indices: npt.NDArray[np.signedinteger]
+    planned_miss: npt.NDArray[np.bool_]
+    generations: npt.NDArray[np.int64]
+    worth_caching: npt.NDArray[np.bool_]
 
 
 def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -110,20 +124,22 @@ class EpochPlan:
         """Number of planned misses among the samples consumed."""
         return int(np.count_nonzero(self.planned_miss))
 
-    def batch(
-        self, k: int
-    ) -> tuple[npt.NDArray[np.signedinteger], npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
-        """Return batch ``k`` as ``(indices, planned_miss, generations)``.
+    def batch(self, k: int) -> PlannedBatch:
+        """Return batch ``k`` as ``(indices, planned_miss, generations, worth_caching)``.
 
         ``generations[i]`` is the epoch in which the cache entry of ``indices[i]`` was computed
         per the plan (the current epoch for a planned miss); a worker passes it to the store so
-        that a stale entry is never served. It is computed for this batch only.
+        that a stale entry is never served. ``worth_caching[i]`` says whether an entry computed
+        for ``indices[i]`` now would be read before its next planned recomputation; a worker
+        skips the cache write when it would not (chunk 1 at epoch 0, say). Both are computed
+        for this batch only.
 
         Args:
             k: Batch number, 0 to ``num_batches - 1`` (negative numbers are rejected).
 
         Returns:
-            Read-only views of the batch's ids and miss flags, and a fresh ``int64`` array.
+            Read-only views of the batch's ids and miss flags, a fresh ``int64`` array of
+            generations and a fresh ``bool`` array of write flags.
 
         Raises:
             TypeError: If ``k`` is not an int.
@@ -136,8 +152,13 @@ class EpochPlan:
                 f"(0 to {self.num_batches - 1})"
             )
         lo, hi = int(self.batch_bounds[k]), int(self.batch_bounds[k + 1])
-        gens = generations(self.chunks[lo:hi], self.reuse_factor, self.epoch)
-        return self.indices[lo:hi], self.planned_miss[lo:hi], gens
+        chunks = self.chunks[lo:hi]
+        return PlannedBatch(
+            self.indices[lo:hi],
+            self.planned_miss[lo:hi],
+            generations(chunks, self.reuse_factor, self.epoch),
+            remaining_reads(chunks, self.reuse_factor, self.epoch) > 0,
+        )
 
     def miss_counts(self) -> npt.NDArray[np.int64]:
         """Return the number of planned misses in each batch (``int64``, one per batch)."""
