@@ -6,6 +6,7 @@ import multiprocessing as mp
 import os
 import time
 
+import numpy as np
 import pytest
 
 from revamper.bench.harness import EpochRecord, RunRecord
@@ -30,6 +31,8 @@ def record(scenario: str, repeat: int, epoch: int, wall: float, **stats: float) 
         "cpu_collate": 0.02,
     }
     base.update(stats)
+    base["batch_cpu"] = [0.1, 0.1, 0.2, 0.05]  # the last, short batch is left out of the CV
+    base["batch_samples"] = [30, 30, 30, 10]
     return EpochRecord(scenario, repeat, epoch, 100, wall, [wall / 4] * 4, base)
 
 
@@ -61,8 +64,9 @@ def test_ratios_are_paired_within_repeats() -> None:
     expected_bound = 3.1 / ((0.1 + 2.0) / 3 + 0.8 + 0.2)
     assert refurbish.bound == pytest.approx(expected_bound)
     assert refurbish.fraction_of_bound == pytest.approx(2.0 / expected_bound)
-    assert refurbish.wait_cv == pytest.approx(1 / 3)  # waits of 125 and 250 ms, pooled
+    assert refurbish.wait_cv == pytest.approx(0.0)  # per epoch: every wait alike
     assert refurbish.misses_per_epoch["planned"] == 33
+    assert refurbish.batch_cpu_cv == pytest.approx(np.std([1, 1, 2]) / np.mean([1, 1, 2]))
 
 
 def test_without_standard_there_are_no_ratios() -> None:

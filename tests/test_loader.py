@@ -73,6 +73,8 @@ def test_every_sample_once_per_epoch_and_stats_follow_the_plan() -> None:
             assert s.bytes_cached > 0 and s.cpu_total > 0
             assert s.cache_writes == s.planned_misses and s.cache_reads == s.hits
             assert s.cpu_cache == s.cpu_cache_read + s.cpu_cache_write
+            assert s.batch_samples == [8] * 6 + [2]
+            assert sum(s.batch_cpu) == pytest.approx(s.cpu_total)
 
 
 def test_steady_state_reuses_every_entry_r_times() -> None:

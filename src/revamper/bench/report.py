@@ -120,7 +120,7 @@ def render_tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> li
         title_justify="left",
         header_style="bold",
     )
-    for header in ("scenario", "wait ms p50/p95/max", "wait CV", "misses/epoch"):
+    for header in ("scenario", "wait ms p50/p95/max", "wait CV", "batch CPU CV", "misses/epoch"):
         costs.add_column(header, justify="left" if header == "scenario" else "right")
     for header in ("load", "partial", "final", "cache", "collate", "cache MB", "peak MB"):
         costs.add_column(header, justify="right")
@@ -131,6 +131,7 @@ def render_tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> li
             s.scenario,
             "/".join(_fmt(s.wait_ms.get(k), ".0f") for k in ("p50", "p95", "max")),
             _fmt(s.wait_cv, ".2f"),
+            _fmt(s.batch_cpu_cv, ".3f"),
             f"{misses['planned'] + misses['unplanned']:.0f}",
             f"{cpu['load']:.2f}",
             f"{cpu['partial']:.2f}",

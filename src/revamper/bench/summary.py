@@ -56,7 +56,9 @@ class ScenarioSummary:
         epoch_time_speedup: ``standard``'s steady epoch time divided by this one's, per repeat.
         stall_seconds: Consumer's total wait per steady epoch over repeats.
         wait_ms: Per-batch wait in steady epochs: p50, p95, max (milliseconds).
-        wait_cv: Coefficient of variation of the per-batch wait in steady epochs.
+        wait_cv: Coefficient of variation of the per-batch wait, per steady epoch (median).
+        batch_cpu_cv: Coefficient of variation of the CPU time each full batch cost its worker,
+            per steady epoch (median): how evenly the plan spreads the work over the steps.
         cpu_ms_per_sample: Steady-state CPU milliseconds per delivered sample, by stage.
         misses_per_epoch: Planned and unplanned misses and hits per steady epoch (medians).
         cache_bytes: Bytes cached at the end of a run (median).
@@ -76,6 +78,7 @@ class ScenarioSummary:
     stall_seconds: Spread | None
     wait_ms: dict[str, float]
     wait_cv: float | None
+    batch_cpu_cv: float | None
     cpu_ms_per_sample: dict[str, float]
     misses_per_epoch: dict[str, float]
     cache_bytes: float
@@ -123,6 +126,25 @@ def _ratios(
     return out
 
 
+def _cv(values: Sequence[float]) -> float | None:
+    array = np.asarray(values, dtype=np.float64)
+    if array.size < 2 or array.mean() <= 0:
+        return None
+    return float(array.std() / array.mean())
+
+
+def _median_cv(groups: Sequence[Sequence[float]]) -> float | None:
+    # Per epoch, then the median: drift between epochs and repeats does not inflate it.
+    cvs = [cv for cv in map(_cv, groups) if cv is not None]
+    return statistics.median(cvs) if cvs else None
+
+
+def _full_batch_cpu(epoch: EpochRecord) -> list[float]:
+    cpu, sizes = epoch.stats.get("batch_cpu", []), epoch.stats.get("batch_samples", [])
+    full = max(sizes, default=0)
+    return [c for c, size in zip(cpu, sizes, strict=True) if size == full]
+
+
 def _wait_figures(epochs: Sequence[EpochRecord]) -> tuple[dict[str, float], float | None]:
     waits = np.array([w for e in epochs for w in e.waits], dtype=np.float64)
     if waits.size == 0:
@@ -133,8 +155,7 @@ def _wait_figures(epochs: Sequence[EpochRecord]) -> tuple[dict[str, float], floa
         "max": float(waits.max() * 1e3),
         "mean": float(waits.mean() * 1e3),
     }
-    mean = waits.mean()
-    return figures, float(waits.std() / mean) if mean > 0 else None
+    return figures, _median_cv([e.waits for e in epochs])
 
 
 def summarize(scenarios: Sequence[Scenario], runs: Sequence[RunRecord]) -> list[ScenarioSummary]:
@@ -180,6 +201,7 @@ def summarize(scenarios: Sequence[Scenario], runs: Sequence[RunRecord]) -> list[
                 stall_seconds=Spread.of([e.stall_seconds for e in steady_epochs]),
                 wait_ms=waits,
                 wait_cv=cv,
+                batch_cpu_cv=_median_cv([_full_batch_cpu(e) for e in steady_epochs]),
                 cpu_ms_per_sample={
                     "load": pooled.cpu_load / samples * 1e3,
                     "partial": pooled.cpu_partial / samples * 1e3,

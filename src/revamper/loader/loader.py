@@ -324,8 +324,7 @@ class EpochIterator(Iterator[Any]):
                 traceback.clear_frames(exc.__traceback__)
             raise
         stats = self._stats
-        stats.add(batch_stats)
-        stats.batches += 1
+        stats.record_batch(batch_stats)
         stats.wall_seconds = time.perf_counter() - self._start
         if self._store is not None:
             stats.bytes_cached = self._store.stats().bytes_used

@@ -97,6 +97,9 @@ class EpochStats(BatchStats):
         planned_batches: Batches the plan holds (``batches`` is smaller if the epoch was cut).
         wall_seconds: Seconds from the start of the epoch to its last batch.
         bytes_cached: Bytes held by the cache store when the epoch ended (or was cut).
+        batch_cpu: CPU seconds each delivered batch cost its worker, in order: how evenly the
+            work is spread over the steps (what the cache-aware shuffle evens out).
+        batch_samples: Samples in each delivered batch, in order.
     """
 
     epoch: int = 0
@@ -104,6 +107,15 @@ class EpochStats(BatchStats):
     planned_batches: int = 0
     wall_seconds: float = 0.0
     bytes_cached: int = 0
+    batch_cpu: list[float] = dataclasses.field(default_factory=list)
+    batch_samples: list[int] = dataclasses.field(default_factory=list)
+
+    def record_batch(self, batch: BatchStats) -> None:
+        """Add one delivered batch's figures."""
+        self.add(batch)
+        self.batches += 1
+        self.batch_cpu.append(batch.cpu_total)
+        self.batch_samples.append(batch.samples)
 
     @property
     def complete(self) -> bool:
