@@ -96,8 +96,9 @@ def render_tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> li
     for header in ("scenario", "epoch 0 samples/s", "steady samples/s", "× standard"):
         speed.add_column(header, justify="left" if header == "scenario" else "right")
     speed.add_column("bound", justify="right")
-    speed.add_column("of bound", justify="right")
-    if step_ms > 0:
+    if step_ms == 0:  # the bound is for the loader alone; a consumer step caps throughput
+        speed.add_column("of bound", justify="right")
+    else:
         speed.add_column("epoch s (× standard)", justify="right")
         speed.add_column("stall s/epoch", justify="right")
     for s in summaries:
@@ -107,9 +108,11 @@ def render_tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> li
             _fmt_spread(s.steady_sps),
             _fmt_spread(s.steady_speedup, 2, "x"),
             _fmt(s.bound, ".2f", "x"),
-            _fmt(None if s.fraction_of_bound is None else s.fraction_of_bound * 100, ".0f", "%"),
         ]
-        if step_ms > 0:
+        if step_ms == 0:
+            fraction = None if s.fraction_of_bound is None else s.fraction_of_bound * 100
+            row.append(_fmt(fraction, ".0f", "%"))
+        else:
             epoch_s = _fmt(s.epoch_seconds.median if s.epoch_seconds else None, ".2f")
             ratio = _fmt(s.epoch_time_speedup.median if s.epoch_time_speedup else None, ".2f", "x")
             row += [f"{epoch_s} ({ratio})", _fmt_spread(s.stall_seconds, 2)]
