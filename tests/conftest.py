@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from revamper.store import CacheStore, SharedMemoryStore
+from revamper.store import CacheStore, DiskStore, SharedMemoryStore, TieredStore
 
 StoreFactory = Callable[..., CacheStore]
 
-STORE_KINDS = ["memory", "memory-checksum"]
+STORE_KINDS = ["memory", "memory-checksum", "disk", "tiered"]
+CONTRACT_SAMPLES = 1000
+TIERED_RAM = 3000  # bytes: small entries live in RAM, larger ones on disk
 
 
-def make_store(kind: str, capacity_bytes: int | None = None) -> CacheStore:
+def make_store(kind: str, root: Path, capacity_bytes: int | None = None) -> CacheStore:
+    """A store of ``kind``; disk-backed kinds live under ``root``. A capacity is the total."""
     if kind == "memory":
         return SharedMemoryStore(capacity_bytes)
     if kind == "memory-checksum":
         return SharedMemoryStore(capacity_bytes, checksum=True)
+    if kind == "disk":
+        return DiskStore(root, num_samples=CONTRACT_SAMPLES, capacity_bytes=capacity_bytes)
+    if kind == "tiered":
+        ram = TIERED_RAM if capacity_bytes is None else capacity_bytes // 2
+        disk = None if capacity_bytes is None else capacity_bytes - ram
+        return TieredStore(
+            SharedMemoryStore(ram),
+            DiskStore(
+                root,
+                num_samples=CONTRACT_SAMPLES,
+                capacity_bytes=disk,
+                drop_after_read=True,
+            ),
+        )
     raise ValueError(kind)
 
 
@@ -27,11 +45,13 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def new_store(store_kind: str) -> Iterator[StoreFactory]:
+def new_store(store_kind: str, tmp_path: Path) -> Iterator[StoreFactory]:
     made: list[CacheStore] = []
 
     def factory(capacity_bytes: int | None = None) -> CacheStore:
-        store = make_store(store_kind, capacity_bytes)
+        root = tmp_path / f"store{len(made)}"
+        root.mkdir()
+        store = make_store(store_kind, root, capacity_bytes)
         made.append(store)
         return store
 

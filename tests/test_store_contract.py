@@ -14,7 +14,7 @@ from PIL import Image
 from revamper.store import MISS, CacheStore
 from revamper.store.codec import encode
 from revamper.store.record import record_size
-from tests.conftest import StoreFactory, make_store
+from tests.conftest import StoreFactory
 
 
 def image(seed: int) -> Image.Image:
@@ -113,7 +113,7 @@ def test_budget_rejects_what_does_not_fit(new_store: StoreFactory) -> None:
 
 def test_rejected_replacement_drops_the_outdated_entry(new_store: StoreFactory) -> None:
     small = record_size(encode(np.zeros(10, dtype=np.uint8)))
-    store = new_store(capacity_bytes=small)
+    store = new_store(capacity_bytes=2 * small)
     assert store.put(0, 0, np.zeros(10, dtype=np.uint8))
     assert not store.put(0, 1, np.zeros(5000, dtype=np.uint8))
     assert not store.contains(0)
@@ -170,23 +170,20 @@ def _child_puts(store: CacheStore, start: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_concurrent_writers_in_other_processes(store_kind: str, method: str) -> None:
-    store = make_store(store_kind)
-    try:
-        ctx = mp.get_context(method)
-        procs = [ctx.Process(target=_child_puts, args=(store, s)) for s in (0, 20, 40)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(60)
-            assert p.exitcode == 0
-        for index in range(60):
-            np.testing.assert_array_equal(store.get(index, 1), np.full(500, index))
-        stats = store.stats()
-        assert stats.entries == 60 and stats.puts == 60
-        assert stats.bytes_used == 60 * record_size(encode(np.full(500, 0)))
-    finally:
-        store.close()
+def test_concurrent_writers_in_other_processes(new_store: StoreFactory, method: str) -> None:
+    store = new_store()
+    ctx = mp.get_context(method)
+    procs = [ctx.Process(target=_child_puts, args=(store, s)) for s in (0, 20, 40)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    for index in range(60):
+        np.testing.assert_array_equal(store.get(index, 1), np.full(500, index))
+    stats = store.stats()
+    assert stats.entries == 60 and stats.puts == 60
+    assert stats.bytes_used == 60 * record_size(encode(np.full(500, 0)))
 
 
 def test_values_of_every_supported_kind(new_store: StoreFactory) -> None:

@@ -18,6 +18,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Final
 
+from revamper.store import codec
+
 
 class _Missing:
     """Type of :data:`MISS`, what :meth:`CacheStore.get` returns when there is no valid entry."""
@@ -67,6 +69,35 @@ class StoreStats:
     invalid_reads: int
 
 
+@dataclasses.dataclass(frozen=True)
+class IoCounters:
+    """Cumulative bytes one store instance moved in one process, by tier.
+
+    Attributes:
+        memory_read: Bytes of entries read from memory.
+        disk_read: Bytes of entries read from disk (or its page cache).
+        disk_written: Bytes of entries written to disk.
+    """
+
+    memory_read: int = 0
+    disk_read: int = 0
+    disk_written: int = 0
+
+    def __sub__(self, other: IoCounters) -> IoCounters:
+        return IoCounters(
+            self.memory_read - other.memory_read,
+            self.disk_read - other.disk_read,
+            self.disk_written - other.disk_written,
+        )
+
+    def __add__(self, other: IoCounters) -> IoCounters:
+        return IoCounters(
+            self.memory_read + other.memory_read,
+            self.disk_read + other.disk_read,
+            self.disk_written + other.disk_written,
+        )
+
+
 class CacheStore(abc.ABC):
     """A cache of partially augmented samples shared by the processes of one loader.
 
@@ -97,7 +128,6 @@ class CacheStore(abc.ABC):
             )
         return [self.get(i, g) for i, g in zip(indices, generations, strict=True)]
 
-    @abc.abstractmethod
     def put(self, index: int, generation: int, value: Any) -> bool:
         """Cache ``value`` for ``index``, replacing any earlier entry for that index.
 
@@ -110,6 +140,26 @@ class CacheStore(abc.ABC):
             ``True`` if the entry is now cached; ``False`` if it was not (it did not fit in the
             budget, or writing it failed). A ``False`` never loses correctness: readers miss.
         """
+        return self.put_encoded(index, generation, codec.encode(value))
+
+    @abc.abstractmethod
+    def put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
+        """:meth:`put` for a value already encoded (a tiered store encodes once for two tiers)."""
+
+    def prefetch(self, indices: Sequence[int], generations: Sequence[int]) -> None:
+        """Hint that these entries will be read soon (a disk store starts reading them ahead).
+
+        Called in the main process as the plan hands out batches; the default does nothing.
+        """
+        return None
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Maintenance between epochs, in the process that owns the store (default: nothing)."""
+        return None
+
+    def io_counters(self) -> IoCounters:
+        """Bytes this instance (in this process) has read and written, by tier."""
+        return IoCounters()
 
     @abc.abstractmethod
     def evict(self, index: int) -> None:

@@ -32,7 +32,7 @@ from typing import Any, Final
 import numpy as np
 
 from revamper.store import codec, record
-from revamper.store.base import MISS, CacheStore, StoreStats
+from revamper.store.base import MISS, CacheStore, IoCounters, StoreStats
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ class SharedMemoryStore(CacheStore):
         self._handles: _Handles | None = None
         self._closed = False
         self._warned: set[str] = set()
+        self._bytes_read = 0
 
     # -- pickling: what a worker process receives is an attached instance -------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -147,6 +148,7 @@ class SharedMemoryStore(CacheStore):
         self._handles = None
         self._closed = False
         self._warned = set()
+        self._bytes_read = 0
 
     @property
     def path(self) -> Path:
@@ -230,6 +232,7 @@ class SharedMemoryStore(CacheStore):
                 got += more
         finally:
             os.close(fd)
+        self._bytes_read += got
         try:
             header, meta, payload = record.open_record(data[:got], index)
             if header.generation != generation:
@@ -241,11 +244,11 @@ class SharedMemoryStore(CacheStore):
             logger.debug("cache entry %d rejected: %s", index, exc)
             return MISS
 
-    def put(self, index: int, generation: int, value: Any) -> bool:
-        """See :meth:`CacheStore.put`."""
+    def put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
+        """See :meth:`CacheStore.put_encoded`."""
         self._check_index(index)
         try:
-            return self._put(index, generation, value)
+            return self._put(index, generation, encoded)
         except _StoreGone:
             self._warn_once(
                 "gone",
@@ -254,9 +257,8 @@ class SharedMemoryStore(CacheStore):
             )
             return False
 
-    def _put(self, index: int, generation: int, value: Any) -> bool:
+    def _put(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
         handles = self._proc()
-        encoded = codec.encode(value)
         size = record.record_size(encoded)
         final = self._entry_path(index)
         if self._capacity is not None:
@@ -361,6 +363,10 @@ class SharedMemoryStore(CacheStore):
         except record.RecordError:
             return False
         return header.index == index and (generation is None or header.generation == generation)
+
+    def io_counters(self) -> IoCounters:
+        """See :meth:`CacheStore.io_counters`: entries read here, all from memory."""
+        return IoCounters(memory_read=self._bytes_read)
 
     def stats(self) -> StoreStats:
         """See :meth:`CacheStore.stats`."""

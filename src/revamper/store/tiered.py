@@ -1,0 +1,118 @@
+"""A RAM budget in front of a disk cache, placed with the plan's knowledge instead of an LRU.
+
+The access pattern of refurbishing is a fresh random permutation of the whole data set every
+epoch, over a working set larger than memory: a page cache or any LRU keeps what was touched
+last, which is no better a guess than any other, and every write (a recomputed entry) pushes out
+something that will be read. Here:
+
+- a fixed subset stays resident in RAM: an entry goes to the memory tier if it fits in the budget
+  (its own earlier copy's bytes count as free), so once RAM is full, the same samples keep their
+  place there epoch after epoch and the rest live on disk;
+- the disk entries the next batches need are read ahead (the loader calls :meth:`prefetch` as it
+  hands out batches), and their pages are dropped from the page cache once read, since each entry
+  is read at most once per epoch; written pages are dropped too, so the disk tier does not fill
+  RAM behind the budget's back.
+
+Per epoch, then, the disk supplies at most the bytes of the entries that do not fit in RAM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from revamper.store import codec
+from revamper.store.base import MISS, CacheStore, IoCounters, StoreStats
+from revamper.store.disk import DiskStore
+from revamper.store.memory import SharedMemoryStore
+
+
+class TieredStore(CacheStore):
+    """A :class:`SharedMemoryStore` with a byte budget in front of a :class:`DiskStore`.
+
+    Both stores are owned by the tiered store: closing it closes them (the disk cache stays on
+    disk). The disk store should be created with ``drop_after_read=True``.
+
+    Args:
+        memory: The RAM tier; its ``capacity_bytes`` is the RAM budget.
+        disk: The disk tier.
+    """
+
+    def __init__(self, memory: SharedMemoryStore, disk: DiskStore) -> None:
+        if memory.capacity_bytes is None:
+            raise ValueError("the memory tier of a TieredStore needs a capacity_bytes budget")
+        self.memory = memory
+        self.disk = disk
+
+    def get(self, index: int, generation: int) -> Any:
+        """See :meth:`CacheStore.get`."""
+        return self.get_many([index], [generation])[0]
+
+    def get_many(self, indices: Sequence[int], generations: Sequence[int]) -> list[Any]:
+        """See :meth:`CacheStore.get_many`: RAM first, the rest from disk in one pass."""
+        out = self.memory.get_many(indices, generations)
+        missing = [k for k, value in enumerate(out) if value is MISS]
+        if missing:
+            found = self.disk.get_many(
+                [indices[k] for k in missing], [generations[k] for k in missing]
+            )
+            for k, value in zip(missing, found, strict=True):
+                out[k] = value
+        return out
+
+    def put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
+        """See :meth:`CacheStore.put_encoded`: RAM if it fits, else disk; never both."""
+        if self.memory.put_encoded(index, generation, encoded):
+            self.disk.evict(index)
+            return True
+        return self.disk.put_encoded(index, generation, encoded)
+
+    def prefetch(self, indices: Sequence[int], generations: Sequence[int]) -> None:
+        """Read ahead the disk entries among these (RAM entries need nothing)."""
+        self.disk.prefetch(indices, generations)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Disk maintenance (see :meth:`DiskStore.on_epoch_start`)."""
+        self.disk.on_epoch_start(epoch)
+
+    def evict(self, index: int) -> None:
+        """See :meth:`CacheStore.evict`."""
+        self.memory.evict(index)
+        self.disk.evict(index)
+
+    def contains(self, index: int, generation: int | None = None) -> bool:
+        """See :meth:`CacheStore.contains`."""
+        return self.memory.contains(index, generation) or self.disk.contains(index, generation)
+
+    def io_counters(self) -> IoCounters:
+        """See :meth:`CacheStore.io_counters`: both tiers."""
+        return self.memory.io_counters() + self.disk.io_counters()
+
+    def stats(self) -> StoreStats:
+        """Both tiers together; a put that RAM could not take but disk did is not 'rejected'."""
+        ram, disk = self.memory.stats(), self.disk.stats()
+        return StoreStats(
+            entries=ram.entries + disk.entries,
+            bytes_used=ram.bytes_used + disk.bytes_used,
+            capacity_bytes=(
+                None
+                if disk.capacity_bytes is None or ram.capacity_bytes is None
+                else ram.capacity_bytes + disk.capacity_bytes
+            ),
+            puts=ram.puts + disk.puts,
+            rejected_puts=disk.rejected_puts,
+            failed_puts=ram.failed_puts + disk.failed_puts,
+            invalid_reads=ram.invalid_reads + disk.invalid_reads,
+        )
+
+    def tier_bytes(self) -> tuple[int, int]:
+        """``(RAM bytes, disk bytes)`` of the current entries."""
+        return self.memory.stats().bytes_used, self.disk.stats().bytes_used
+
+    def close(self) -> None:
+        """Close both tiers: RAM entries are released, disk entries stay on disk."""
+        self.memory.close()
+        self.disk.close()
+
+    def __repr__(self) -> str:
+        return f"TieredStore(memory={self.memory!r}, disk={self.disk!r})"
