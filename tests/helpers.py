@@ -75,17 +75,17 @@ def to_tensor(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x.copy())
 
 
-def count_shm_entries(prefix: str = "revamper-") -> int:
-    """How many revamper directories exist in /dev/shm."""
-    try:
-        return sum(1 for name in os.listdir("/dev/shm") if name.startswith(prefix))
-    except FileNotFoundError:
-        return 0
-
-
 def shm_names() -> set[str]:
-    """All /dev/shm names (to compare before/after)."""
+    """The /dev/shm names this test process may have left (to compare before and after).
+
+    Cache directories and torch's segments carry the creating pid, so other processes running
+    on the machine at the same time (another test run) do not disturb the comparison;
+    multiprocessing's semaphores carry no pid and are all included.
+    """
+    pid = os.getpid()
     try:
-        return set(os.listdir("/dev/shm"))
+        names = os.listdir("/dev/shm")
     except FileNotFoundError:
         return set()
+    mine = (f"revamper-{pid}-", f"torch_{pid}_", "sem.")
+    return {name for name in names if name.startswith(mine)}

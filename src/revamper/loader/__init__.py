@@ -4,7 +4,8 @@
 - :class:`~revamper.loader.stats.EpochStats`: what each epoch counted and timed.
 """
 
-from revamper.loader.loader import EpochIterator, RevamperLoader
+from revamper.loader.epoch import EpochIterator
+from revamper.loader.loader import RevamperLoader
 from revamper.loader.stats import BatchStats, EpochStats, LoaderStats
 from revamper.loader.tickets import BatchTicket
 

@@ -114,6 +114,7 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
     def __getitems__(self, ticket: BatchTicket) -> FetchedBatch:
         """Produce the samples of one planned batch (torch's fetcher calls this)."""
         stats = BatchStats()
+        io_before = self.store.io_counters() if self.store is not None else None
         indices: list[int] = ticket.indices.tolist()
         planned_miss: list[bool] = ticket.planned_miss.tolist()
         generations: list[int] = ticket.generations.tolist()
@@ -133,6 +134,11 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
                 stats.hits += 1
             samples.append(self._final(index, ticket.epoch, value, stats))
         stats.samples = len(samples)
+        if self.store is not None and io_before is not None:
+            moved = self.store.io_counters() - io_before
+            stats.bytes_read_memory = moved.memory_read
+            stats.bytes_read_disk = moved.disk_read
+            stats.bytes_written_disk = moved.disk_written
         return FetchedBatch(ticket.epoch, ticket.batch, samples, stats)
 
     def _read_hits(

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import os
-import time
-import traceback
-from collections.abc import Callable, Iterator
-from typing import Any, Literal, cast
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, default_collate
 
+from revamper.loader.caching import CacheKind, cache_fingerprint, make_store
+from revamper.loader.epoch import EpochIterator
 from revamper.loader.executor import CollateWithStats, RefurbishingDataset, Transform
 from revamper.loader.sampler import PlanBatchSampler
-from revamper.loader.stats import BatchStats, EpochStats, LoaderStats
+from revamper.loader.stats import EpochStats, LoaderStats
 from revamper.plan import PlanConfig
 from revamper.store.base import CacheStore
-from revamper.store.memory import SharedMemoryStore
 
-CacheKind = Literal["memory"]
+STATE_VERSION = 1
+_STATE_KEYS = ("num_samples", "reuse_factor", "batch_size", "seed", "drop_last", "shuffle")
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -64,10 +64,18 @@ class RevamperLoader:
         final_transform: The cheap last part, re-run with fresh randomness on every use.
         reuse_factor: Uses of each cached entry before it is recomputed (``r``). 1 caches nothing
             and behaves like a plain DataLoader.
-        cache_bytes: Memory budget for the cache. Entries that do not fit are not cached and are
-            recomputed when used (counted as unplanned misses); ``None`` means no budget.
-        cache: ``"memory"`` (a shared-memory store owned by this loader) or a
-            :class:`~revamper.store.CacheStore` you created and close yourself.
+        cache_bytes: Memory budget for the cache. With the memory cache, entries that do not fit
+            are not cached and are recomputed when used (counted as unplanned misses); with the
+            disk cache, a fixed subset of entries that fits stays in RAM and the rest is read
+            from disk. ``None`` means no budget.
+        cache: ``"memory"`` (a shared-memory store owned by this loader), ``"disk"`` (a
+            persistent store in ``cache_dir``, reused by a later run with the same data, seed,
+            reuse factor and partial transform) or a :class:`~revamper.store.CacheStore` you
+            created and close yourself.
+        cache_dir: With ``cache="disk"``: an existing, writable directory on local disk.
+        cache_key: With ``cache="disk"``: names what the partial transform computes, for when
+            its description is not enough to tell caches apart (default: the transform's
+            ``repr``, or the module and name of a function).
         whole_sample: Apply the transforms to the whole item instead of its first element
             (for torchvision v2 transforms on samples with boxes or masks, or dict items).
         balance_misses: The cache-aware shuffle; ``False`` gives a plain shuffle (for comparison).
@@ -103,6 +111,8 @@ class RevamperLoader:
         reuse_factor: int = 3,
         cache_bytes: int | None = None,
         cache: CacheKind | CacheStore = "memory",
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_key: str | None = None,
         whole_sample: bool = False,
         balance_misses: bool = True,
         seed: int | None = None,
@@ -133,14 +143,28 @@ class RevamperLoader:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {generator!r}")
 
-        self._owns_store = False
-        self._store = self._make_store(cache, cache_bytes, reuse_factor)
+        if cache_key is not None and not isinstance(cache_key, str):
+            raise TypeError(f"cache_key must be a str or None, got {cache_key!r}")
         if seed is None:
             seed = _draw_seed(generator)
         elif generator is None:
             generator = torch.Generator()
             generator.manual_seed(seed)
         self._seed = seed
+        self._store, self._owns_store = make_store(
+            cache,
+            cache_bytes=cache_bytes,
+            cache_dir=cache_dir,
+            reuse_factor=reuse_factor,
+            fingerprint=cache_fingerprint(
+                num_samples=num_samples,
+                reuse_factor=reuse_factor,
+                seed=seed,
+                partial_transform=partial_transform,
+                whole_sample=bool(whole_sample),
+                cache_key=cache_key,
+            ),
+        )
         self._dataset = dataset
         self._config = PlanConfig(
             num_samples=num_samples,
@@ -151,7 +175,7 @@ class RevamperLoader:
             shuffle=bool(shuffle),
             balance_misses=bool(balance_misses),
         )
-        self._sampler = PlanBatchSampler(self._config)
+        self._sampler = PlanBatchSampler(self._config, self._store)
         executor = RefurbishingDataset(
             dataset, self._store, partial_transform, final_transform, bool(whole_sample)
         )
@@ -170,6 +194,10 @@ class RevamperLoader:
             pin_memory_device=pin_memory_device,
         )
         self._next_epoch = 0
+        self._resume_batch = 0
+        # The latest epoch's stats say where it stands; the loader must not hold its iterator,
+        # or a dropped iterator (after an exception, a break) would keep the workers alive.
+        self._current: EpochStats | None = None
         self._stats = LoaderStats()
 
     @staticmethod
@@ -189,33 +217,20 @@ class RevamperLoader:
             raise ValueError("dataset is empty: RevamperLoader needs at least one sample")
         return size
 
-    def _make_store(
-        self, cache: CacheKind | CacheStore, cache_bytes: int | None, reuse_factor: int
-    ) -> CacheStore | None:
-        if isinstance(cache, CacheStore):
-            if cache_bytes is not None:
-                raise ValueError(
-                    "cache_bytes applies to the store the loader creates; you passed a store "
-                    "instance, so give the budget to that store instead"
-                )
-            return cache
-        if cache != "memory":
-            raise ValueError(f"cache must be 'memory' or a CacheStore instance, got {cache!r}")
-        if reuse_factor == 1:
-            return None  # every sample is recomputed every epoch: a cache would only cost
-        self._owns_store = True
-        return SharedMemoryStore(cache_bytes)
-
     # -- the DataLoader-like surface ------------------------------------------------------------
     def __iter__(self) -> EpochIterator:
         """Start the next epoch (see :meth:`set_epoch`) and return its batch iterator."""
         if self._dataloader is None:
             raise RuntimeError("this RevamperLoader is closed")
-        epoch = self._next_epoch
-        self._next_epoch = epoch + 1
+        epoch, first_batch = self._next_epoch, self._resume_batch
+        self._next_epoch, self._resume_batch = epoch + 1, 0
+        if self._store is not None:
+            self._store.on_epoch_start(epoch)
         self._sampler.epoch = epoch
-        self._sampler.first_batch = 0
-        stats = self._stats._start(epoch, len(self))
+        self._sampler.first_batch = first_batch
+        stats = self._stats._start(epoch, len(self) - first_batch)
+        stats.first_batch = first_batch
+        self._current = stats
         return EpochIterator(
             iter(self._dataloader),
             stats,
@@ -230,6 +245,58 @@ class RevamperLoader:
     def set_epoch(self, epoch: int) -> None:
         """Make the next ``iter(loader)`` run epoch ``epoch`` (then ``epoch + 1``, ...)."""
         self._next_epoch = _check_int("epoch", epoch, 0)
+        self._resume_batch = 0
+        self._current = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training is, for :meth:`load_state_dict` to resume from (mid-epoch included).
+
+        While an epoch is being iterated, the state points at its next batch: the batches
+        already delivered are done, whatever the workers prefetched is not. Between epochs it
+        points at the start of the next one. The plan is a pure function of the loader's
+        arguments, so the state is small: the position plus what must match on resume.
+        """
+        current = self._current
+        if current is not None and not current.complete:
+            epoch, batch = current.epoch, current.first_batch + current.batches
+        else:
+            epoch, batch = self._next_epoch, self._resume_batch
+        config = self._config
+        return {
+            "version": STATE_VERSION,
+            "epoch": epoch,
+            "batch": batch,
+            **{key: getattr(config, key) for key in _STATE_KEYS},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: the next ``iter(loader)`` yields the rest of that epoch.
+
+        The remaining batches are exactly those of the uninterrupted run (same samples, same
+        miss plan). Cached entries that did not survive (a memory cache in a new process) are
+        recomputed as unplanned misses; a disk cache keeps them.
+
+        Raises:
+            ValueError: If the state comes from a loader with other data set length, reuse
+                factor, batch size, seed, ``drop_last`` or ``shuffle``, or is malformed.
+        """
+        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
+            raise ValueError(f"not a RevamperLoader state (version {STATE_VERSION}): {state!r}")
+        config = self._config
+        for key in _STATE_KEYS:
+            if state.get(key) != getattr(config, key):
+                raise ValueError(
+                    f"cannot resume: the state has {key}={state.get(key)!r}, this loader has "
+                    f"{key}={getattr(config, key)!r}"
+                )
+        epoch = _check_int("state['epoch']", state.get("epoch"), 0)
+        batch = _check_int("state['batch']", state.get("batch"), 0)
+        if batch > len(self):
+            raise ValueError(f"state['batch'] is {batch}, but an epoch has {len(self)} batches")
+        if batch == len(self):
+            epoch, batch = epoch + 1, 0
+        self._next_epoch, self._resume_batch = epoch, batch
+        self._current = None
 
     @property
     def epoch(self) -> int:
@@ -280,52 +347,3 @@ class RevamperLoader:
             f"reuse_factor={c.reuse_factor}, shuffle={c.shuffle}, next_epoch={self._next_epoch}, "
             f"store={self._store!r}, pid={os.getpid()})"
         )
-
-
-class EpochIterator(Iterator[Any]):
-    """Iterates the batches of one epoch and accumulates its :class:`EpochStats`."""
-
-    def __init__(
-        self,
-        batches: Iterator[tuple[Any, BatchStats]],
-        stats: EpochStats,
-        store: CacheStore | None,
-        *,
-        release_on_error: bool,
-    ) -> None:
-        self._batches = batches
-        self._stats = stats
-        self._store = store
-        self._release_on_error = release_on_error
-        self._start = time.perf_counter()
-
-    def __iter__(self) -> EpochIterator:
-        return self
-
-    def __len__(self) -> int:
-        return self._stats.planned_batches - self._stats.batches
-
-    @property
-    def stats(self) -> EpochStats:
-        """This epoch's figures so far."""
-        return self._stats
-
-    def __next__(self) -> Any:
-        try:
-            batch, batch_stats = next(self._batches)
-        except StopIteration:
-            raise
-        except BaseException as exc:
-            if self._release_on_error:
-                # torch re-raises a worker's exception from a frame that holds it, a cycle that
-                # pins the whole worker pool until a (slow) cyclic garbage collection. Those
-                # frames are torch internals (the worker's traceback is in the message), so
-                # clearing their locals lets the pool go as soon as the exception does.
-                traceback.clear_frames(exc.__traceback__)
-            raise
-        stats = self._stats
-        stats.record_batch(batch_stats)
-        stats.wall_seconds = time.perf_counter() - self._start
-        if self._store is not None:
-            stats.bytes_cached = self._store.stats().bytes_used
-        return batch

@@ -20,6 +20,9 @@ _COUNTS = (
     "uncached",
     "cache_reads",
     "cache_writes",
+    "bytes_read_memory",
+    "bytes_read_disk",
+    "bytes_written_disk",
 )
 _TIMES = (
     "cpu_load",
@@ -44,6 +47,9 @@ class BatchStats:
         uncached: Computed samples the store did not keep (budget or write failure).
         cache_reads: Cache lookups (hits plus unplanned misses).
         cache_writes: Cache writes attempted (one per computed sample when caching).
+        bytes_read_memory: Bytes of cache entries read from memory.
+        bytes_read_disk: Bytes of cache entries read from disk (or the page cache in front).
+        bytes_written_disk: Bytes of cache entries written to disk.
         cpu_load: CPU seconds reading items from the data set.
         cpu_partial: CPU seconds in the partial transform.
         cpu_final: CPU seconds in the final transform.
@@ -59,6 +65,9 @@ class BatchStats:
     uncached: int = 0
     cache_reads: int = 0
     cache_writes: int = 0
+    bytes_read_memory: int = 0
+    bytes_read_disk: int = 0
+    bytes_written_disk: int = 0
     cpu_load: float = 0.0
     cpu_partial: float = 0.0
     cpu_final: float = 0.0
@@ -94,7 +103,9 @@ class EpochStats(BatchStats):
     Attributes:
         epoch: The epoch number.
         batches: Batches delivered.
-        planned_batches: Batches the plan holds (``batches`` is smaller if the epoch was cut).
+        planned_batches: Batches this run of the epoch was to deliver (all but the first
+            ``first_batch``); ``batches`` is smaller if the epoch was cut.
+        first_batch: The batch the epoch started from (0, or where a resumed epoch resumed).
         wall_seconds: Seconds from the start of the epoch to its last batch.
         bytes_cached: Bytes held by the cache store when the epoch ended (or was cut).
         batch_cpu: CPU seconds each delivered batch cost its worker, in order: how evenly the
@@ -105,6 +116,7 @@ class EpochStats(BatchStats):
     epoch: int = 0
     batches: int = 0
     planned_batches: int = 0
+    first_batch: int = 0
     wall_seconds: float = 0.0
     bytes_cached: int = 0
     batch_cpu: list[float] = dataclasses.field(default_factory=list)

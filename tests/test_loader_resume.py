@@ -1,0 +1,193 @@
+"""Mid-epoch resume (state_dict / load_state_dict) and the disk cache through the loader."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from revamper import RevamperLoader, plan_epoch
+from revamper.plan import reads_left
+from revamper.store import DiskStore, TieredStore
+from tests.helpers import IndexDataset, stamp_computation
+
+N, B, R = 40, 4, 3
+
+
+def make(tmp: Path | None = None, **kwargs: Any) -> RevamperLoader:
+    if tmp is not None:
+        kwargs.setdefault("cache", "disk")
+        kwargs.setdefault("cache_dir", tmp)
+    return RevamperLoader(
+        IndexDataset(N),
+        batch_size=B,
+        shuffle=True,
+        partial_transform=stamp_computation,
+        reuse_factor=R,
+        seed=5,
+        **kwargs,
+    )
+
+
+def batches(iterator: Any, limit: int | None = None) -> list[list[int]]:
+    out = []
+    for data, _ in iterator:
+        out.append(data[:, 0].tolist())
+        if limit is not None and len(out) == limit:
+            break
+    return out
+
+
+def reference(epochs: int) -> list[list[list[int]]]:
+    with make() as loader:
+        return [batches(loader) for _ in range(epochs)]
+
+
+@pytest.mark.parametrize("stop", [0, 4, 9, 10])  # start, middle, last batch, end of epoch 2
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_resume_yields_exactly_the_remaining_batches(tmp_path: Path, stop: int, cache: str) -> None:
+    expected = reference(4)
+    disk = tmp_path if cache == "disk" else None
+    with make(disk) as first:
+        for _ in range(2):
+            batches(first)
+        iterator = iter(first)
+        done = batches(iterator, stop) if stop else []
+        state = first.state_dict()
+        del iterator
+    assert done == expected[2][:stop]
+    assert state["epoch"] == (3 if stop == 10 else 2) and state["batch"] == stop % 10
+    with make(disk) as second:
+        second.load_state_dict(state)
+        rest = [batches(second) for _ in range(2 if stop < 10 else 1)]
+        if stop < 10:
+            assert rest[0] == expected[2][stop:]
+            assert rest[1] == expected[3]
+            resumed = second.stats[2]
+            assert resumed.first_batch == stop and resumed.complete
+            plan = plan_epoch(second.plan_config, 2)
+            lo = int(plan.batch_bounds[stop])
+            assert resumed.planned_misses + resumed.unplanned_misses >= int(
+                plan.planned_miss[lo:].sum()
+            )
+        else:
+            assert rest[0] == expected[3]
+        unplanned = sum(s.unplanned_misses for s in second.stats)
+        if cache == "disk":
+            assert unplanned == 0  # the disk cache survived the restart
+        else:
+            assert unplanned > 0
+
+
+def test_memory_resume_recomputes_each_lost_entry_once() -> None:
+    with make() as first:
+        for _ in range(2):
+            batches(first)
+        iterator = iter(first)
+        batches(iterator, 5)
+        state = first.state_dict()
+        del iterator
+    with make() as second:
+        second.load_state_dict(state)
+        for _ in range(1 + R):
+            batches(second)
+        config = second.plan_config
+        # A sample is lost if the plan expects to read its entry before recomputing it: it is
+        # recomputed (unplanned) at its first read, then served from the cache again.
+        lost = set()
+        for epoch in range(2, 3 + R):
+            plan = plan_epoch(config, epoch)
+            lo = int(plan.batch_bounds[5]) if epoch == 2 else 0
+            ids, miss = plan.indices[lo:], plan.planned_miss[lo:]
+            for index, is_miss in zip(ids.tolist(), miss.tolist(), strict=True):
+                if is_miss:
+                    lost.add(("done", index))
+                elif ("done", index) not in lost:
+                    lost.add(("lost", index))
+        expected = sum(1 for kind, _ in lost if kind == "lost")
+        assert sum(s.unplanned_misses for s in second.stats) == expected
+        assert second.stats[2 + R].unplanned_misses == 0
+
+
+def test_state_between_epochs_and_after_set_epoch() -> None:
+    with make() as loader:
+        assert loader.state_dict()["epoch"] == 0 and loader.state_dict()["batch"] == 0
+        batches(loader)
+        assert (loader.state_dict()["epoch"], loader.state_dict()["batch"]) == (1, 0)
+        loader.set_epoch(7)
+        assert (loader.state_dict()["epoch"], loader.state_dict()["batch"]) == (7, 0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"seed": 6}, "seed"),
+        ({"batch_size": 5}, "batch_size"),
+        ({"version": 99}, "not a RevamperLoader state"),
+        ({"batch": 11}, "state\\['batch'\\]"),
+        ({"epoch": -1}, "state\\['epoch'\\]"),
+    ],
+)
+def test_incompatible_states_are_refused(change: dict[str, Any], message: str) -> None:
+    with make() as loader:
+        state = {**loader.state_dict(), **change}
+        with pytest.raises(ValueError, match=message):
+            loader.load_state_dict(state)
+
+
+def test_disk_cache_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs cache_dir"):
+        make(cache="disk")
+    with pytest.raises(ValueError, match="only with cache='disk'"):
+        make(cache="memory", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        make(tmp_path / "missing")
+    with make(tmp_path) as loader:
+        assert isinstance(loader.store, DiskStore)
+    with make(tmp_path, cache_bytes=1000) as loader:
+        assert isinstance(loader.store, TieredStore)
+
+
+def test_a_different_partial_transform_invalidates_the_disk_cache(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with make(tmp_path) as loader:
+        batches(loader)
+    with make(tmp_path) as loader:  # same everything: reused
+        loader.set_epoch(1)
+        batches(loader)
+        assert loader.stats[1].unplanned_misses == 0
+    with caplog.at_level(logging.WARNING), make(tmp_path, cache_key="v2") as loader:
+        loader.set_epoch(1)
+        batches(loader)
+        assert loader.stats[1].unplanned_misses > 0
+    assert any("partial" in r.getMessage() for r in caplog.records)
+
+
+def test_tiered_cache_reads_at_most_what_does_not_fit_in_ram(tmp_path: Path) -> None:
+    with make(tmp_path, cache_bytes=10**9) as probe:
+        batches(probe)
+        entry = probe.store.stats().bytes_used // probe.stats[0].cache_writes  # type: ignore[union-attr]
+    budget = 10 * entry
+    with make(tmp_path, cache_bytes=budget) as loader:
+        for _ in range(5):
+            batches(loader)
+        store = loader.store
+        assert isinstance(store, TieredStore)
+        ram, disk = store.tier_bytes()
+        assert ram <= budget
+        for stats in list(loader.stats)[1:]:
+            assert stats.unplanned_misses == 0
+            assert stats.bytes_read_disk <= 1.05 * disk
+            assert stats.bytes_read_memory > 0 and stats.bytes_read_disk > 0
+
+
+def test_reads_left_matches_what_the_loader_writes() -> None:
+    with make() as loader:
+        batches(loader)
+        plan = plan_epoch(loader.plan_config, 0)
+        worth = reads_left(plan.chunks, R, 0) > 0
+        assert loader.stats[0].cache_writes == int(np.count_nonzero(worth))
