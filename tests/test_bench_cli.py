@@ -144,3 +144,19 @@ def test_help_lists_the_subcommand_and_its_options(capsys: Any) -> None:
     text = capsys.readouterr().out
     for option in ("--data", "--pipeline", "--split", "--step-ms", "--quick", "--scenarios"):
         assert option in text
+
+
+@pytest.mark.slow
+def test_disk_cache_run_reports_disk_reads_and_the_lru_comparison(tmp_path: Path) -> None:
+    data = make_folder(tmp_path / "data", classes=2, per_class=12)
+    out = tmp_path / "out"
+    argv = ["bench", "--data", str(data), "--scenarios", "standard,refurbish:3@disk"]
+    assert main([*argv, *SMALL, "--epochs", "3", "--cache-bytes", "1MB", "--workers", "1",
+                 "--cache-dir", str(tmp_path), "--out", str(out)]) == 0  # fmt: skip
+    records = read_jsonl(out / "bench.jsonl")
+    disk = next(r for r in records if r["type"] == "summary" and r["scenario"].endswith("disk"))
+    figures = disk["disk"]
+    assert figures["disk_bytes"] > 0 and figures["ram_bytes"] <= 2**20
+    assert figures["read_per_epoch"] <= 1.05 * figures["disk_bytes"]
+    assert figures["lru_read_per_epoch"] is not None
+    assert [p for p in tmp_path.iterdir() if p.name.startswith("revamper-bench-")] == []

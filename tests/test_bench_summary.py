@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from revamper.bench.harness import EpochRecord, RunRecord
-from revamper.bench.memory import PeakMemorySampler, process_tree, tree_pss_bytes
+from revamper.bench.procfs import PeakMemorySampler, process_tree, tree_pss_bytes
 from revamper.bench.scenarios import Scenario
 from revamper.bench.summary import summarize
 
@@ -91,3 +91,20 @@ def test_memory_of_the_process_tree() -> None:
     finally:
         child.terminate()
         child.join()
+
+
+def test_lru_replay_reads_what_an_lru_of_that_size_misses() -> None:
+    from revamper.bench.lru import simulate_lru
+    from revamper.plan import PlanConfig, plan_epoch
+
+    config = PlanConfig(num_samples=300, reuse_factor=3, batch_size=10, seed=1)
+    everything = simulate_lru(config, 5, 100.0, 300 * 100.0)
+    assert everything == [0.0] * 5  # it all fits: nothing is read from disk
+    nothing = simulate_lru(config, 5, 100.0, 0.0)
+    for epoch in range(1, 5):
+        hits = int((~plan_epoch(config, epoch).planned_miss).sum())
+        assert nothing[epoch] == hits * 100.0  # every hit comes from disk
+    half = simulate_lru(config, 5, 100.0, 150 * 100.0)
+    for epoch in range(2, 5):
+        # a random order each epoch: an LRU of half the entries keeps far less than half the hits
+        assert 0.7 * nothing[epoch] < half[epoch] < nothing[epoch]

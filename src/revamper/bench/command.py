@@ -77,7 +77,20 @@ def register(subparsers: Any) -> None:
     )
     runs.add_argument("--seed", type=int, default=0)
     runs.add_argument(
-        "--cache-bytes", type=parse_size, help="memory budget of the cache, e.g. 200MB"
+        "--cache",
+        choices=("memory", "disk"),
+        default="memory",
+        help="where refurbishing and echoing cache (a scenario may name its own: refurbish:3@disk)",
+    )
+    runs.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where disk caches are made, one fresh folder per run (default: the temp dir)",
+    )
+    runs.add_argument(
+        "--cache-bytes",
+        type=parse_size,
+        help="memory budget of the cache, e.g. 200MB (with --cache disk: the RAM tier)",
     )
     runs.add_argument(
         "--quick",
@@ -178,7 +191,11 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         split=args.split,
         cache_bytes=args.cache_bytes,
+        cache=args.cache,
+        cache_dir=None if args.cache_dir is None else str(args.cache_dir),
     )
+    if args.cache_dir is not None and not args.cache_dir.is_dir():
+        raise CliError(f"--cache-dir {args.cache_dir} is not an existing folder")
     out_dir = args.out or Path("results") / time.strftime("bench-%Y%m%d-%H%M%S")
     console.print(
         escape(
@@ -197,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(
             f"sample {exc.index}{where} failed in stage {exc.stage}: {first_line}"
         ) from None
-    summaries = summary.summarize(scenarios, runs)
+    summaries = summary.summarize(scenarios, runs, options)
     out_dir.mkdir(parents=True, exist_ok=True)
     options_record = {
         **report.options_dict(options),

@@ -12,13 +12,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from revamper.bench.memory import PeakMemorySampler
+from revamper.bench.procfs import PeakMemorySampler, tree_read_bytes
 from revamper.bench.scenarios import Scenario
 from revamper.pipelines import Pipeline
+from revamper.store import DiskStore, TieredStore
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,11 @@ class BenchOptions:
         seed: Seed of every loader (same order and plan in every repeat).
         split: Steps of the pipeline in the cached part (``None``: the pipeline's default).
         persistent_workers: Keep the workers across epochs (as training usually does).
-        cache_bytes: Memory budget of the cache (``None``: none).
+        cache_bytes: Memory budget of the cache (``None``: none); with the disk cache, the RAM
+            tier's size.
+        cache: The cache of scenarios that name none: ``"memory"`` or ``"disk"``.
+        cache_dir: Where disk caches are made (a fresh folder per run, removed after it);
+            ``None``: the system's temporary directory.
     """
 
     epochs: int = 4
@@ -48,6 +55,8 @@ class BenchOptions:
     split: int | None = None
     persistent_workers: bool = True
     cache_bytes: int | None = None
+    cache: str = "memory"
+    cache_dir: str | None = None
 
     def loader_kwargs(self) -> dict[str, Any]:
         """The loader arguments these options imply."""
@@ -75,6 +84,8 @@ class EpochRecord:
         wall_seconds: From ``iter(loader)`` to the end of the last step.
         waits: Seconds the consumer waited for each batch.
         stats: The loader's :class:`~revamper.loader.stats.EpochStats` as a dict.
+        block_read_bytes: Bytes the block device delivered to the loader's processes during
+            the epoch (``None`` where ``/proc`` cannot tell).
     """
 
     scenario: str
@@ -84,6 +95,7 @@ class EpochRecord:
     wall_seconds: float
     waits: list[float]
     stats: dict[str, Any]
+    block_read_bytes: int | None = None
 
     @property
     def samples_per_second(self) -> float:
@@ -107,6 +119,8 @@ class RunRecord:
         peak_memory_bytes: Peak PSS of the process tree plus the cache's bytes at that point
             (``None`` where it cannot be read).
         cache_bytes: Bytes in the cache at the end of the run.
+        ram_bytes: Of those, bytes in RAM (all of them for a memory cache).
+        entries: Entries in the cache at the end of the run.
     """
 
     scenario: str
@@ -114,12 +128,15 @@ class RunRecord:
     epochs: list[EpochRecord]
     peak_memory_bytes: int | None
     cache_bytes: int
+    ram_bytes: int = 0
+    entries: int = 0
 
 
 def run_epoch(loader: Any, scenario: str, repeat: int, step_seconds: float) -> EpochRecord:
     """Consume one epoch of ``loader`` like a training loop and measure it."""
     waits: list[float] = []
     samples = 0
+    reads_before = tree_read_bytes()
     start = time.perf_counter()
     iterator = iter(loader)
     epoch = iterator.stats.epoch
@@ -134,6 +151,8 @@ def run_epoch(loader: Any, scenario: str, repeat: int, step_seconds: float) -> E
         if step_seconds > 0:
             time.sleep(step_seconds)
     wall = time.perf_counter() - start
+    reads_after = tree_read_bytes()
+    block = None if reads_before is None or reads_after is None else reads_after - reads_before
     return EpochRecord(
         scenario=scenario,
         repeat=repeat,
@@ -142,6 +161,7 @@ def run_epoch(loader: Any, scenario: str, repeat: int, step_seconds: float) -> E
         wall_seconds=wall,
         waits=waits,
         stats=iterator.stats.as_dict(),
+        block_read_bytes=block,
     )
 
 
@@ -158,8 +178,13 @@ def run_scenario(
     repeat: int,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> RunRecord:
-    """Run ``options.epochs`` epochs of one scenario with a fresh loader."""
-    loader = scenario.make_loader(dataset, pipeline, options.split, **options.loader_kwargs())
+    """Run ``options.epochs`` epochs of one scenario with a fresh loader (and a fresh cache)."""
+    kwargs = options.loader_kwargs()
+    cache_dir = None
+    if scenario.caches and (scenario.cache or options.cache) == "disk":
+        cache_dir = tempfile.mkdtemp(prefix="revamper-bench-", dir=options.cache_dir)
+        kwargs.update(cache="disk", cache_dir=cache_dir)
+    loader = scenario.make_loader(dataset, pipeline, options.split, **kwargs)
     epochs: list[EpochRecord] = []
     try:
         with PeakMemorySampler() as memory:
@@ -168,11 +193,26 @@ def run_scenario(
                 epochs.append(record)
                 if on_epoch is not None:
                     on_epoch(record)
-        cache_bytes = loader.store.stats().bytes_used if loader.store is not None else 0
+        store = loader.store
+        stats = store.stats() if store is not None else None
+        cache_bytes = stats.bytes_used if stats is not None else 0
+        entries = stats.entries if stats is not None else 0
+        ram_bytes = _ram_bytes(store, cache_bytes)
     finally:
         loader.close()
-    peak = None if memory.peak_bytes is None else memory.peak_bytes + cache_bytes
-    return RunRecord(scenario.name, repeat, epochs, peak, cache_bytes)
+        if cache_dir is not None:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+    # Disk-tier entries are in no process's memory; RAM-tier (tmpfs) entries must be added.
+    peak = None if memory.peak_bytes is None else memory.peak_bytes + ram_bytes
+    return RunRecord(scenario.name, repeat, epochs, peak, cache_bytes, ram_bytes, entries)
+
+
+def _ram_bytes(store: Any, cache_bytes: int) -> int:
+    if isinstance(store, TieredStore):
+        return store.tier_bytes()[0]
+    if isinstance(store, DiskStore):
+        return 0
+    return cache_bytes
 
 
 def warm_up(dataset: Any) -> float:

@@ -48,6 +48,7 @@ def write_jsonl(
                         "wall_seconds": epoch.wall_seconds,
                         "samples_per_second": epoch.samples_per_second,
                         "stall_seconds": epoch.stall_seconds,
+                        "block_read_bytes": epoch.block_read_bytes,
                         "waits": epoch.waits,
                         "stats": epoch.stats,
                     },
@@ -59,6 +60,8 @@ def write_jsonl(
                     "repeat": run.repeat,
                     "peak_memory_bytes": run.peak_memory_bytes,
                     "cache_bytes": run.cache_bytes,
+                    "ram_bytes": run.ram_bytes,
+                    "entries": run.entries,
                 },
             )
         for summary in summaries:
@@ -144,7 +147,39 @@ def render_tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> li
             _mb(s.cache_bytes),
             _mb(s.peak_memory_bytes),
         )
-    return [speed, costs]
+    tables = [speed, costs]
+    with_disk = [s for s in summaries if s.disk is not None]
+    if with_disk:
+        tables.append(_disk_table(with_disk))
+    return tables
+
+
+def _disk_table(summaries: Sequence[ScenarioSummary]) -> Any:
+    from rich.table import Table
+
+    table = Table(
+        title="Disk cache (steady state, per epoch): read from the disk tier vs an LRU of the "
+        "RAM budget's size",
+        title_justify="left",
+        header_style="bold",
+    )
+    for header in ("scenario", "RAM MB", "disk MB", "read MB", "block dev MB", "LRU MB"):
+        table.add_column(header, justify="left" if header == "scenario" else "right")
+    table.add_column("read / disk", justify="right")
+    for s in summaries:
+        disk = s.disk or {}
+        on_disk = disk.get("disk_bytes")
+        read = disk.get("read_per_epoch")
+        table.add_row(
+            s.scenario,
+            _mb(disk.get("ram_bytes")),
+            _mb(on_disk),
+            _mb(read),
+            _mb(disk.get("block_read_per_epoch")),
+            _mb(disk.get("lru_read_per_epoch")),
+            _fmt(read / on_disk if read is not None and on_disk else None, ".2f"),
+        )
+    return table
 
 
 def plot(path: Path, runs: Sequence[RunRecord], summaries: Sequence[ScenarioSummary]) -> None:

@@ -7,6 +7,9 @@ A scenario is written ``kind`` or ``kind:r`` on the command line:
 - ``echo:r``: data echoing, the fully augmented sample cached and repeated r times;
 - ``refurbish:r``: data refurbishing at reuse factor r;
 - ``unbalanced:r``: refurbishing with the cache-aware shuffle turned off (a plain shuffle).
+
+A caching scenario may name its cache with a suffix, ``refurbish:3@disk`` or
+``refurbish:3@memory``, to compare the two in one run; without one it uses ``--cache``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from revamper.loader import RevamperLoader
 from revamper.pipelines import Pipeline
 
 Kind = Literal["standard", "simplified", "echo", "refurbish", "unbalanced"]
+Cache = Literal["memory", "disk"]
 _KINDS: tuple[Kind, ...] = ("standard", "simplified", "echo", "refurbish", "unbalanced")
 _NEEDS_R = ("echo", "refurbish", "unbalanced")
 
@@ -30,32 +34,43 @@ class Scenario:
     Attributes:
         kind: What to run (see the module docstring).
         reuse_factor: r (1 for ``standard`` and ``simplified``).
+        cache: The cache it names (``None``: the run's default).
     """
 
     kind: Kind
     reuse_factor: int = 1
+    cache: Cache | None = None
 
     @property
     def name(self) -> str:
-        """``standard``, ``refurbish-r3``, ...: unique within a run."""
-        return self.kind if self.kind not in _NEEDS_R else f"{self.kind}-r{self.reuse_factor}"
+        """``standard``, ``refurbish-r3``, ``refurbish-r3-disk``, ...: unique within a run."""
+        name = self.kind if self.kind not in _NEEDS_R else f"{self.kind}-r{self.reuse_factor}"
+        return name if self.cache is None else f"{name}-{self.cache}"
+
+    @property
+    def caches(self) -> bool:
+        """Whether the scenario uses a cache at all."""
+        return self.kind in _NEEDS_R and self.reuse_factor > 1
 
     @classmethod
     def parse(cls, spec: str) -> Scenario:
-        """Parse ``kind`` or ``kind:r``.
+        """Parse ``kind``, ``kind:r`` or ``kind:r@cache``.
 
         Raises:
             ValueError: With a one-line message saying what is accepted.
         """
-        kind, _, r_text = spec.strip().partition(":")
+        body, _, cache = spec.strip().partition("@")
+        if cache and cache not in ("memory", "disk"):
+            raise ValueError(f"scenario {spec!r}: the cache after @ must be memory or disk")
+        kind, _, r_text = body.partition(":")
         if kind not in _KINDS:
             raise ValueError(
                 f"unknown scenario {spec!r}: use standard, simplified, echo:R, refurbish:R or "
                 "unbalanced:R"
             )
         if kind not in _NEEDS_R:
-            if r_text:
-                raise ValueError(f"scenario {kind!r} takes no reuse factor, got {spec!r}")
+            if r_text or cache:
+                raise ValueError(f"scenario {kind!r} takes no reuse factor or cache: {spec!r}")
             return cls(kind)
         try:
             r = int(r_text)
@@ -65,7 +80,7 @@ class Scenario:
             ) from None
         if r < 1:
             raise ValueError(f"the reuse factor of {spec!r} must be at least 1")
-        return cls(kind, r)
+        return cls(kind, r, cache or None)  # type: ignore[arg-type]
 
     def available(self, pipeline: Pipeline) -> bool:
         """Whether ``pipeline`` supports this scenario (``simplified`` needs a variant)."""

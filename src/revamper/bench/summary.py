@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from revamper.bench.harness import EpochRecord, RunRecord
+from revamper.bench.harness import BenchOptions, EpochRecord, RunRecord
+from revamper.bench.lru import simulate_lru
 from revamper.bench.scenarios import Scenario
 from revamper.costmodel import StageCosts
 from revamper.loader.stats import BatchStats
+from revamper.plan import PlanConfig
 
 BASELINE = "standard"
 
@@ -65,6 +67,9 @@ class ScenarioSummary:
         peak_memory_bytes: Peak memory of all loader processes plus the cache (median).
         bound: Analytic speed-up bound from the measured stage costs (``None`` if unknown).
         fraction_of_bound: Measured steady speed-up divided by ``bound``.
+        disk: For a disk cache: the RAM and disk bytes of the cache, and per steady epoch the
+            bytes read from the disk tier (as the store counted them, and as the block device
+            delivered them) and what an LRU cache the size of the RAM budget would have read.
     """
 
     scenario: str
@@ -85,6 +90,7 @@ class ScenarioSummary:
     peak_memory_bytes: float | None
     bound: float | None
     fraction_of_bound: float | None
+    disk: dict[str, float | None] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -158,8 +164,15 @@ def _wait_figures(epochs: Sequence[EpochRecord]) -> tuple[dict[str, float], floa
     return figures, _median_cv([e.waits for e in epochs])
 
 
-def summarize(scenarios: Sequence[Scenario], runs: Sequence[RunRecord]) -> list[ScenarioSummary]:
-    """One :class:`ScenarioSummary` per scenario, in the given order."""
+def summarize(
+    scenarios: Sequence[Scenario],
+    runs: Sequence[RunRecord],
+    options: BenchOptions | None = None,
+) -> list[ScenarioSummary]:
+    """One :class:`ScenarioSummary` per scenario, in the given order.
+
+    ``options`` (how the runs were made) enables the disk figures' LRU comparison.
+    """
     base_runs = _per_repeat(runs, BASELINE)
     base_steady = {rep: _median_sps(_steady(run)) for rep, run in base_runs.items()}
     base_epoch0 = {rep: run.epochs[0].samples_per_second for rep, run in base_runs.items()}
@@ -220,9 +233,43 @@ def summarize(scenarios: Sequence[Scenario], runs: Sequence[RunRecord]) -> list[
                 peak_memory_bytes=statistics.median(peaks) if peaks else None,
                 bound=bound,
                 fraction_of_bound=(speedup.median / bound) if speedup and bound else None,
+                disk=_disk_figures(scenario, list(mine.values()), steady_epochs, options),
             )
         )
     return out
+
+
+def _disk_figures(
+    scenario: Scenario,
+    runs: Sequence[RunRecord],
+    steady: Sequence[EpochRecord],
+    options: BenchOptions | None,
+) -> dict[str, float | None] | None:
+    if not scenario.caches or (scenario.cache or (options and options.cache)) != "disk":
+        return None
+    run = runs[0]
+    disk_bytes = statistics.median(r.cache_bytes - r.ram_bytes for r in runs)
+    blocks = [e.block_read_bytes for e in steady if e.block_read_bytes is not None]
+    lru = None
+    if options is not None and options.cache_bytes is not None and run.entries:
+        config = PlanConfig(
+            num_samples=run.epochs[0].samples,
+            reuse_factor=scenario.reuse_factor,
+            batch_size=options.batch_size,
+            seed=options.seed,
+            balance_misses=scenario.kind != "unbalanced",
+        )
+        replay = simulate_lru(
+            config, options.epochs, run.cache_bytes / run.entries, options.cache_bytes
+        )
+        lru = statistics.median(replay[1:])
+    return {
+        "ram_bytes": statistics.median(r.ram_bytes for r in runs),
+        "disk_bytes": disk_bytes,
+        "read_per_epoch": statistics.median(e.stats["bytes_read_disk"] for e in steady),
+        "block_read_per_epoch": statistics.median(blocks) if blocks else None,
+        "lru_read_per_epoch": lru,
+    }
 
 
 def _bound(scenario: Scenario, base: StageCosts | None, own: StageCosts) -> float | None:

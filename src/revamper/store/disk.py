@@ -88,6 +88,20 @@ class _Process:
             os.close(self.lock_fd)
 
 
+def _flush_and_drop(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class DiskStore(CacheStore):
     """Cache entries as checksummed records in segment files under ``directory``.
 
@@ -276,7 +290,7 @@ class DiskStore(CacheStore):
             if self._drop_after_read:
                 drops.setdefault(segment, []).append((offset, slot.length))
         for segment, ranges in drops.items():
-            proc.reader.advise(segment, ranges, os.POSIX_FADV_DONTNEED)
+            proc.reader.release(segment, ranges)
         return out
 
     def _read(self, proc: _Process, index: int, slot: Slot) -> Any:
@@ -398,13 +412,20 @@ class DiskStore(CacheStore):
 
     # -- maintenance ----------------------------------------------------------------------------
     def on_epoch_start(self, epoch: int) -> None:
-        """Delete the segments no slot points into and no writer holds."""
+        """Delete the segments no slot points into and no writer holds.
+
+        With ``drop_after_read``, also flush the segments and drop them from the page cache:
+        pages written last epoch could not be dropped while they were dirty, and the disk tier
+        must not hold RAM behind the budget's back.
+        """
         proc = self._proc()
         live = proc.slots.live_segments()
         for path in sorted((self._path / "segments").glob("*.seg")):
             number = int(path.stem)
             if number not in live and try_delete(path):
                 proc.reader.forget(number)
+            elif self._drop_after_read:
+                _flush_and_drop(path)
 
     def clear(self) -> None:
         """Delete every entry (the directory stays, with a fresh, empty cache)."""

@@ -119,15 +119,26 @@ class SegmentReader:
         fd = self.fd(segment)
         if fd is None:
             return
-        merged: list[list[int]] = []
-        for offset, length in sorted(ranges):
-            if merged and offset <= merged[-1][0] + merged[-1][1] + 65536:
-                merged[-1][1] = max(merged[-1][1], offset + length - merged[-1][0])
-            else:
-                merged.append([offset, length])
-        for offset, length in merged:
+        for offset, length in _merge(ranges):
             with contextlib.suppress(OSError):
                 os.posix_fadvise(fd, offset, length, advice)
+
+    def release(self, segment: int, ranges: list[tuple[int, int]]) -> None:
+        """Drop these ranges from this process's map and from the page cache.
+
+        The kernel keeps a page cached while any process maps it, so the map's pages are let go
+        first (``MADV_DONTNEED`` on a shared file map only unmaps them), then the page cache is
+        asked to drop them (``POSIX_FADV_DONTNEED``; pages not yet written back stay).
+        """
+        mapped = self._maps.get(segment)
+        if mapped is not None:
+            page = mmap.PAGESIZE
+            for offset, length in _merge(ranges):
+                start = offset // page * page
+                end = min(len(mapped), -(-(offset + length) // page) * page)
+                with contextlib.suppress(OSError, ValueError):
+                    mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
+        self.advise(segment, ranges, os.POSIX_FADV_DONTNEED)
 
     def forget(self, segment: int) -> None:
         """Drop the map and descriptor of a segment (it was deleted)."""
@@ -143,6 +154,17 @@ class SegmentReader:
         """Drop every map and descriptor."""
         for segment in list(self._fds) + list(self._maps):
             self.forget(segment)
+
+
+def _merge(ranges: list[tuple[int, int]], gap: int = 65536) -> list[tuple[int, int]]:
+    """Sort ``(offset, length)`` ranges and merge those closer than ``gap`` bytes."""
+    merged: list[list[int]] = []
+    for offset, length in sorted(ranges):
+        if merged and offset <= merged[-1][0] + merged[-1][1] + gap:
+            merged[-1][1] = max(merged[-1][1], offset + length - merged[-1][0])
+        else:
+            merged.append([offset, length])
+    return [(offset, length) for offset, length in merged]
 
 
 def try_delete(path: Path) -> bool:

@@ -1,11 +1,15 @@
-"""Peak memory of a process and all its descendants (the loader's workers), sampled in a thread.
+"""Figures about a process and all its descendants (the loader's workers), read from ``/proc``.
 
-Resident set sizes double-count the pages that forked workers share with their parent (torch's
-libraries alone are hundreds of MB), so this sums each process's *proportional* set size (PSS,
-from ``/proc/<pid>/smaps_rollup``), in which a shared page is split between its users. Sampling
-every ``interval`` seconds gives the peak of that sum. Linux only; elsewhere the figure is
-``None``. Memory on a tmpfs that nobody maps (the memory store's record files) is not in any
-process's PSS, so callers add the cache's own byte count.
+Memory, sampled in a thread for its peak: resident set sizes double-count the pages that forked
+workers share with their parent (torch's libraries alone are hundreds of MB), so this sums each
+process's *proportional* set size (PSS, from ``/proc/<pid>/smaps_rollup``), in which a shared page
+is split between its users. Memory on a tmpfs that nobody maps (the memory store's record files)
+is not in any process's PSS, so callers add the cache's own byte count.
+
+Disk reads: ``read_bytes`` of ``/proc/<pid>/io`` counts what the block device delivered, so
+page-cache hits do not count.
+
+Linux only; elsewhere the figures are ``None``.
 """
 
 from __future__ import annotations
@@ -56,6 +60,29 @@ def pss_bytes(pid: int) -> int | None:
 def tree_pss_bytes(root: int | None = None) -> int | None:
     """Sum of PSS over ``root`` (default: this process) and its descendants."""
     values = [pss_bytes(pid) for pid in process_tree(root or os.getpid())]
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def read_bytes(pid: int) -> int | None:
+    """Bytes ``pid`` made the storage layer fetch (``read_bytes`` of ``/proc/<pid>/io``)."""
+    try:
+        with open(f"/proc/{pid}/io") as file:
+            for line in file:
+                if line.startswith("read_bytes:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def tree_read_bytes(root: int | None = None) -> int | None:
+    """Sum of :func:`read_bytes` over ``root`` (default: this process) and its descendants.
+
+    Page-cache hits are not counted: this is what came from the block device. Processes that
+    exited are not counted either, so compare it over periods where the workers persist.
+    """
+    values = [read_bytes(pid) for pid in process_tree(root or os.getpid())]
     known = [v for v in values if v is not None]
     return sum(known) if known else None
 
