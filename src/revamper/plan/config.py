@@ -89,6 +89,12 @@ class PlanConfig:
         balance_misses: Use the cache-aware shuffle, which gives every batch the same share of
             recomputed samples (within one). ``False`` gives a plain shuffle, for comparison.
             Ignored when ``shuffle`` is ``False``.
+        world_size: Ranks of distributed training (1: not distributed).
+        rank: This rank, 0 to ``world_size - 1``.
+        group_size: Ranks that share one cache (a machine's ranks with a machine-wide cache, 1
+            with a private cache per rank); divides ``world_size``. Ranks ``g * group_size`` to
+            ``(g + 1) * group_size - 1`` form cache group ``g``, which owns a fixed part of the
+            data set (see :mod:`revamper.plan.partition`).
     """
 
     num_samples: int
@@ -98,6 +104,9 @@ class PlanConfig:
     drop_last: bool = False
     shuffle: bool = True
     balance_misses: bool = True
+    world_size: int = 1
+    rank: int = 0
+    group_size: int = 1
 
     def __post_init__(self) -> None:
         """Validate every field and normalise numpy scalars to Python ones.
@@ -114,18 +123,64 @@ class PlanConfig:
             "drop_last": _check_bool("drop_last", self.drop_last),
             "shuffle": _check_bool("shuffle", self.shuffle),
             "balance_misses": _check_bool("balance_misses", self.balance_misses),
+            "world_size": check_int("world_size", self.world_size, 1),
         }
+        normalised["rank"] = check_int("rank", self.rank, 0, normalised["world_size"] - 1)
+        normalised["group_size"] = check_int(
+            "group_size", self.group_size, 1, normalised["world_size"]
+        )
+        if normalised["world_size"] % normalised["group_size"]:
+            raise ValueError(
+                f"group_size must divide world_size, got group_size={self.group_size} and "
+                f"world_size={self.world_size}"
+            )
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
 
     @property
+    def distributed(self) -> bool:
+        """Whether more than one rank shares the data set."""
+        return self.world_size > 1
+
+    @property
+    def num_groups(self) -> int:
+        """Cache groups (each owns a fixed part of the data set)."""
+        return self.world_size // self.group_size
+
+    @property
+    def group(self) -> int:
+        """This rank's cache group."""
+        return self.rank // self.group_size
+
+    @property
+    def member(self) -> int:
+        """This rank's position in its cache group."""
+        return self.rank % self.group_size
+
+    @property
+    def samples_per_rank(self) -> int:
+        """Samples each rank gets per epoch, before ``drop_last`` trims its last batch.
+
+        As with ``DistributedSampler``: ceil(N / world_size), or floor with ``drop_last``.
+        """
+        if self.world_size == 1 or not self.drop_last:
+            return -(-self.num_samples // self.world_size)
+        return self.num_samples // self.world_size
+
+    @property
     def num_batches(self) -> int:
-        """Batches per epoch: ceil(N / B), or floor(N / B) with ``drop_last`` (0 when N < B)."""
+        """Batches per epoch (per rank): ceil(S / B), or floor(S / B) with ``drop_last``.
+
+        S is :attr:`samples_per_rank` (N when not distributed); 0 batches when S < B with
+        ``drop_last``.
+        """
         if self.drop_last:
-            return self.num_samples // self.batch_size
-        return -(-self.num_samples // self.batch_size)
+            return self.samples_per_rank // self.batch_size
+        return -(-self.samples_per_rank // self.batch_size)
 
     @property
     def num_used(self) -> int:
-        """Samples consumed per epoch: N, or N - (N mod B) with ``drop_last``."""
-        return self.num_batches * self.batch_size if self.drop_last else self.num_samples
+        """Samples consumed per epoch (per rank): S, or S - (S mod B) with ``drop_last``."""
+        if self.drop_last:
+            return self.num_batches * self.batch_size
+        return self.samples_per_rank

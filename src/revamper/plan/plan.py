@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from revamper.plan import dropping, mixing
+from revamper.plan import dropping, mixing, partition
 from revamper.plan.config import MAX_EPOCH, MAX_REUSE_FACTOR, PlanConfig, check_int, index_dtype
 from revamper.plan.eviction import (
     chunk_assignment,
@@ -198,6 +198,9 @@ def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
     first samples of chunk (e + 1) mod r, then other hits, then misses, randomly within each class
     (see :mod:`revamper.plan.dropping`); they are removed before the batches are composed.
 
+    With ``world_size`` > 1 the plan is this rank's share of its cache group's epoch (see
+    :mod:`revamper.plan.partition`): every rank gets the same number of samples and batches.
+
     Args:
         config: The run's parameters.
         epoch: The epoch, an int >= 0.
@@ -213,6 +216,17 @@ def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
         raise TypeError(f"config must be a PlanConfig, got {type(config).__name__}")
     epoch = check_int("epoch", epoch, 0, MAX_EPOCH)
     n, r, b = config.num_samples, config.reuse_factor, config.batch_size
+    if config.distributed:
+        indices, planned_miss, chunks = partition.rank_share(config, epoch)
+        return EpochPlan(
+            epoch=epoch,
+            reuse_factor=r,
+            indices=indices,
+            planned_miss=planned_miss,
+            batch_bounds=mixing.batch_bounds(indices.size, b),
+            chunks=chunks,
+            num_samples=n,
+        )
 
     all_chunks = chunk_assignment(n, r, config.seed)
     all_miss = planned_misses(all_chunks, r, epoch)

@@ -29,6 +29,16 @@ class Purpose(enum.IntEnum):
     """Which samples an epoch drops under ``drop_last``."""
     ORDER = 3
     """The epoch's order of consumption."""
+    PARTITION = 4
+    """The run-wide split of the data set between cache groups (machines or ranks)."""
+    GROUP = 5
+    """A cache group's own seed, from which its eviction chunks and streams derive."""
+    RANK = 6
+    """A rank's own seed, from which its order derives."""
+    PAD = 7
+    """Which samples a cache group repeats to give every rank the same number of samples."""
+    DEAL = 8
+    """How a cache group deals its epoch's samples to its ranks."""
 
 
 def normalise_seed(seed: int) -> int:
@@ -50,3 +60,17 @@ def generator(seed: int, purpose: Purpose, epoch: int = 0) -> np.random.Generato
     s = normalise_seed(seed)
     entropy = [s % _WORD, s // _WORD, epoch % _WORD, (epoch // _WORD) % _WORD, int(purpose)]
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+
+
+def derive_seed(seed: int, purpose: Purpose, number: int) -> int:
+    """A 64-bit seed for one member (a group, a rank) of a run, independent of the others.
+
+    Args:
+        seed: The run's seed, any Python int.
+        purpose: :attr:`Purpose.GROUP` or :attr:`Purpose.RANK`.
+        number: The group or rank number (>= 0).
+    """
+    s = normalise_seed(seed)
+    entropy = [s % _WORD, s // _WORD, number % _WORD, number // _WORD, int(purpose)]
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
+    return int(state[0]) | int(state[1]) << 32

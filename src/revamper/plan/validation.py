@@ -41,6 +41,11 @@ def check_plan(plan: EpochPlan, config: PlanConfig) -> None:
     n, r = config.num_samples, config.reuse_factor
     if (plan.num_samples, plan.reuse_factor) != (n, r):
         _fail(f"plan is for N={plan.num_samples}, r={plan.reuse_factor}; config has N={n}, r={r}")
+    if config.distributed:
+        _check_layout(plan, config)
+        if config.shuffle and config.balance_misses:
+            _check_balance(plan)
+        return  # coverage holds over all ranks together: see check_world
     dtypes = (
         plan.indices.dtype,
         plan.planned_miss.dtype,
