@@ -234,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
         stdout = Console(width=160)  # a file or pipe: no need to squeeze the tables
     for table in report.render_tables(summaries, step_ms=args.step_ms):
         stdout.print(table)
+    for line in report.headlines(summaries, step_ms=args.step_ms):
+        stdout.print(escape(line))
     console.print(f"results: {out_dir / 'bench.jsonl'}" + ("" if args.no_plot else ", bench.png"))
     return 0
 

@@ -154,6 +154,26 @@ def render_tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> li
     return tables
 
 
+def headlines(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> list[str]:
+    """One plain sentence per caching scenario: what it bought against ``standard``."""
+    lines = []
+    for s in summaries:
+        if s.steady_speedup is None or s.scenario == "standard" or s.reuse_factor < 2:
+            continue
+        text = f"{s.scenario}: {s.steady_speedup.median:.2f}x standard's steady-state samples/s"
+        if step_ms == 0 and s.bound and s.fraction_of_bound:
+            text += f" ({s.fraction_of_bound:.0%} of the {s.bound:.2f}x bound)"
+        if s.epoch0_speedup is not None:
+            text += f", epoch 0 at {s.epoch0_speedup.median:.2f}x"
+        if step_ms > 0 and s.epoch_time_speedup is not None and s.stall_seconds is not None:
+            text += (
+                f"; epochs {s.epoch_time_speedup.median:.2f}x faster end to end, "
+                f"{s.stall_seconds.median:.2f} s stalled per epoch"
+            )
+        lines.append(text)
+    return lines
+
+
 def _disk_table(summaries: Sequence[ScenarioSummary]) -> Any:
     from rich.table import Table
 
