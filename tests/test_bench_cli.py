@@ -82,7 +82,9 @@ def test_step_ms_reports_epoch_time_and_stall(tmp_path: Path, capsys: Any) -> No
     out = tmp_path / "out"
     argv = ["bench", "--data", str(data), "--scenarios", "standard,refurbish:2"]
     assert main([*argv, *SMALL, "--workers", "0", "--step-ms", "5", "--out", str(out)]) == 0
-    assert "stall s/epoch" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "stall s/epoch" in printed
+    assert "refurbish-r2: " in printed and "faster end to end" in printed  # the headline
     summaries = [r for r in read_jsonl(out / "bench.jsonl") if r["type"] == "summary"]
     for summary in summaries:
         assert summary["epoch_seconds"]["median"] >= 2 * 0.005  # two batches of 5 ms steps
