@@ -1,0 +1,131 @@
+"""The arms of the accuracy experiment and the loader each one trains from.
+
+Every arm is built on :class:`~revamper.RevamperLoader` (directly or through the baselines), with
+the same batch size, workers and seed, so they differ only in what is augmented and cached:
+
+- ``none``: no augmentation (only the conversion to the model's input), nothing cached;
+- ``standard``: the full pipeline on every use, nothing cached (a plain DataLoader's work);
+- ``simplified``: the full pipeline without its elastic step, on every use, nothing cached;
+- ``echo:r``: data echoing, the fully augmented sample cached and repeated r times;
+- ``refurbish:r``: data refurbishing, the partial part cached and reused r times, the final part
+  re-run on every use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from revamper.baselines import echoing_loader, standard_loader
+from revamper.experiments.augment import augmentation
+from revamper.loader import RevamperLoader
+
+Kind = Literal["none", "standard", "simplified", "echo", "refurbish"]
+KINDS: tuple[Kind, ...] = ("none", "standard", "simplified", "echo", "refurbish")
+_NEEDS_R: tuple[Kind, ...] = ("echo", "refurbish")
+_PIPELINE = {"none": "none", "simplified": "simplified"}  # all other arms: "full"
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One configuration of the experiment.
+
+    Attributes:
+        kind: What to train with (see the module docstring).
+        reuse_factor: r (1 for the arms that cache nothing).
+    """
+
+    kind: Kind
+    reuse_factor: int = 1
+
+    @property
+    def name(self) -> str:
+        """``none``, ``standard``, ``echo-r2``, ``refurbish-r3``, ...: unique within a run."""
+        return f"{self.kind}-r{self.reuse_factor}" if self.kind in _NEEDS_R else self.kind
+
+    @property
+    def pipeline(self) -> str:
+        """The augmentation it uses: ``full``, ``simplified`` or ``none``."""
+        return _PIPELINE.get(self.kind, "full")
+
+    @classmethod
+    def parse(cls, spec: str) -> Arm:
+        """Parse ``kind``, ``kind:r`` or an arm's name such as ``echo-r2``.
+
+        Raises:
+            ValueError: With a one-line message saying what is accepted.
+        """
+        text = spec.strip()
+        kind, sep, r_text = text.partition(":")
+        if not sep and "-r" in text:
+            kind, _, r_text = text.partition("-r")
+        if kind not in KINDS:
+            raise ValueError(
+                f"unknown arm {spec!r}: use none, standard, simplified, echo:R or refurbish:R"
+            )
+        if kind not in _NEEDS_R:
+            if r_text:
+                raise ValueError(f"arm {kind!r} takes no reuse factor, got {spec!r}")
+            return cls(kind)
+        try:
+            r = int(r_text)
+        except ValueError:
+            raise ValueError(f"arm {spec!r} needs a whole reuse factor, e.g. {kind}:3") from None
+        if r < 2:
+            raise ValueError(f"the reuse factor of {spec!r} must be at least 2 (1 is standard)")
+        return cls(kind, r)
+
+    def make_loader(self, dataset: Any, **loader_kwargs: Any) -> RevamperLoader:
+        """Build this arm's loader over ``dataset`` (items ``(uint8 image, label, index)``).
+
+        Args:
+            dataset: The training data set.
+            **loader_kwargs: Passed to the loader (batch size, shuffle, workers, seed, ...).
+        """
+        pipeline = augmentation(self.pipeline)
+        partial, final = pipeline.partial_transform, pipeline.final_transform
+        if self.kind == "echo":
+            return echoing_loader(
+                dataset,
+                partial_transform=partial,
+                final_transform=final,
+                reuse_factor=self.reuse_factor,
+                **loader_kwargs,
+            )
+        if self.kind == "refurbish":
+            return RevamperLoader(
+                dataset,
+                partial_transform=partial,
+                final_transform=final,
+                reuse_factor=self.reuse_factor,
+                **loader_kwargs,
+            )
+        return standard_loader(
+            dataset, partial_transform=partial, final_transform=final, **loader_kwargs
+        )
+
+
+DEFAULT_ARMS = "none,standard,simplified,echo:2,echo:3,echo:4,refurbish:2,refurbish:3,refurbish:4"
+"""Every arm the experiment compares unless told otherwise."""
+
+
+def parse_arms(text: str) -> list[Arm]:
+    """Parse a comma-separated list of arms.
+
+    Raises:
+        ValueError: For an unknown or repeated arm, or an empty list.
+    """
+    arms = [Arm.parse(spec) for spec in text.split(",") if spec.strip()]
+    if not arms:
+        raise ValueError("no arms given: list some, e.g. --arms standard,refurbish:3")
+    names = [arm.name for arm in arms]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"--arms lists an arm twice: {', '.join(repeated)}")
+    return arms
+
+
+def arm_names(arms: Sequence[Arm]) -> list[str]:
+    """The names of ``arms``, in order."""
+    return [arm.name for arm in arms]
