@@ -27,8 +27,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/revamper bench
 
 lint: $(VENV)/.installed-dev
-	$(PY) -m ruff check src tests
-	$(PY) -m ruff format --check src tests
+	$(PY) -m ruff check src tests examples
+	$(PY) -m ruff format --check src tests examples
 
 typecheck: $(VENV)/.installed-dev
 	$(PY) -m mypy

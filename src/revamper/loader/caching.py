@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Literal
 
+from revamper.distributed import DistributedSetup, share_store
 from revamper.store import CacheStore, DiskStore, SharedMemoryStore, TieredStore
 from revamper.store.codec import CODEC_VERSION
+from revamper.store.disk import check_directory
 from revamper.store.manifest import transform_identity
 
 CacheKind = Literal["memory", "disk"]
@@ -45,16 +48,27 @@ def make_store(
     cache_dir: str | os.PathLike[str] | None,
     reuse_factor: int,
     fingerprint: dict[str, Any],
+    setup: DistributedSetup | None = None,
 ) -> tuple[CacheStore | None, bool]:
     """Build the store the loader's arguments describe.
 
+    Under distributed training (``setup``), the ranks of a machine-wide cache group share one
+    store: the group's first rank creates it, the others attach to it
+    (:func:`revamper.distributed.share_store`; a collective). With ``cache_scope="rank"`` every
+    rank creates its own, a disk cache in the sub-directory ``rank-<rank>`` of ``cache_dir``.
+    A disk cache's fingerprint then also names the rank layout, so that a restart with another
+    layout starts afresh.
+
     Returns:
         ``(store, owned)``: ``store`` is ``None`` when nothing is cached (``reuse_factor`` 1);
-        ``owned`` says whether the loader created it (and so closes it).
+        ``owned`` says whether the loader created it or attached to it (and so closes it).
 
     Raises:
         ValueError: For a combination that makes no sense, named in the message.
+        DistributedSetupError: On every rank, if a rank failed to create or attach the shared
+            cache.
     """
+    setup = setup or DistributedSetup()
     if isinstance(cache, CacheStore):
         if cache_bytes is not None or cache_dir is not None:
             raise ValueError(
@@ -70,15 +84,86 @@ def make_store(
         raise ValueError("cache='disk' needs cache_dir, a directory on local disk (an SSD)")
     if reuse_factor == 1:
         return None, False  # every sample is recomputed every epoch: a cache would only cost
-    if cache == "memory":
-        return SharedMemoryStore(cache_bytes), True
-    assert cache_dir is not None
-    disk = DiskStore(
-        cache_dir,
-        num_samples=fingerprint["num_samples"],
-        fingerprint=fingerprint,
-        drop_after_read=cache_bytes is not None,
-    )
-    if cache_bytes is None:
-        return disk, True
-    return TieredStore(SharedMemoryStore(cache_bytes), disk), True
+    if setup.shares_cache and not setup.communicate:
+        raise ValueError(
+            f"cache_scope='machine' with local_world_size={setup.local_world_size} shares one "
+            "cache between the ranks of a machine, which needs an initialised torch.distributed "
+            "process group (to tell the other ranks where the first rank created it); call "
+            "torch.distributed.init_process_group() before creating the loader, or pass "
+            "cache_scope='rank', or create the store yourself and pass it as cache= (e.g. "
+            "SharedMemoryStore.attach(path) on the other ranks)"
+        )
+    recipe = _Recipe(cache, cache_bytes, cache_dir, fingerprint)
+    if setup.distributed:
+        recipe = recipe.for_ranks(setup)
+    if not setup.shares_cache:
+        return recipe.create(), True
+    return share_store(setup, recipe.create, _handle, recipe.attach), True
+
+
+@dataclasses.dataclass(frozen=True)
+class _Recipe:
+    """How to create (or attach to) the store a loader's arguments describe."""
+
+    kind: CacheKind
+    cache_bytes: int | None
+    cache_dir: str | os.PathLike[str] | None
+    fingerprint: dict[str, Any]
+
+    def for_ranks(self, setup: DistributedSetup) -> _Recipe:
+        """The recipe for this rank's cache group: its own disk directory and fingerprint."""
+        fingerprint = {
+            **self.fingerprint,
+            "world_size": setup.world_size,
+            "cache_group_size": setup.group_size,
+            "cache_group": setup.group,
+        }
+        cache_dir = self.cache_dir
+        if self.kind == "disk" and not setup.shares_cache:
+            assert cache_dir is not None
+            own = check_directory(cache_dir) / f"rank-{setup.rank}"
+            own.mkdir(mode=0o700, exist_ok=True)
+            cache_dir = own
+        return dataclasses.replace(self, cache_dir=cache_dir, fingerprint=fingerprint)
+
+    def _disk(self) -> DiskStore:
+        assert self.cache_dir is not None
+        return DiskStore(
+            self.cache_dir,
+            num_samples=self.fingerprint["num_samples"],
+            fingerprint=self.fingerprint,
+            drop_after_read=self.cache_bytes is not None,
+        )
+
+    def create(self) -> CacheStore:
+        """A new store (the owner's instance of a shared-memory cache)."""
+        if self.kind == "memory":
+            return SharedMemoryStore(self.cache_bytes)
+        disk = self._disk()
+        if self.cache_bytes is None:
+            return disk
+        return TieredStore(SharedMemoryStore(self.cache_bytes), disk)
+
+    def attach(self, handle: dict[str, str]) -> CacheStore:
+        """Open the store another rank created, from its :func:`_handle`."""
+        memory = handle.get("memory")
+        if self.kind == "memory":
+            assert memory is not None
+            return SharedMemoryStore.attach(memory)
+        disk = self._disk()  # the leader has validated the directory by now
+        if memory is None:
+            return disk
+        try:
+            return TieredStore(SharedMemoryStore.attach(memory), disk)
+        except BaseException:
+            disk.close()
+            raise
+
+
+def _handle(store: CacheStore) -> dict[str, str]:
+    """What another rank needs to attach to ``store``: its shared-memory directory, if any."""
+    if isinstance(store, SharedMemoryStore):
+        return {"memory": str(store.path)}
+    if isinstance(store, TieredStore):
+        return {"memory": str(store.memory.path)}
+    return {}

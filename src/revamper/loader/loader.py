@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -9,16 +10,22 @@ from typing import Any, cast
 import torch
 from torch.utils.data import DataLoader, IterableDataset, default_collate
 
+from revamper.distributed import CacheScope, DistributedSetup, agree, resolve_setup
 from revamper.loader.caching import CacheKind, cache_fingerprint, make_store
 from revamper.loader.epoch import EpochIterator
 from revamper.loader.executor import CollateWithStats, RefurbishingDataset, Transform
 from revamper.loader.sampler import PlanBatchSampler
 from revamper.loader.stats import EpochStats, LoaderStats
 from revamper.plan import PlanConfig
+from revamper.plan.seeding import Purpose, derive_seed
 from revamper.store.base import CacheStore
+from revamper.store.manifest import transform_identity
+
+logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 _STATE_KEYS = ("num_samples", "reuse_factor", "batch_size", "seed", "drop_last", "shuffle")
+_RANK_KEYS = {"world_size": 1, "rank": 0, "group_size": 1}  # and their values in older states
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -53,6 +60,15 @@ class RevamperLoader:
     Each ``iter(loader)`` is one epoch (the counter lives in this process; :meth:`set_epoch`
     sets it). Every sample appears exactly once per epoch, in a shuffled order when ``shuffle``.
 
+    **Distributed training.** When ``torch.distributed`` is initialised (or ``rank`` and
+    ``world_size`` are given), each rank gets its share of every epoch, like
+    ``DistributedSampler``: ceil(N / world_size) samples per rank (a few samples repeated so
+    that every rank gets as many), or floor(N / world_size) with ``drop_last`` (a few left out);
+    every rank runs ``len(loader)`` batches. The ranks of a machine share one cache
+    (``cache_scope="machine"``): its first rank creates it, the others attach to it. At
+    construction the ranks check, in one all-gather, that they agree on their arguments; so
+    every rank must construct the loader (it is a collective). See :mod:`revamper.distributed`.
+
     Args:
         dataset: A map-style data set (``__getitem__`` and ``__len__``). Its items are a single
             input or a tuple/list ``(input, target, ...)``.
@@ -76,11 +92,25 @@ class RevamperLoader:
         cache_key: With ``cache="disk"``: names what the partial transform computes, for when
             its description is not enough to tell caches apart (default: the transform's
             ``repr``, or the module and name of a function).
+        rank: This rank under distributed training; with ``world_size``. ``None`` (both): from
+            the initialised ``torch.distributed`` process group, or not distributed. Pass
+            ``rank=0, world_size=1`` for a loader that one rank uses alone (no collective).
+        world_size: The number of ranks; see ``rank``.
+        local_world_size: Ranks per machine, numbered contiguously (global rank = machine *
+            local_world_size + local rank, as torchrun numbers them). ``None``: torchrun's
+            ``LOCAL_WORLD_SIZE``, else 1.
+        cache_scope: ``"machine"``: the ranks of a machine share one cache (one copy of each
+            entry in memory, and each machine shuffles its part of the data set across its
+            ranks); ``cache_bytes`` is then the machine's budget. ``"rank"``: a private cache per
+            rank (the paper's set-up), each with its own ``cache_bytes``; a disk cache then lives
+            in ``cache_dir/rank-<rank>``. A machine-wide cache needs the process group (or your
+            own shared ``cache`` store).
         whole_sample: Apply the transforms to the whole item instead of its first element
             (for torchvision v2 transforms on samples with boxes or masks, or dict items).
         balance_misses: The cache-aware shuffle; ``False`` gives a plain shuffle (for comparison).
         seed: Seed of the sample order and the eviction plan; the same seed reproduces both
-            exactly. ``None`` draws one from ``generator`` or torch's global RNG.
+            exactly. ``None`` draws one from ``generator`` or torch's global RNG (rank 0's,
+            under distributed training; without a process group a seed is then required).
         num_workers: As DataLoader's.
         collate_fn: As DataLoader's (default: ``torch.utils.data.default_collate``).
         pin_memory: As DataLoader's.
@@ -90,7 +120,8 @@ class RevamperLoader:
         worker_init_fn: As DataLoader's.
         multiprocessing_context: As DataLoader's.
         generator: As DataLoader's (seeds the workers' RNGs); with ``seed`` and no generator,
-            one seeded with ``seed`` is used.
+            one seeded with ``seed`` is used (with a seed derived from ``seed`` and the rank,
+            under distributed training, so that ranks draw different augmentations).
         prefetch_factor: As DataLoader's.
         persistent_workers: As DataLoader's.
         pin_memory_device: As DataLoader's.
@@ -98,6 +129,8 @@ class RevamperLoader:
     Raises:
         TypeError: For an argument of the wrong type (named in the message).
         ValueError: For an argument out of range, or an empty data set.
+        DistributedSetupError: On every rank, if the ranks disagree on an argument (the message
+            names it and the ranks), or a rank failed to create or attach the shared cache.
     """
 
     def __init__(
@@ -113,6 +146,10 @@ class RevamperLoader:
         cache: CacheKind | CacheStore = "memory",
         cache_dir: str | os.PathLike[str] | None = None,
         cache_key: str | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        local_world_size: int | None = None,
+        cache_scope: CacheScope = "machine",
         whole_sample: bool = False,
         balance_misses: bool = True,
         seed: int | None = None,
@@ -145,12 +182,44 @@ class RevamperLoader:
 
         if cache_key is not None and not isinstance(cache_key, str):
             raise TypeError(f"cache_key must be a str or None, got {cache_key!r}")
+        setup = resolve_setup(rank, world_size, local_world_size, cache_scope)
+        if setup.communicate:
+            seed = agree(
+                setup,
+                {
+                    "num_samples": num_samples,
+                    "seed": seed,
+                    "reuse_factor": reuse_factor,
+                    "batch_size": batch_size,
+                    "drop_last": bool(drop_last),
+                    "shuffle": bool(shuffle),
+                    "balance_misses": bool(balance_misses),
+                    "cache_scope": setup.cache_scope,
+                    "local_world_size": setup.local_world_size,
+                    "whole_sample": bool(whole_sample),
+                    "cache": cache if isinstance(cache, str) else type(cache).__name__,
+                    "partial_transform": cache_key or transform_identity(partial_transform),
+                },
+                {
+                    "cache_bytes": cache_bytes,
+                    "cache_dir": None if cache_dir is None else str(cache_dir),
+                },
+                drawn_seed=_draw_seed(generator) if seed is None else 0,
+            )
+        elif seed is None and setup.distributed:
+            raise ValueError(
+                "seed is required with rank and world_size but no torch.distributed process "
+                "group (the ranks must share it, and cannot agree on one without communicating)"
+            )
         if seed is None:
             seed = _draw_seed(generator)
         elif generator is None:
             generator = torch.Generator()
-            generator.manual_seed(seed)
+            generator.manual_seed(
+                derive_seed(seed, Purpose.RANK, setup.rank) if setup.distributed else seed
+            )
         self._seed = seed
+        self._setup = setup
         self._store, self._owns_store = make_store(
             cache,
             cache_bytes=cache_bytes,
@@ -164,7 +233,13 @@ class RevamperLoader:
                 whole_sample=bool(whole_sample),
                 cache_key=cache_key,
             ),
+            setup=setup,
         )
+        # Between epochs the store's owner tidies it (a disk cache's dead segments); in a shared
+        # cache only the leader does, so that the ranks do not repeat the work.
+        self._maintains_store = not self._owns_store or setup.is_leader
+        if setup.distributed:
+            logger.info("RevamperLoader: %s, store %r", setup.describe(), self._store)
         self._dataset = dataset
         self._config = PlanConfig(
             num_samples=num_samples,
@@ -174,6 +249,9 @@ class RevamperLoader:
             drop_last=bool(drop_last),
             shuffle=bool(shuffle),
             balance_misses=bool(balance_misses),
+            world_size=setup.world_size,
+            rank=setup.rank,
+            group_size=setup.group_size,
         )
         self._sampler = PlanBatchSampler(self._config, self._store)
         executor = RefurbishingDataset(
@@ -224,7 +302,7 @@ class RevamperLoader:
             raise RuntimeError("this RevamperLoader is closed")
         epoch, first_batch = self._next_epoch, self._resume_batch
         self._next_epoch, self._resume_batch = epoch + 1, 0
-        if self._store is not None:
+        if self._store is not None and self._maintains_store:
             self._store.on_epoch_start(epoch)
         self._sampler.epoch = epoch
         self._sampler.first_batch = first_batch
@@ -239,7 +317,7 @@ class RevamperLoader:
         )
 
     def __len__(self) -> int:
-        """Batches per epoch."""
+        """Batches per epoch (on this rank: every rank runs as many)."""
         return self._config.num_batches
 
     def set_epoch(self, epoch: int) -> None:
@@ -266,7 +344,7 @@ class RevamperLoader:
             "version": STATE_VERSION,
             "epoch": epoch,
             "batch": batch,
-            **{key: getattr(config, key) for key in _STATE_KEYS},
+            **{key: getattr(config, key) for key in (*_STATE_KEYS, *_RANK_KEYS)},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -278,15 +356,18 @@ class RevamperLoader:
 
         Raises:
             ValueError: If the state comes from a loader with other data set length, reuse
-                factor, batch size, seed, ``drop_last`` or ``shuffle``, or is malformed.
+                factor, batch size, seed, ``drop_last``, ``shuffle`` or rank layout (world size,
+                rank, ranks per cache), or is malformed. Under distributed training each rank
+                saves and loads its own state.
         """
         if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
             raise ValueError(f"not a RevamperLoader state (version {STATE_VERSION}): {state!r}")
         config = self._config
-        for key in _STATE_KEYS:
-            if state.get(key) != getattr(config, key):
+        for key in (*_STATE_KEYS, *_RANK_KEYS):
+            found = state.get(key, _RANK_KEYS.get(key))
+            if found != getattr(config, key):
                 raise ValueError(
-                    f"cannot resume: the state has {key}={state.get(key)!r}, this loader has "
+                    f"cannot resume: the state has {key}={found!r}, this loader has "
                     f"{key}={getattr(config, key)!r}"
                 )
         epoch = _check_int("state['epoch']", state.get("epoch"), 0)
@@ -324,12 +405,22 @@ class RevamperLoader:
         return self._config
 
     @property
+    def distributed(self) -> DistributedSetup:
+        """This rank's place in distributed training and its cache group (see ``cache_scope``)."""
+        return self._setup
+
+    @property
     def seed(self) -> int:
         """The seed of the sample order and eviction plan."""
         return self._seed
 
     def close(self) -> None:
-        """Stop the worker processes and release the cache (if this loader created it)."""
+        """Stop the worker processes and release the cache (if this loader created it).
+
+        With a machine-wide cache, the machine's first rank owns the cache and removes it here;
+        the other ranks only let go of it. Close every rank's loader when training is done (a
+        rank still reading after its machine's first rank closed recomputes what it needs).
+        """
         self._dataloader = None  # drops the persistent workers' iterator with it
         if self._store is not None and self._owns_store:
             self._store.close()

@@ -385,11 +385,19 @@ class DiskStore(CacheStore):
                 return active
         if active is not None:
             active.close()
-        with self._locked() as locked:
-            number = self._bump(locked, _NEXT_SEGMENT, 1)
-        path = segment_path(self._path / "segments", number)
-        proc.active = ActiveSegment(path, number, generation)
-        return proc.active
+            proc.active = None
+        while True:
+            with self._locked() as locked:
+                number = self._bump(locked, _NEXT_SEGMENT, 1)
+            path = segment_path(self._path / "segments", number)
+            created = ActiveSegment(path, number, generation)
+            # Another process's garbage collection (on_epoch_start of another rank sharing this
+            # directory) may unlink a fresh segment between its creation and its lock: records
+            # appended there would be lost, so take a new one.
+            if os.fstat(created.fd).st_nlink > 0:
+                proc.active = created
+                return created
+            created.close()
 
     def _write_failed(self, proc: _Process, index: int, exc: OSError) -> bool:
         with self._locked() as locked:

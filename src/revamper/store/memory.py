@@ -9,7 +9,10 @@ Writes go to a temporary file that is then renamed over the entry, which is atom
 the old record or the new one, never a torn one, so no checksum is needed by default. A small
 shared counter block, updated under an ``flock``, tracks the bytes held so that an optional budget
 is exact across processes. The owner (the instance that created the directory) removes it on
-:meth:`close`, on garbage collection and at interpreter exit; attached instances (workers) never do.
+:meth:`close`, on garbage collection and at interpreter exit; attached instances never do. Pickling
+an instance (as torch does for worker processes) attaches; so does :meth:`SharedMemoryStore.attach`,
+which takes only the directory's path (how the other ranks of a machine join the cache that the
+machine's first rank created).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import mmap
 import os
@@ -41,6 +45,8 @@ _SHARD_BITS: Final = 10  # 1,024 entries per sub-directory
 _COUNTERS = struct.Struct("<6q")  # bytes, entries, puts, rejected, failed, invalid
 _BYTES, _ENTRIES, _PUTS, _REJECTED, _FAILED, _INVALID = range(6)
 DIR_PREFIX: Final = "revamper-"
+_SETTINGS: Final = "settings.json"
+_LAYOUT: Final = ("data", "tmp", "lock", "counters", _SETTINGS)
 
 
 def default_directory() -> Path:
@@ -125,6 +131,8 @@ class SharedMemoryStore(CacheStore):
         (self._path / "tmp").mkdir()
         (self._path / "lock").touch()
         (self._path / "counters").write_bytes(bytes(_COUNTERS.size))
+        settings = {"capacity_bytes": capacity_bytes, "checksum": bool(checksum)}
+        (self._path / _SETTINGS).write_text(json.dumps(settings))
         self._owner_pid = os.getpid()
         self._finalizer: weakref.finalize[Any, SharedMemoryStore] | None = weakref.finalize(
             self, _remove_store_dir, str(self._path), self._owner_pid
@@ -133,6 +141,47 @@ class SharedMemoryStore(CacheStore):
         self._closed = False
         self._warned: set[str] = set()
         self._bytes_read = 0
+
+    @classmethod
+    def attach(cls, path: str | os.PathLike[str]) -> SharedMemoryStore:
+        """Open the store another process created at ``path``, as an attached instance.
+
+        The attached instance reads and writes the same entries under the same budget and
+        checksum setting as the owner (they are recorded in the directory), and never removes
+        the directory: the owner does, when it closes. This is how the ranks of one machine share
+        the cache that its first rank created; the path is all that needs to travel.
+
+        Args:
+            path: The owner's :attr:`path`.
+
+        Returns:
+            An attached store.
+
+        Raises:
+            ValueError: If ``path`` is not the directory of a live shared-memory store (it does
+                not exist, for example because its owner closed it, or it lies on another
+                machine, or it lacks the store's files).
+        """
+        root = Path(path)
+        missing = [name for name in _LAYOUT if not (root / name).exists()]
+        if missing:
+            raise ValueError(
+                f"path {str(root)!r} is not a live revamper shared-memory store (missing: "
+                f"{', '.join(missing)}); was it created on this machine, and is its owner open?"
+            )
+        try:
+            settings = json.loads((root / _SETTINGS).read_text())
+            capacity = settings["capacity_bytes"]
+            checksum = settings["checksum"]
+            if capacity is not None and (
+                isinstance(capacity, bool) or not isinstance(capacity, int)
+            ):
+                raise TypeError(f"capacity_bytes is {capacity!r}")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"unreadable settings in the store at {str(root)!r}: {exc}") from exc
+        store = cls.__new__(cls)
+        store.__setstate__({"path": root, "capacity": capacity, "checksum": bool(checksum)})
+        return store
 
     # -- pickling: what a worker process receives is an attached instance -------------------
     def __getstate__(self) -> dict[str, Any]:

@@ -1,0 +1,28 @@
+"""Distributed training: each rank its share of every epoch, and one cache per machine.
+
+With ``torch.distributed`` initialised (or ``rank`` and ``world_size`` passed), the loader gives
+each rank its share of every epoch like ``DistributedSampler``, through the planner
+(:mod:`revamper.plan.partition`): every rank gets the same number of samples and batches. The
+ranks of one machine form a *cache group* that shares one cache store (``cache_scope="machine"``,
+the default), or each rank keeps a private cache (``cache_scope="rank"``).
+
+- :mod:`revamper.distributed.setup`: who is who (:func:`resolve_setup`), no communication.
+- :mod:`revamper.distributed.agreement`: the construction-time handshake (one all-gather of a
+  fingerprint of the loader's arguments; :class:`DistributedSetupError` on every rank if they
+  differ).
+- :mod:`revamper.distributed.sharing`: the machine's first rank creates the cache store, the
+  others attach to it.
+"""
+
+from revamper.distributed.agreement import DistributedSetupError, agree
+from revamper.distributed.setup import CacheScope, DistributedSetup, resolve_setup
+from revamper.distributed.sharing import share_store
+
+__all__ = [
+    "CacheScope",
+    "DistributedSetup",
+    "DistributedSetupError",
+    "agree",
+    "resolve_setup",
+    "share_store",
+]
