@@ -19,10 +19,18 @@ Quick start::
 """
 
 from revamper.baselines import echoing_loader, standard_loader
+from revamper.distributed import DistributedSetupError
 from revamper.errors import SampleError
 from revamper.loader import EpochStats, LoaderStats, RevamperLoader
 from revamper.plan import EpochPlan, PlanConfig, plan_epoch
-from revamper.store import MISS, CacheStore, SharedMemoryStore, StoreStats
+from revamper.store import (
+    MISS,
+    CacheStore,
+    DiskStore,
+    SharedMemoryStore,
+    StoreStats,
+    TieredStore,
+)
 from revamper.transforms import Chain
 
 __version__ = "0.1.0"
@@ -31,6 +39,8 @@ __all__ = [
     "MISS",
     "CacheStore",
     "Chain",
+    "DiskStore",
+    "DistributedSetupError",
     "EpochPlan",
     "EpochStats",
     "LoaderStats",
@@ -39,6 +49,7 @@ __all__ = [
     "SampleError",
     "SharedMemoryStore",
     "StoreStats",
+    "TieredStore",
     "__version__",
     "echoing_loader",
     "plan_epoch",
