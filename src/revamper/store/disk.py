@@ -22,10 +22,8 @@ import contextlib
 import errno
 import fcntl
 import logging
-import mmap
 import os
 import shutil
-import struct
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -33,13 +31,13 @@ from typing import Any, Final
 
 from revamper.store import codec, manifest, record
 from revamper.store.base import MISS, CacheStore, IoCounters, StoreStats
+from revamper.store.counters import Counters
 from revamper.store.segments import ActiveSegment, SegmentReader, segment_path, try_delete
 from revamper.store.slots import Slot, SlotTable
 
 logger = logging.getLogger(__name__)
 
-_COUNTERS = struct.Struct("<7q")  # puts, rejected, failed, invalid, next segment, bytes, entries
-_PUTS, _REJECTED, _FAILED, _INVALID, _NEXT_SEGMENT, _BYTES, _ENTRIES = range(7)
+_EXTRA_COUNTERS: Final = ("next_segment",)
 DEFAULT_SEGMENT_BYTES: Final = 256 * 2**20
 
 
@@ -64,12 +62,7 @@ class _Process:
 
     def __init__(self, path: Path, num_samples: int) -> None:
         self.pid = os.getpid()
-        self.lock_fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fd = os.open(path / "counters", os.O_RDWR)
-        try:
-            self.counters = mmap.mmap(fd, _COUNTERS.size)
-        finally:
-            os.close(fd)
+        self.counters = Counters(path, _EXTRA_COUNTERS)
         self.slots = SlotTable(path / "index", num_samples)
         self.reader = SegmentReader(path / "segments")
         self.active: ActiveSegment | None = None
@@ -82,10 +75,7 @@ class _Process:
         self.reader.close()
         with contextlib.suppress(BufferError):
             self.slots.close()
-        with contextlib.suppress(BufferError, ValueError):
-            self.counters.close()
-        with contextlib.suppress(OSError):
-            os.close(self.lock_fd)
+        self.counters.close()
 
 
 def _flush_and_drop(path: Path) -> None:
@@ -182,20 +172,19 @@ class DiskStore(CacheStore):
                 (self._path / name).unlink()
         shutil.rmtree(self._path / "segments", ignore_errors=True)
         (self._path / "segments").mkdir()
-        (self._path / "counters").write_bytes(bytes(_COUNTERS.size))
 
     def _recount(self) -> None:
         # Counters are statistics; after a crash they may be off, so rebuild them from the slots.
-        if not (self._path / "counters").exists():
-            (self._path / "counters").write_bytes(bytes(_COUNTERS.size))
+        Counters.create(self._path, _EXTRA_COUNTERS)
         (self._path / "segments").mkdir(exist_ok=True)
         proc = self._proc()
         entries, used = proc.slots.totals()
         numbers = [int(p.stem) for p in (self._path / "segments").iterdir() if p.stem.isdigit()]
-        values = list(_COUNTERS.unpack_from(proc.counters))
-        values[_BYTES], values[_ENTRIES] = used, entries
-        values[_NEXT_SEGMENT] = max([values[_NEXT_SEGMENT] - 1, *numbers], default=-1) + 1
-        _COUNTERS.pack_into(proc.counters, 0, *values)
+        counters = proc.counters
+        counters.set("bytes", used)
+        counters.set("entries", entries)
+        following = max([counters.value("next_segment") - 1, *numbers], default=-1) + 1
+        counters.set("next_segment", following)
 
     # -- pickling: workers get attached instances ------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -243,18 +232,8 @@ class DiskStore(CacheStore):
     @contextlib.contextmanager
     def _locked(self) -> Iterator[_Process]:
         proc = self._proc()
-        fcntl.flock(proc.lock_fd, fcntl.LOCK_EX)
-        try:
+        with proc.counters.locked():
             yield proc
-        finally:
-            fcntl.flock(proc.lock_fd, fcntl.LOCK_UN)
-
-    @staticmethod
-    def _bump(proc: _Process, slot: int, delta: int) -> int:
-        offset = slot * 8
-        (value,) = struct.unpack_from("<q", proc.counters, offset)
-        struct.pack_into("<q", proc.counters, offset, value + delta)
-        return int(value)
 
     def _check_index(self, index: int) -> None:
         if not 0 <= index < self._num_samples:
@@ -305,7 +284,7 @@ class DiskStore(CacheStore):
             return codec.decode(meta, payload)
         except (record.RecordError, codec.CodecError) as exc:
             with self._locked() as locked:
-                self._bump(locked, _INVALID, 1)
+                locked.counters.add("invalid", 1)
             self._warn_once(
                 "corrupt",
                 f"revamper: a damaged record in the disk cache {self._path} (sample {index}: "
@@ -339,7 +318,7 @@ class DiskStore(CacheStore):
         if self._capacity is not None and not self._fits(proc, index, size):
             with self._locked() as locked:
                 self._drop_slot(locked, index)
-                self._bump(locked, _REJECTED, 1)
+                locked.counters.add("rejected", 1)
             return False
         try:
             active = self._active(proc, generation)
@@ -352,13 +331,13 @@ class DiskStore(CacheStore):
         with self._locked() as locked:
             if self._capacity is not None and not self._fits(locked, index, size):
                 self._drop_slot(locked, index)
-                self._bump(locked, _REJECTED, 1)
+                locked.counters.add("rejected", 1)
                 return False
             old = locked.slots.clear(index)
             locked.slots.write(index, Slot(generation, offset, size, active.number))
-            self._bump(locked, _BYTES, size - old)
-            self._bump(locked, _ENTRIES, 0 if old else 1)
-            self._bump(locked, _PUTS, 1)
+            locked.counters.add("bytes", size - old)
+            locked.counters.add("entries", 0 if old else 1)
+            locked.counters.add("puts", 1)
         if self._drop_after_read:
             proc.reader.advise(active.number, [(offset, size)], os.POSIX_FADV_DONTNEED)
         return True
@@ -366,14 +345,14 @@ class DiskStore(CacheStore):
     def _fits(self, proc: _Process, index: int, size: int) -> bool:
         assert self._capacity is not None
         slot = proc.slots.read(index)
-        (used,) = struct.unpack_from("<q", proc.counters, _BYTES * 8)
+        used = proc.counters.value("bytes")
         return bool(used - (slot.length if slot else 0) + size <= self._capacity)
 
     def _drop_slot(self, proc: _Process, index: int) -> None:
         old = proc.slots.clear(index)
         if old:
-            self._bump(proc, _BYTES, -old)
-            self._bump(proc, _ENTRIES, -1)
+            proc.counters.add("bytes", -old)
+            proc.counters.add("entries", -1)
 
     def _active(self, proc: _Process, generation: int) -> ActiveSegment:
         active = proc.active
@@ -388,7 +367,7 @@ class DiskStore(CacheStore):
             proc.active = None
         while True:
             with self._locked() as locked:
-                number = self._bump(locked, _NEXT_SEGMENT, 1)
+                number = locked.counters.add("next_segment", 1)
             path = segment_path(self._path / "segments", number)
             created = ActiveSegment(path, number, generation)
             # Another process's garbage collection (on_epoch_start of another rank sharing this
@@ -401,7 +380,7 @@ class DiskStore(CacheStore):
 
     def _write_failed(self, proc: _Process, index: int, exc: OSError) -> bool:
         with self._locked() as locked:
-            self._bump(locked, _FAILED, 1)
+            locked.counters.add("failed", 1)
             self._drop_slot(locked, index)  # the old entry is outdated by this put anyway
         kind = "full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "error"
         self._warn_once(
@@ -439,8 +418,8 @@ class DiskStore(CacheStore):
         """Delete every entry (the directory stays, with a fresh, empty cache)."""
         with self._locked() as locked:
             locked.slots.slots["length"] = 0
-            self._bump(locked, _BYTES, -self._bump(locked, _BYTES, 0))
-            self._bump(locked, _ENTRIES, -self._bump(locked, _ENTRIES, 0))
+            locked.counters.set("bytes", 0)
+            locked.counters.set("entries", 0)
         self.on_epoch_start(-1)
 
     def disk_bytes(self) -> int:
@@ -456,17 +435,7 @@ class DiskStore(CacheStore):
 
     def stats(self) -> StoreStats:
         """See :meth:`CacheStore.stats`."""
-        with self._locked() as locked:
-            values = _COUNTERS.unpack_from(locked.counters)
-        return StoreStats(
-            entries=values[_ENTRIES],
-            bytes_used=values[_BYTES],
-            capacity_bytes=self._capacity,
-            puts=values[_PUTS],
-            rejected_puts=values[_REJECTED],
-            failed_puts=values[_FAILED],
-            invalid_reads=values[_INVALID],
-        )
+        return self._proc().counters.stats(self._capacity)
 
     def close(self) -> None:
         """Release this process's handles; the cache stays on disk."""

@@ -20,7 +20,7 @@ from revamper.store.codec import CODEC_VERSION
 logger = logging.getLogger(__name__)
 
 FORMAT: Final = "revamper-disk-cache"
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 MANIFEST_NAME: Final = "revamper-cache.json"
 
 

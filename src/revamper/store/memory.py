@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import logging
-import mmap
 import os
 import shutil
-import struct
 import tempfile
 import warnings
 import weakref
@@ -37,13 +34,12 @@ import numpy as np
 
 from revamper.store import codec, record
 from revamper.store.base import MISS, CacheStore, IoCounters, StoreStats
+from revamper.store.counters import Counters
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SHM_DIR: Final = "/dev/shm"
 _SHARD_BITS: Final = 10  # 1,024 entries per sub-directory
-_COUNTERS = struct.Struct("<6q")  # bytes, entries, puts, rejected, failed, invalid
-_BYTES, _ENTRIES, _PUTS, _REJECTED, _FAILED, _INVALID = range(6)
 DIR_PREFIX: Final = "revamper-"
 _SETTINGS: Final = "settings.json"
 _LAYOUT: Final = ("data", "tmp", "lock", "counters", _SETTINGS)
@@ -69,23 +65,15 @@ def _remove_store_dir(path: str, owner_pid: int) -> None:
 
 
 class _Handles:
-    """Per-process file handles: a forked child must not share its parent's lock."""
+    """What one process holds open on the store (a forked child reopens its own)."""
 
     def __init__(self, path: Path) -> None:
         self.pid = os.getpid()
-        self.lock_fd = os.open(path / "lock", os.O_RDWR)
-        counters_fd = os.open(path / "counters", os.O_RDWR)
-        try:
-            self.counters = mmap.mmap(counters_fd, _COUNTERS.size)
-        finally:
-            os.close(counters_fd)
+        self.counters = Counters(path)
         self.shards: set[int] = set()
 
     def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.counters.close()
-        with contextlib.suppress(OSError):
-            os.close(self.lock_fd)
+        self.counters.close()
 
 
 class SharedMemoryStore(CacheStore):
@@ -129,8 +117,7 @@ class SharedMemoryStore(CacheStore):
         self._path = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=root))
         (self._path / "data").mkdir()
         (self._path / "tmp").mkdir()
-        (self._path / "lock").touch()
-        (self._path / "counters").write_bytes(bytes(_COUNTERS.size))
+        Counters.create(self._path)
         settings = {"capacity_bytes": capacity_bytes, "checksum": bool(checksum)}
         (self._path / _SETTINGS).write_text(json.dumps(settings))
         self._owner_pid = os.getpid()
@@ -230,23 +217,13 @@ class SharedMemoryStore(CacheStore):
         return handles
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[_Handles]:
-        handles = self._proc()
-        fcntl.flock(handles.lock_fd, fcntl.LOCK_EX)
-        try:
-            yield handles
-        finally:
-            fcntl.flock(handles.lock_fd, fcntl.LOCK_UN)
+    def _locked(self) -> Iterator[Counters]:
+        with self._proc().counters.locked() as counters:
+            yield counters
 
-    @staticmethod
-    def _add(handles: _Handles, slot: int, delta: int) -> None:
-        offset = slot * 8
-        (value,) = struct.unpack_from("<q", handles.counters, offset)
-        struct.pack_into("<q", handles.counters, offset, value + delta)
-
-    def _count(self, slot: int, delta: int = 1) -> None:
-        with self._locked() as handles:
-            self._add(handles, slot, delta)
+    def _count(self, name: str, delta: int = 1) -> None:
+        with self._locked() as counters:
+            counters.add(name, delta)
 
     def _entry_path(self, index: int) -> str:
         return f"{self._path}/data/{index >> _SHARD_BITS:x}/{index}"
@@ -289,7 +266,7 @@ class SharedMemoryStore(CacheStore):
             return codec.decode(meta, payload)
         except (record.RecordError, codec.CodecError) as exc:
             with contextlib.suppress(_StoreGone):
-                self._count(_INVALID)
+                self._count("invalid")
             logger.debug("cache entry %d rejected: %s", index, exc)
             return MISS
 
@@ -313,8 +290,7 @@ class SharedMemoryStore(CacheStore):
         if self._capacity is not None:
             # Optimistic check without the lock: skip writing what cannot fit.
             old = _size_or_zero(final)
-            (used,) = struct.unpack_from("<q", handles.counters, _BYTES * 8)
-            if used - old + size > self._capacity:
+            if handles.counters.value("bytes") - old + size > self._capacity:
                 self._reject(index)
                 return False
         tmp = f"{self._path}/tmp/{index}.{os.getpid()}"
@@ -331,24 +307,22 @@ class SharedMemoryStore(CacheStore):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             return self._write_failed(index, exc)
-        with self._locked() as handles:
+        with self._locked() as counters:
             old = _size_or_zero(final)
-            if self._capacity is not None:
-                (used,) = struct.unpack_from("<q", handles.counters, _BYTES * 8)
-                if used - old + size > self._capacity:
-                    os.unlink(tmp)
-                    self._reject_locked(handles, final, old)
-                    return False
+            if self._capacity is not None and counters.value("bytes") - old + size > self._capacity:
+                os.unlink(tmp)
+                self._reject_locked(counters, final, old)
+                return False
             try:
                 os.replace(tmp, final)
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-                self._add(handles, _FAILED, 1)
+                counters.add("failed")
                 return self._write_failed(index, exc, counted=True)
-            self._add(handles, _BYTES, size - old)
-            self._add(handles, _ENTRIES, 0 if old else 1)
-            self._add(handles, _PUTS, 1)
+            counters.add("bytes", size - old)
+            counters.add("entries", 0 if old else 1)
+            counters.add("puts")
         return True
 
     def _ensure_shard(self, handles: _Handles, index: int) -> None:
@@ -361,22 +335,22 @@ class SharedMemoryStore(CacheStore):
         handles.shards.add(shard)
 
     def _reject(self, index: int) -> None:
-        with self._locked() as handles:
+        with self._locked() as counters:
             final = self._entry_path(index)
-            self._reject_locked(handles, final, _size_or_zero(final))
+            self._reject_locked(counters, final, _size_or_zero(final))
 
-    def _reject_locked(self, handles: _Handles, final: str, old: int) -> None:
+    def _reject_locked(self, counters: Counters, final: str, old: int) -> None:
         # Whatever the index held before is outdated by this put: drop it too.
         if old:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(final)
-                self._add(handles, _BYTES, -old)
-                self._add(handles, _ENTRIES, -1)
-        self._add(handles, _REJECTED, 1)
+                counters.add("bytes", -old)
+                counters.add("entries", -1)
+        counters.add("rejected")
 
     def _write_failed(self, index: int, exc: OSError, *, counted: bool = False) -> bool:
         if not counted:
-            self._count(_FAILED)
+            self._count("failed")
         if exc.errno == errno.ENOENT and not self._path.exists():
             raise _StoreGone(self._path)
         self._warn_once(
@@ -391,12 +365,12 @@ class SharedMemoryStore(CacheStore):
         """See :meth:`CacheStore.evict`."""
         self._check_index(index)
         final = self._entry_path(index)
-        with self._locked() as handles:
+        with self._locked() as counters:
             old = _size_or_zero(final)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(final)
-                self._add(handles, _BYTES, -old)
-                self._add(handles, _ENTRIES, -1)
+                counters.add("bytes", -old)
+                counters.add("entries", -1)
 
     def contains(self, index: int, generation: int | None = None) -> bool:
         """See :meth:`CacheStore.contains`."""
@@ -419,17 +393,7 @@ class SharedMemoryStore(CacheStore):
 
     def stats(self) -> StoreStats:
         """See :meth:`CacheStore.stats`."""
-        with self._locked() as handles:
-            values = _COUNTERS.unpack_from(handles.counters)
-        return StoreStats(
-            entries=values[_ENTRIES],
-            bytes_used=values[_BYTES],
-            capacity_bytes=self._capacity,
-            puts=values[_PUTS],
-            rejected_puts=values[_REJECTED],
-            failed_puts=values[_FAILED],
-            invalid_reads=values[_INVALID],
-        )
+        return self._proc().counters.stats(self._capacity)
 
     def close(self) -> None:
         """See :meth:`CacheStore.close`; the owner removes the directory and every entry."""
