@@ -396,3 +396,32 @@ def test_ranks_that_disagree_all_raise_naming_the_field(tmp_path: Path) -> None:
         assert "rank 0 failed to create the shared cache" in message and "does not exist" in message
         kind, message = by_name["host"]
         assert "run on different machines" in message and "'elsewhere'" in message
+
+
+def _from_pipeline_on_rank(rank: int, world: int) -> tuple[int, int, int]:
+    import time as clock
+
+    def slow_step(x: np.ndarray) -> np.ndarray:
+        end = clock.thread_time() + 0.001
+        while clock.thread_time() < end:
+            pass
+        return x
+
+    def final_step(x: np.ndarray) -> np.ndarray:
+        # Rank 1's final part is random, rank 0's is not: measured alone, rank 0 would cache
+        # the whole pipeline and rank 1 only its first step, and the ranks would disagree.
+        if rank == 1:
+            return x + np.random.randint(0, 1000, x.shape)
+        return x + 0
+
+    loader = RevamperLoader.from_pipeline(
+        IndexDataset(64), [slow_step, final_step], batch_size=8, seed=4, cache_scope="rank"
+    )
+    with loader:
+        return loader.plan_config.reuse_factor, len(loader), len(list(loader))
+
+
+def test_from_pipeline_chooses_once_for_all_ranks(tmp_path: Path) -> None:
+    first, second = values(run_world(_from_pipeline_on_rank, 2, tmp_path))
+    assert first == second  # one choice, made on rank 0, so the ranks agree
+    assert first[1] == first[2] == 4

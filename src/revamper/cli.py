@@ -28,6 +28,15 @@ class CliError(Exception):
     """An expected failure: printed as one line, no traceback."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, unless it is ``None`` or ``False`` (the help says what then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def positive_int(text: str) -> int:
     """Argparse type: an int >= 1."""
     try:

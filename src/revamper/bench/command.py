@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from revamper.cli import CliError, int_list, non_negative_float, parse_size, positive_int
+from revamper.cli import (
+    CliError,
+    HelpFormatter,
+    int_list,
+    non_negative_float,
+    parse_size,
+    positive_int,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +36,7 @@ def register(subparsers: Any) -> None:
             "report samples/s per epoch, the consumer's wait per batch, CPU time per stage, "
             "memory, and the analytic speed-up bound from the measured stage costs."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     data = parser.add_argument_group("data and pipeline")
     data.add_argument(

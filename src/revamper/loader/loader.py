@@ -42,6 +42,14 @@ def _check_transform(name: str, value: object) -> Transform | None:
     return value
 
 
+def _process_group_size() -> int:
+    """Ranks in the initialised default process group (1 without one)."""
+    distributed = torch.distributed
+    if distributed.is_available() and distributed.is_initialized():
+        return int(distributed.get_world_size())
+    return 1
+
+
 def _draw_seed(generator: torch.Generator | None) -> int:
     # Like torch's RandomSampler: without an explicit seed, take one from the given generator or
     # torch's global RNG, so torch.manual_seed() makes runs repeatable.
@@ -277,6 +285,66 @@ class RevamperLoader:
         # or a dropped iterator (after an exception, a break) would keep the workers alive.
         self._current: EpochStats | None = None
         self._stats = LoaderStats()
+
+    @classmethod
+    def from_pipeline(
+        cls,
+        dataset: Any,
+        transforms: Any,
+        *,
+        cache_bytes: int | None = None,
+        min_diversity: float = 0.9,
+        **loader_kwargs: Any,
+    ) -> RevamperLoader:
+        """Profile ``transforms``, choose the split and reuse factor, and build the loader.
+
+        The choice is :func:`revamper.tune.recommend`'s: the fastest configuration whose
+        predicted diversity stays at or above ``min_diversity`` of standard training's and whose
+        cache fits in ``cache_bytes``. Under ``torch.distributed`` rank 0 measures and chooses
+        and the other ranks take its choice (a collective: every rank must call this), so that
+        all ranks agree.
+
+        Args:
+            dataset: As for the constructor.
+            transforms: The full augmentation pipeline: a list of callables or a torchvision
+                ``Compose`` (one opaque callable cannot be split).
+            cache_bytes: Memory budget for the cache (also the constraint of the choice).
+            min_diversity: Lowest acceptable diversity, as a fraction of standard training's.
+            **loader_kwargs: Any other constructor argument except the transforms and
+                ``reuse_factor``.
+        """
+        from revamper.tune import as_pipeline, recommend
+
+        for name in ("partial_transform", "final_transform", "reuse_factor"):
+            if name in loader_kwargs:
+                raise TypeError(f"from_pipeline chooses {name} itself; do not pass it")
+        shared = _process_group_size() > 1 and loader_kwargs.get("world_size") is None
+        chosen: list[Any] = [None]
+        if not shared or torch.distributed.get_rank() == 0:
+            choice = recommend(
+                dataset,
+                transforms,
+                budget_bytes=cache_bytes,
+                min_diversity=min_diversity,
+                num_workers=loader_kwargs.get("num_workers", 0),
+                batch_size=loader_kwargs.get("batch_size", 1),
+                whole_sample=loader_kwargs.get("whole_sample", False),
+                collate_fn=loader_kwargs.get("collate_fn"),
+                multiprocessing_context=loader_kwargs.get("multiprocessing_context"),
+            )
+            chosen = [(choice.split, choice.reuse_factor)]
+        if shared:
+            torch.distributed.broadcast_object_list(chosen, src=0)
+        split, reuse_factor = chosen[0]
+        partial, final = as_pipeline(transforms).split(split)
+        return cls(
+            dataset,
+            partial_transform=partial,
+            final_transform=final,
+            reuse_factor=reuse_factor,
+            cache_bytes=cache_bytes,
+            **loader_kwargs,
+        )
 
     @staticmethod
     def _check_dataset(dataset: Any) -> int:
