@@ -72,8 +72,16 @@ def test_smoke_run_writes_schema_checked_results_and_figure(tmp_path: Path) -> N
         assert summary["wait_cv"] is not None
     runs = [r for r in records if r["type"] == "run"]
     assert len(runs) == 10
+    markdown = (out / "bench.md").read_text()
+    assert markdown.startswith("Command: `revamper bench --data ")
+    assert "| refurbish-r2 |" in markdown and "- refurbish-r2: " in markdown
+    assert [r for r in records if r["type"] == "options"][0]["command"].startswith("revamper bench")
     png = (out / "bench.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    # --report re-renders an earlier run without running anything
+    (out / "bench.md").unlink()
+    assert main(["bench", "--report", str(out / "bench.jsonl")]) == 0
+    assert (out / "bench.md").read_text() == markdown
 
 
 @pytest.mark.slow
@@ -103,6 +111,7 @@ def test_step_ms_reports_epoch_time_and_stall(tmp_path: Path, capsys: Any) -> No
         (["--split", "9"], "split must be between"),
         (["--epochs", "1"], "at least 2"),
         (["--workers", "-1"], "--workers"),
+        (["--report", "/nonexistent/bench.jsonl"], "cannot read"),
     ],
 )
 def test_bad_arguments_give_one_line_errors(

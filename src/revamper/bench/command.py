@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -113,6 +112,13 @@ def register(subparsers: Any) -> None:
         help="folder for bench.jsonl and bench.png (default: results/bench-<time>)",
     )
     out.add_argument("--no-plot", action="store_true", help="skip the PNG figure")
+    out.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSONL",
+        help="run nothing: print the tables of an earlier run's bench.jsonl and write its "
+        "bench.md next to it",
+    )
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
@@ -167,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
     from revamper.errors import SampleError
     from revamper.pipelines import load_pipeline
 
+    if args.report is not None:
+        return _rerender(args.report)
     for key, normal in DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, QUICK[key] if args.quick else normal)
@@ -229,13 +237,16 @@ def run(args: argparse.Namespace) -> int:
         "pipeline": pipeline.name,
         "split": pipeline.describe_split(args.split),
         "scenarios": [s.name for s in scenarios],
-        "command": " ".join(["revamper", *sys.argv[1:]]),
+        "command": args.command_line,
     }
     report.write_jsonl(
         out_dir / "bench.jsonl", harness.environment(), options_record, runs, summaries
     )
     if not args.no_plot:
         report.plot(out_dir / "bench.png", runs, summaries)
+    (out_dir / "bench.md").write_text(
+        report.markdown(summaries, step_ms=args.step_ms, command=options_record["command"])
+    )
     stdout = Console()
     if not stdout.is_terminal:
         stdout = Console(width=160)  # a file or pipe: no need to squeeze the tables
@@ -243,7 +254,40 @@ def run(args: argparse.Namespace) -> int:
         stdout.print(table)
     for line in report.headlines(summaries, step_ms=args.step_ms):
         stdout.print(escape(line))
-    console.print(f"results: {out_dir / 'bench.jsonl'}" + ("" if args.no_plot else ", bench.png"))
+    console.print(
+        f"results: {out_dir / 'bench.jsonl'}, bench.md" + ("" if args.no_plot else ", bench.png")
+    )
+    return 0
+
+
+def _rerender(path: Path) -> int:
+    """Print the tables of an earlier run and write its bench.md."""
+    import json
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from revamper.bench import report
+    from revamper.bench.summary import ScenarioSummary
+
+    try:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+    options = next((r for r in records if r.get("type") == "options"), None)
+    summaries = [ScenarioSummary.from_dict(r) for r in records if r.get("type") == "summary"]
+    if options is None or not summaries:
+        raise CliError(f"{path} is not a bench.jsonl with options and summaries")
+    step_ms = float(options.get("step_ms", 0.0))
+    stdout = Console() if Console().is_terminal else Console(width=160)
+    for table in report.render_tables(summaries, step_ms=step_ms):
+        stdout.print(table)
+    for line in report.headlines(summaries, step_ms=step_ms):
+        stdout.print(escape(line))
+    command = str(options.get("command", "revamper bench"))
+    (path.parent / "bench.md").write_text(
+        report.markdown(summaries, step_ms=step_ms, command=command)
+    )
     return 0
 
 

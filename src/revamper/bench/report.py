@@ -71,10 +71,7 @@ def write_jsonl(
 def _fmt_spread(spread: Spread | None, digits: int = 0, suffix: str = "") -> str:
     if spread is None:
         return "-"
-    return (
-        f"{spread.median:.{digits}f}{suffix} "
-        f"[dim]({spread.low:.{digits}f}–{spread.high:.{digits}f})[/dim]"
-    )
+    return f"{spread.median:.{digits}f}{suffix} ({spread.low:.{digits}f}–{spread.high:.{digits}f})"
 
 
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
@@ -87,23 +84,31 @@ def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value / 2**20:.0f}"
 
 
-def render_tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> list[Any]:
-    """Two ``rich`` tables: throughput and speed-ups, then where the time and memory go."""
-    from rich.table import Table
+@dataclasses.dataclass
+class TableData:
+    """A report table as plain text, rendered to the terminal (rich) or to Markdown."""
 
-    speed = Table(
-        title="Throughput: medians over repeats (min–max); steady state = epochs 1+",
-        title_justify="left",
-        header_style="bold",
-    )
-    for header in ("scenario", "epoch 0 samples/s", "steady samples/s", "× standard"):
-        speed.add_column(header, justify="left" if header == "scenario" else "right")
-    speed.add_column("bound", justify="right")
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+
+
+def tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> list[TableData]:
+    """The report's tables: throughput, where the time goes, and the disk cache (if used)."""
+    out = [_speed_table(summaries, step_ms), _cost_table(summaries)]
+    with_disk = [s for s in summaries if s.disk is not None]
+    if with_disk:
+        out.append(_disk_table(with_disk))
+    return out
+
+
+def _speed_table(summaries: Sequence[ScenarioSummary], step_ms: float) -> TableData:
+    headers = ["scenario", "epoch 0 samples/s", "steady samples/s", "× standard", "bound"]
     if step_ms == 0:  # the bound is for the loader alone; a consumer step caps throughput
-        speed.add_column("of bound", justify="right")
+        headers.append("of bound")
     else:
-        speed.add_column("epoch s (× standard)", justify="right")
-        speed.add_column("stall s/epoch", justify="right")
+        headers += ["epoch s (× standard)", "stall s/epoch"]
+    rows = []
     for s in summaries:
         row = [
             s.scenario,
@@ -119,39 +124,67 @@ def render_tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> li
             epoch_s = _fmt(s.epoch_seconds.median if s.epoch_seconds else None, ".2f")
             ratio = _fmt(s.epoch_time_speedup.median if s.epoch_time_speedup else None, ".2f", "x")
             row += [f"{epoch_s} ({ratio})", _fmt_spread(s.stall_seconds, 2)]
-        speed.add_row(*row)
-
-    costs = Table(
-        title="Where it goes (steady state): consumer wait per batch, CPU ms per sample, memory",
-        title_justify="left",
-        header_style="bold",
+        rows.append(row)
+    return TableData(
+        "Throughput: medians over repeats (min–max); steady state = epochs 1+", headers, rows
     )
-    for header in ("scenario", "wait ms p50/p95/max", "wait CV", "batch CPU CV", "misses/epoch"):
-        costs.add_column(header, justify="left" if header == "scenario" else "right")
-    for header in ("load", "partial", "final", "cache", "collate", "cache MB", "peak MB"):
-        costs.add_column(header, justify="right")
+
+
+def _cost_table(summaries: Sequence[ScenarioSummary]) -> TableData:
+    headers = ["scenario", "wait ms p50/p95/max", "wait CV", "batch CPU CV", "misses/epoch"]
+    headers += ["load", "partial", "final", "cache", "collate", "cache MB", "peak MB"]
+    rows = []
     for s in summaries:
         cpu = s.cpu_ms_per_sample
         misses = s.misses_per_epoch
-        costs.add_row(
-            s.scenario,
-            "/".join(_fmt(s.wait_ms.get(k), ".0f") for k in ("p50", "p95", "max")),
-            _fmt(s.wait_cv, ".2f"),
-            _fmt(s.batch_cpu_cv, ".3f"),
-            f"{misses['planned'] + misses['unplanned']:.0f}",
-            f"{cpu['load']:.2f}",
-            f"{cpu['partial']:.2f}",
-            f"{cpu['final']:.2f}",
-            f"{cpu['cache_read'] + cpu['cache_write']:.2f}",
-            f"{cpu['collate']:.2f}",
-            _mb(s.cache_bytes),
-            _mb(s.peak_memory_bytes),
+        rows.append(
+            [
+                s.scenario,
+                "/".join(_fmt(s.wait_ms.get(k), ".0f") for k in ("p50", "p95", "max")),
+                _fmt(s.wait_cv, ".2f"),
+                _fmt(s.batch_cpu_cv, ".3f"),
+                f"{misses['planned'] + misses['unplanned']:.0f}",
+                f"{cpu['load']:.2f}",
+                f"{cpu['partial']:.2f}",
+                f"{cpu['final']:.2f}",
+                f"{cpu['cache_read'] + cpu['cache_write']:.2f}",
+                f"{cpu['collate']:.2f}",
+                _mb(s.cache_bytes),
+                _mb(s.peak_memory_bytes),
+            ]
         )
-    tables = [speed, costs]
-    with_disk = [s for s in summaries if s.disk is not None]
-    if with_disk:
-        tables.append(_disk_table(with_disk))
-    return tables
+    return TableData(
+        "Where it goes (steady state): consumer wait per batch, CPU ms per sample, memory",
+        headers,
+        rows,
+    )
+
+
+def render_tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> list[Any]:
+    """The report's tables as ``rich`` tables (import of ``rich`` deferred to here)."""
+    from rich.table import Table
+
+    out = []
+    for data in tables(summaries, step_ms=step_ms):
+        table = Table(title=data.title, title_justify="left", header_style="bold")
+        for position, header in enumerate(data.headers):
+            table.add_column(header, justify="left" if position == 0 else "right")
+        for row in data.rows:
+            table.add_row(*row)
+        out.append(table)
+    return out
+
+
+def markdown(summaries: Sequence[ScenarioSummary], *, step_ms: float, command: str) -> str:
+    """The report as Markdown: the command, the tables and the headline sentences."""
+    parts = [f"Command: `{command}`", ""]
+    for data in tables(summaries, step_ms=step_ms):
+        parts += [f"**{data.title}**", "", "| " + " | ".join(data.headers) + " |"]
+        parts.append("|" + "|".join([" --- "] + [" ---: "] * (len(data.headers) - 1)) + "|")
+        parts += ["| " + " | ".join(row) + " |" for row in data.rows]
+        parts.append("")
+    parts += [f"- {line}" for line in headlines(summaries, step_ms=step_ms)]
+    return "\n".join(parts) + "\n"
 
 
 def headlines(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> list[str]:
@@ -174,32 +207,30 @@ def headlines(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> list[s
     return lines
 
 
-def _disk_table(summaries: Sequence[ScenarioSummary]) -> Any:
-    from rich.table import Table
-
-    table = Table(
-        title="Disk cache (steady state, per epoch): read from the disk tier vs an LRU of the "
-        "RAM budget's size",
-        title_justify="left",
-        header_style="bold",
-    )
-    for header in ("scenario", "RAM MB", "disk MB", "read MB", "block dev MB", "LRU MB"):
-        table.add_column(header, justify="left" if header == "scenario" else "right")
-    table.add_column("read / disk", justify="right")
+def _disk_table(summaries: Sequence[ScenarioSummary]) -> TableData:
+    headers = ["scenario", "RAM MB", "disk MB", "read MB", "block dev MB", "LRU MB", "read / disk"]
+    rows = []
     for s in summaries:
         disk = s.disk or {}
         on_disk = disk.get("disk_bytes")
         read = disk.get("read_per_epoch")
-        table.add_row(
-            s.scenario,
-            _mb(disk.get("ram_bytes")),
-            _mb(on_disk),
-            _mb(read),
-            _mb(disk.get("block_read_per_epoch")),
-            _mb(disk.get("lru_read_per_epoch")),
-            _fmt(read / on_disk if read is not None and on_disk else None, ".2f"),
+        rows.append(
+            [
+                s.scenario,
+                _mb(disk.get("ram_bytes")),
+                _mb(on_disk),
+                _mb(read),
+                _mb(disk.get("block_read_per_epoch")),
+                _mb(disk.get("lru_read_per_epoch")),
+                _fmt(read / on_disk if read is not None and on_disk else None, ".2f"),
+            ]
         )
-    return table
+    return TableData(
+        "Disk cache (steady state, per epoch): read from the disk tier vs an LRU of the RAM "
+        "budget's size",
+        headers,
+        rows,
+    )
 
 
 def plot(path: Path, runs: Sequence[RunRecord], summaries: Sequence[ScenarioSummary]) -> None:

@@ -96,6 +96,16 @@ class ScenarioSummary:
         """A JSON-ready dict."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> ScenarioSummary:
+        """Rebuild a summary from :meth:`as_dict` (a ``summary`` line of bench.jsonl)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in record.items() if k in fields}
+        for name, value in values.items():
+            if isinstance(value, dict) and set(value) == {"median", "low", "high"}:
+                values[name] = Spread(**value)
+        return cls(**values)
+
 
 def _steady(run: RunRecord) -> list[EpochRecord]:
     return [e for e in run.epochs if e.epoch >= 1]
