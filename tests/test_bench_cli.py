@@ -75,7 +75,8 @@ def test_smoke_run_writes_schema_checked_results_and_figure(tmp_path: Path) -> N
     markdown = (out / "bench.md").read_text()
     assert markdown.startswith("Command: `revamper bench --data ")
     assert "| refurbish-r2 |" in markdown and "- refurbish-r2: " in markdown
-    assert [r for r in records if r["type"] == "options"][0]["command"].startswith("revamper bench")
+    options = next(r for r in records if r["type"] == "options")
+    assert options["command"].startswith("revamper bench")
     png = (out / "bench.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     # --report re-renders an earlier run without running anything
