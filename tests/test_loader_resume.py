@@ -27,8 +27,7 @@ def make(tmp: Path | None = None, **kwargs: Any) -> RevamperLoader:
         shuffle=True,
         partial_transform=stamp_computation,
         reuse_factor=R,
-        seed=5,
-        **kwargs,
+        **{"seed": 5, **kwargs},
     )
 
 
@@ -125,6 +124,7 @@ def test_state_between_epochs_and_after_set_epoch() -> None:
     ("change", "message"),
     [
         ({"seed": 6}, "seed"),
+        ({"balance_misses": False}, "balance_misses"),
         ({"batch_size": 5}, "batch_size"),
         ({"version": 99}, "not a RevamperLoader state"),
         ({"batch": 11}, "state\\['batch'\\]"),
@@ -136,6 +136,66 @@ def test_incompatible_states_are_refused(change: dict[str, Any], message: str) -
         state = {**loader.state_dict(), **change}
         with pytest.raises(ValueError, match=message):
             loader.load_state_dict(state)
+
+
+def test_set_epoch_keeps_a_resumed_position_in_that_epoch_only() -> None:
+    expected = reference(4)
+    with make() as first:
+        batches(first)
+        batches(first)
+        batches(iter(first), 4)
+        state = first.state_dict()
+    with make() as second:
+        second.load_state_dict(state)
+        second.set_epoch(2)  # what a training loop does at the top of every epoch
+        assert batches(second) == expected[2][4:]
+        second.set_epoch(3)
+        assert batches(second) == expected[3]
+    with make() as third:
+        third.load_state_dict(state)
+        third.set_epoch(3)  # another epoch: the resumed position does not apply
+        assert batches(third) == expected[3]
+
+
+def test_a_loader_without_seed_takes_the_seed_of_the_state() -> None:
+    with make(seed=None) as first:
+        batches(first)
+        batches(iter(first), 3)
+        state = first.state_dict()
+    with make(seed=state["seed"]) as same:
+        batches(same)
+        expected = batches(same)[3:]
+    with make(seed=None) as second:
+        second.load_state_dict(state)
+        assert second.seed == state["seed"]
+        assert batches(second) == expected
+
+
+def test_a_disk_cache_without_seed_survives_a_restart(tmp_path: Path) -> None:
+    with make(tmp_path, seed=None) as first:
+        batches(first)
+        batches(iter(first), 3)
+        state = first.state_dict()
+        seed = first.seed
+    with make(tmp_path, seed=None) as second:
+        assert second.seed == seed  # the cache's seed, not a new one
+        second.load_state_dict(state)
+        batches(second)
+        batches(second)
+        assert sum(s.unplanned_misses for s in second.stats) == 0
+    with make(tmp_path, seed=None, cache_key="other") as third:
+        assert third.store is not None and third.store.stats().entries == 0  # made for another
+
+
+def test_a_state_between_epochs_of_zero_batches_keeps_its_epoch() -> None:
+    loader = RevamperLoader(IndexDataset(3), batch_size=4, drop_last=True, seed=0)
+    assert len(loader) == 0
+    loader.set_epoch(1)
+    state = loader.state_dict()
+    loader.set_epoch(0)
+    loader.load_state_dict(state)
+    assert loader.epoch == 1
+    loader.close()
 
 
 def test_disk_cache_arguments(tmp_path: Path) -> None:

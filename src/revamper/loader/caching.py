@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+from pathlib import Path
 from typing import Any, Literal
 
 from revamper.distributed import DistributedSetup, share_store
 from revamper.store import CacheStore, DiskStore, SharedMemoryStore, TieredStore
 from revamper.store.codec import CODEC_VERSION
 from revamper.store.disk import check_directory
-from revamper.store.manifest import transform_identity
+from revamper.store.manifest import read_manifest, transform_identity
+
+logger = logging.getLogger(__name__)
 
 CacheKind = Literal["memory", "disk"]
 
@@ -39,6 +43,43 @@ def cache_fingerprint(
         "partial": cache_key if cache_key is not None else transform_identity(partial_transform),
         "codec_version": CODEC_VERSION,
     }
+
+
+def persisted_seed(
+    cache_dir: str | os.PathLike[str], fingerprint: dict[str, Any], *, rank: int | None = None
+) -> int | None:
+    """The seed of a disk cache in ``cache_dir`` made for everything else this run wants.
+
+    A loader without an explicit seed draws a new one in every process, and the seed is part
+    of a disk cache's fingerprint: a restart would discard the whole cache. Reusing the seed
+    the cache was made with keeps it (and makes a saved :meth:`RevamperLoader.state_dict`
+    loadable).
+
+    Args:
+        cache_dir: The loader's ``cache_dir``.
+        fingerprint: :func:`cache_fingerprint` of this run (its ``seed`` is ignored).
+        rank: With a private cache per rank, the rank whose sub-directory to look in.
+
+    Returns:
+        The cache's seed, or ``None`` if there is no readable cache there or it was made for
+        another data set length, reuse factor, partial transform or codec.
+    """
+    directory = Path(cache_dir) if rank is None else Path(cache_dir) / f"rank-{rank}"
+    found = read_manifest(directory) if directory.is_dir() else None
+    if found is None:
+        return None
+    have = found.get("fingerprint")
+    if not isinstance(have, dict):
+        return None
+    seed = have.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        return None
+    if any(have.get(key) != value for key, value in fingerprint.items() if key != "seed"):
+        return None
+    logger.info(
+        "seed=None: reusing seed %d, which the disk cache in %s was made with", seed, directory
+    )
+    return seed
 
 
 def make_store(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -11,13 +12,14 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, default_collate
 
 from revamper.distributed import CacheScope, DistributedSetup, agree, resolve_setup
-from revamper.loader.caching import CacheKind, cache_fingerprint, make_store
+from revamper.loader.caching import CacheKind, cache_fingerprint, make_store, persisted_seed
 from revamper.loader.epoch import EpochIterator
 from revamper.loader.executor import CollateWithStats, RefurbishingDataset, Transform
 from revamper.loader.sampler import PlanBatchSampler
 from revamper.loader.stats import EpochStats, LoaderStats
 from revamper.plan import PlanConfig
 from revamper.plan.seeding import Purpose, derive_seed
+from revamper.store import DiskStore, TieredStore
 from revamper.store.base import CacheStore
 from revamper.store.manifest import transform_identity
 
@@ -25,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 _STATE_KEYS = ("num_samples", "reuse_factor", "batch_size", "seed", "drop_last", "shuffle")
-_RANK_KEYS = {"world_size": 1, "rank": 0, "group_size": 1}  # and their values in older states
+# Keys added later, with the value a state saved before then implies.
+_DEFAULTED_KEYS = {"world_size": 1, "rank": 0, "group_size": 1, "balance_misses": True}
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -118,7 +121,9 @@ class RevamperLoader:
         balance_misses: The cache-aware shuffle; ``False`` gives a plain shuffle (for comparison).
         seed: Seed of the sample order and the eviction plan; the same seed reproduces both
             exactly. ``None`` draws one from ``generator`` or torch's global RNG (rank 0's,
-            under distributed training; without a process group a seed is then required).
+            under distributed training; without a process group a seed is then required),
+            except that with ``cache="disk"`` the seed of a matching cache already in
+            ``cache_dir`` is reused, so that a restart keeps the cache.
         num_workers: As DataLoader's.
         collate_fn: As DataLoader's (default: ``torch.utils.data.default_collate``).
         pin_memory: As DataLoader's.
@@ -191,6 +196,28 @@ class RevamperLoader:
         if cache_key is not None and not isinstance(cache_key, str):
             raise TypeError(f"cache_key must be a str or None, got {cache_key!r}")
         setup = resolve_setup(rank, world_size, local_world_size, cache_scope)
+        fingerprint: dict[str, Any] = {
+            "num_samples": num_samples,
+            "reuse_factor": reuse_factor,
+            "partial_transform": partial_transform,
+            "whole_sample": bool(whole_sample),
+            "cache_key": cache_key,
+        }
+
+        def default_seed() -> int:
+            # A disk cache outlives the process: reuse its seed rather than discard it.
+            if isinstance(cache, str) and cache == "disk" and cache_dir is not None:
+                own_dir = setup.distributed and not setup.shares_cache
+                found = persisted_seed(
+                    cache_dir,
+                    cache_fingerprint(seed=0, **fingerprint),
+                    rank=setup.rank if own_dir else None,
+                )
+                if found is not None:
+                    return found
+            return _draw_seed(generator)
+
+        self._seed_given = seed is not None
         if setup.communicate:
             seed = agree(
                 setup,
@@ -212,7 +239,7 @@ class RevamperLoader:
                     "cache_bytes": cache_bytes,
                     "cache_dir": None if cache_dir is None else str(cache_dir),
                 },
-                drawn_seed=_draw_seed(generator) if seed is None else 0,
+                drawn_seed=default_seed() if seed is None else 0,
             )
         elif seed is None and setup.distributed:
             raise ValueError(
@@ -220,7 +247,7 @@ class RevamperLoader:
                 "group (the ranks must share it, and cannot agree on one without communicating)"
             )
         if seed is None:
-            seed = _draw_seed(generator)
+            seed = default_seed()
         elif generator is None:
             generator = torch.Generator()
             generator.manual_seed(
@@ -233,14 +260,7 @@ class RevamperLoader:
             cache_bytes=cache_bytes,
             cache_dir=cache_dir,
             reuse_factor=reuse_factor,
-            fingerprint=cache_fingerprint(
-                num_samples=num_samples,
-                reuse_factor=reuse_factor,
-                seed=seed,
-                partial_transform=partial_transform,
-                whole_sample=bool(whole_sample),
-                cache_key=cache_key,
-            ),
+            fingerprint=cache_fingerprint(seed=seed, **fingerprint),
             setup=setup,
         )
         # Between epochs the store's owner tidies it (a disk cache's dead segments); in a shared
@@ -389,9 +409,22 @@ class RevamperLoader:
         return self._config.num_batches
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next ``iter(loader)`` run epoch ``epoch`` (then ``epoch + 1``, ...)."""
-        self._next_epoch = _check_int("epoch", epoch, 0)
-        self._resume_batch = 0
+        """Make the next ``iter(loader)`` run epoch ``epoch`` (then ``epoch + 1``, ...).
+
+        After :meth:`load_state_dict` restored a position inside an epoch, setting that same
+        epoch keeps the position (the usual loop calls ``set_epoch`` at the start of every
+        epoch, resumed or not); any other epoch starts at its first batch.
+        """
+        epoch = _check_int("epoch", epoch, 0)
+        if epoch != self._next_epoch or self._current is not None:
+            self._resume_batch = 0
+        elif self._resume_batch:
+            logger.info(
+                "set_epoch(%d) keeps the resumed position: the epoch starts at batch %d",
+                epoch,
+                self._resume_batch,
+            )
+        self._next_epoch = epoch
         self._current = None
 
     def state_dict(self) -> dict[str, Any]:
@@ -412,7 +445,7 @@ class RevamperLoader:
             "version": STATE_VERSION,
             "epoch": epoch,
             "batch": batch,
-            **{key: getattr(config, key) for key in (*_STATE_KEYS, *_RANK_KEYS)},
+            **{key: getattr(config, key) for key in (*_STATE_KEYS, *_DEFAULTED_KEYS)},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -424,28 +457,54 @@ class RevamperLoader:
 
         Raises:
             ValueError: If the state comes from a loader with other data set length, reuse
-                factor, batch size, seed, ``drop_last``, ``shuffle`` or rank layout (world size,
-                rank, ranks per cache), or is malformed. Under distributed training each rank
-                saves and loads its own state.
+                factor, batch size, seed, ``drop_last``, ``shuffle``, ``balance_misses`` or rank
+                layout (world size, rank, ranks per cache), or is malformed. Under distributed
+                training each rank saves and loads its own state.
+
+        A loader built with ``seed=None`` takes the state's seed (its own was drawn at random),
+        except with a disk cache, whose entries belong to the seed it was made with: a disk
+        cache reuses its seed by itself when ``seed`` is ``None``.
         """
         if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
             raise ValueError(f"not a RevamperLoader state (version {STATE_VERSION}): {state!r}")
         config = self._config
-        for key in (*_STATE_KEYS, *_RANK_KEYS):
-            found = state.get(key, _RANK_KEYS.get(key))
-            if found != getattr(config, key):
-                raise ValueError(
-                    f"cannot resume: the state has {key}={found!r}, this loader has "
-                    f"{key}={getattr(config, key)!r}"
-                )
+        adopt_seed = None
+        for key in (*_STATE_KEYS, *_DEFAULTED_KEYS):
+            found = state.get(key, _DEFAULTED_KEYS.get(key))
+            if found == getattr(config, key):
+                continue
+            if key == "seed" and self._may_adopt_seed(found):
+                adopt_seed = found
+                continue
+            hint = " (pass seed=state['seed'] to the loader)" if key == "seed" else ""
+            raise ValueError(
+                f"cannot resume: the state has {key}={found!r}, this loader has "
+                f"{key}={getattr(config, key)!r}{hint}"
+            )
         epoch = _check_int("state['epoch']", state.get("epoch"), 0)
         batch = _check_int("state['batch']", state.get("batch"), 0)
         if batch > len(self):
             raise ValueError(f"state['batch'] is {batch}, but an epoch has {len(self)} batches")
-        if batch == len(self):
+        if adopt_seed is not None:
+            logger.info(
+                "load_state_dict: seed=None, so the loader takes the state's seed %d", adopt_seed
+            )
+            self._seed = adopt_seed
+            self._config = self._sampler.config = dataclasses.replace(config, seed=adopt_seed)
+        if batch == len(self) and batch > 0:
             epoch, batch = epoch + 1, 0
         self._next_epoch, self._resume_batch = epoch, batch
         self._current = None
+
+    def _may_adopt_seed(self, seed: object) -> bool:
+        """Whether :meth:`load_state_dict` may replace this loader's seed with ``seed``.
+
+        Only a seed the loader drew itself (``seed=None``) gives way, and not when a disk cache
+        was made for it: that cache would then hold another plan's entries.
+        """
+        if self._seed_given or isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            return False
+        return not isinstance(self._store, (DiskStore, TieredStore))
 
     @property
     def epoch(self) -> int:
