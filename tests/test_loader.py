@@ -75,6 +75,11 @@ def test_every_sample_once_per_epoch_and_stats_follow_the_plan() -> None:
             assert s.cpu_cache == s.cpu_cache_read + s.cpu_cache_write
             assert s.batch_samples == [8] * 6 + [2]
             assert sum(s.batch_cpu) == pytest.approx(s.cpu_total)
+        assert loader.stats.last is stats[-1]
+        assert [d["epoch"] for d in loader.stats.as_dicts()] == list(range(7))
+        loader.set_epoch(2)  # a re-run epoch replaces its stats and becomes the latest
+        run_epoch(loader)
+        assert loader.stats.last is loader.stats[2] and len(loader.stats) == 7
 
 
 def test_steady_state_reuses_every_entry_r_times() -> None:

@@ -245,6 +245,26 @@ def test_tiered_cache_reads_at_most_what_does_not_fit_in_ram(tmp_path: Path) -> 
             assert stats.bytes_read_memory > 0 and stats.bytes_read_disk > 0
 
 
+def test_a_tiered_cache_recomputes_once_only_what_its_ram_tier_lost(tmp_path: Path) -> None:
+    with make(tmp_path, cache_bytes=10**9) as probe:
+        batches(probe)
+        entry = probe.store.stats().bytes_used // probe.stats[0].cache_writes  # type: ignore[union-attr]
+    with make(tmp_path, cache_bytes=10 * entry) as first:
+        for _ in range(2):
+            batches(first)
+        state = first.state_dict()
+        assert isinstance(first.store, TieredStore)
+        in_ram = first.store.memory.stats().entries
+        assert in_ram > 0
+    with make(tmp_path, cache_bytes=10 * entry) as second:
+        second.load_state_dict(state)
+        for _ in range(R + 1):
+            batches(second)
+        lost = [s.unplanned_misses for s in second.stats]
+        assert 0 < sum(lost) <= in_ram  # each RAM entry at most once; the disk ones survived
+        assert lost[-1] == 0
+
+
 def test_reads_left_matches_what_the_loader_writes() -> None:
     with make() as loader:
         batches(loader)

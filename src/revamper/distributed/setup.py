@@ -84,10 +84,6 @@ class DistributedSetup:
         """Whether other ranks use this rank's cache store."""
         return self.group_size > 1
 
-    def group_of(self, rank: int) -> int:
-        """The cache group of any ``rank``."""
-        return rank // self.group_size
-
     def describe(self) -> str:
         """One line for logs: ``rank 1/4, cache group 0 (ranks 0-1, leader 0)``."""
         if not self.distributed:

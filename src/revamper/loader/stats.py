@@ -160,6 +160,7 @@ class LoaderStats:
 
     def _start(self, epoch: int, planned_batches: int) -> EpochStats:
         stats = EpochStats(epoch=epoch, planned_batches=planned_batches)
+        self._epochs.pop(epoch, None)  # a re-run epoch becomes the most recent one
         self._epochs[epoch] = stats
         return stats
 

@@ -116,7 +116,11 @@ class EpochPlan:
 
     @property
     def dropped_count(self) -> int:
-        """Number of samples left out this epoch (N mod B with ``drop_last``, else 0)."""
+        """Samples of the data set this plan does not consume.
+
+        N mod B with ``drop_last``, else 0; under distributed training also every sample that
+        the other ranks consume.
+        """
         return self.num_samples - self.num_used
 
     @property
@@ -166,7 +170,7 @@ class EpochPlan:
         return np.diff(cumulative[self.batch_bounds])
 
     def dropped_indices(self) -> npt.NDArray[np.int64]:
-        """Return the sorted ids of the samples left out this epoch (empty without drop_last)."""
+        """Return the sorted ids of the samples this plan does not consume (see dropped_count)."""
         seen = np.zeros(self.num_samples, dtype=np.bool_)
         seen[self.indices] = True
         return np.flatnonzero(~seen)

@@ -56,8 +56,9 @@ class StoreStats:
         puts: Entries written since the store was created.
         rejected_puts: Entries not cached because they did not fit in the budget.
         failed_puts: Entries not cached because writing them failed (e.g. a full file system).
-        invalid_reads: Entries found but rejected on read (wrong generation, index or length,
-            failed checksum).
+        invalid_reads: Entries found but rejected on read as damaged or foreign (wrong index,
+            length or codec version, failed checksum). An entry of another generation is an
+            ordinary miss and is not counted here.
     """
 
     entries: int

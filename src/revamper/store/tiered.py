@@ -14,6 +14,9 @@ something that will be read. Here:
   RAM behind the budget's back.
 
 Per epoch, then, the disk supplies at most the bytes of the entries that do not fit in RAM.
+An entry lives in one tier only, so the RAM tier's entries do not survive a restart: they are
+recomputed once when next needed (writing them to disk as well would cost a disk write per
+recomputed entry, every epoch, to save one recomputation per restart).
 """
 
 from __future__ import annotations
