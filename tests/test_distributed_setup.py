@@ -7,7 +7,7 @@ import pytest
 from revamper import RevamperLoader
 from revamper.distributed import DistributedSetup, resolve_setup
 from revamper.distributed.agreement import DistributedSetupError, format_ranks, raise_if_any_failed
-from revamper.loader.loader import _RANK_KEYS
+from revamper.loader.loader import _DEFAULTED_KEYS
 from tests.helpers import IndexDataset
 
 
@@ -76,6 +76,12 @@ def test_explicit_ranks_need_a_seed_without_a_process_group() -> None:
         RevamperLoader(IndexDataset(10), 2, rank=0, world_size=2)
 
 
+def test_fewer_samples_than_cache_groups_is_a_clear_error_on_every_rank() -> None:
+    for rank in range(4):
+        with pytest.raises(ValueError, match="smaller than the number of cache groups"):
+            RevamperLoader(IndexDataset(3), 2, rank=rank, world_size=4, seed=0, cache_scope="rank")
+
+
 def test_explicit_ranks_with_private_caches_need_no_process_group() -> None:
     # Each rank's plan is computed locally: together they cover the data set once.
     seen: list[int] = []
@@ -95,8 +101,8 @@ def test_state_carries_the_rank_layout_and_older_states_still_load() -> None:
     with RevamperLoader(IndexDataset(10), 2, seed=3) as single:
         with pytest.raises(ValueError, match="world_size=2"):
             single.load_state_dict(state)
-        old = {k: v for k, v in single.state_dict().items() if k not in _RANK_KEYS}
-        single.load_state_dict({**old, "epoch": 2})  # a state saved before ranks existed
+        old = {k: v for k, v in single.state_dict().items() if k not in _DEFAULTED_KEYS}
+        single.load_state_dict({**old, "epoch": 2})  # a state saved before those keys existed
         assert single.epoch == 2
 
 

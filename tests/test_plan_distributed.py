@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from revamper.plan import PlanConfig, entry_generation, plan_epoch, reads_left
@@ -97,10 +97,15 @@ def test_each_group_recomputes_its_share_and_ranks_share_misses_evenly(
             assert max(per_rank) - min(per_rank) <= 1
 
 
-@settings(max_examples=100, deadline=None)
-@given(worlds(drop_last=False), st.integers(2, 12))
+@settings(max_examples=150, deadline=None)
+@given(worlds(), st.integers(2, 12))
 def test_a_shared_group_cache_never_misses_a_planned_hit(config: PlanConfig, epochs: int) -> None:
     r = config.reuse_factor
+    if config.drop_last:
+        # What drop_last leaves out must fit in the chunk that the next epoch recomputes (as
+        # for a single loader), in every group: then no needed entry goes unwritten.
+        smallest = config.num_samples // config.num_groups
+        assume(smallest - config.group_size * config.num_used <= smallest // r)
     cached: dict[int, int] = {}
     for epoch in range(epochs):
         plans = all_ranks(config, epoch)
@@ -135,6 +140,7 @@ def test_same_config_same_plan_and_ranks_differ() -> None:
         ({"world_size": 2, "rank": 2}, "rank"),
         ({"world_size": 4, "group_size": 3}, "group_size must divide"),
         ({"world_size": 2, "group_size": 3}, "group_size"),
+        ({"world_size": 12, "group_size": 1}, "smaller than the number of cache groups"),
     ],
 )
 def test_bad_world_arguments(kwargs: dict[str, int], message: str) -> None:

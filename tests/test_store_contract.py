@@ -186,6 +186,30 @@ def test_concurrent_writers_in_other_processes(new_store: StoreFactory, method: 
     assert stats.bytes_used == 60 * record_size(encode(np.full(500, 0)))
 
 
+def _child_puts_same(store: CacheStore, fill: int) -> None:
+    for index in range(30):
+        assert store.put(index, 1, np.full(500, fill))
+
+
+@pytest.mark.slow
+def test_concurrent_writers_of_the_same_entries(new_store: StoreFactory) -> None:
+    # Distributed padding can make two ranks write the same index and generation at once.
+    store = new_store()
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_child_puts_same, args=(store, fill)) for fill in (7, 8, 9)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    for index in range(30):
+        value = store.get(index, 1)
+        assert value is not MISS and len(set(value.tolist())) == 1 and value[0] in (7, 8, 9)
+    stats = store.stats()
+    assert stats.entries == 30
+    assert stats.bytes_used == 30 * record_size(encode(np.full(500, 0)))
+
+
 def test_values_of_every_supported_kind(new_store: StoreFactory) -> None:
     store = new_store()
     values: list[Any] = [

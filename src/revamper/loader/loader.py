@@ -255,6 +255,19 @@ class RevamperLoader:
             )
         self._seed = seed
         self._setup = setup
+        # Before the store: a layout the plan rejects must not leave a cache behind.
+        self._config = PlanConfig(
+            num_samples=num_samples,
+            reuse_factor=reuse_factor,
+            batch_size=batch_size,
+            seed=seed,
+            drop_last=bool(drop_last),
+            shuffle=bool(shuffle),
+            balance_misses=bool(balance_misses),
+            world_size=setup.world_size,
+            rank=setup.rank,
+            group_size=setup.group_size,
+        )
         self._store, self._owns_store = make_store(
             cache,
             cache_bytes=cache_bytes,
@@ -269,18 +282,6 @@ class RevamperLoader:
         if setup.distributed:
             logger.info("RevamperLoader: %s, store %r", setup.describe(), self._store)
         self._dataset = dataset
-        self._config = PlanConfig(
-            num_samples=num_samples,
-            reuse_factor=reuse_factor,
-            batch_size=batch_size,
-            seed=seed,
-            drop_last=bool(drop_last),
-            shuffle=bool(shuffle),
-            balance_misses=bool(balance_misses),
-            world_size=setup.world_size,
-            rank=setup.rank,
-            group_size=setup.group_size,
-        )
         self._sampler = PlanBatchSampler(self._config, self._store)
         executor = RefurbishingDataset(
             dataset, self._store, partial_transform, final_transform, bool(whole_sample)

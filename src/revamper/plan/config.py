@@ -134,6 +134,14 @@ class PlanConfig:
                 f"group_size must divide world_size, got group_size={self.group_size} and "
                 f"world_size={self.world_size}"
             )
+        groups = normalised["world_size"] // normalised["group_size"]
+        if normalised["num_samples"] < groups:
+            raise ValueError(
+                f"num_samples={self.num_samples} is smaller than the number of cache groups "
+                f"({groups}: world_size {self.world_size} / {normalised['group_size']} ranks per "
+                "cache), and each group needs a part of the data set of its own; use more data, "
+                "fewer ranks, or one cache per machine"
+            )
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
 

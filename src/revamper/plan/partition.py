@@ -11,9 +11,11 @@ communication, as follows:
    seed: every epoch >= 1 recomputes n_g / r (+-1) of the group's samples.
 3. **Equal shares.** Every rank takes S samples per epoch, ceil(N / W) or floor with
    ``drop_last``, as with ``DistributedSampler``, so every rank runs the same number of batches
-   (a rank with fewer would leave the others waiting in a collective). The group needs L S
-   samples: it drops the surplus (those whose entries are needed least, as a single loader
-   does) or repeats some samples (hits first: a repeat of a hit costs no computation).
+   (a rank with fewer would leave the others waiting in a collective); ``drop_last`` also
+   trims each rank's last partial batch. The group needs L S samples (L times the trimmed
+   count with ``drop_last``): it drops the surplus (chosen over the whole group, those whose
+   entries are needed least, as a single loader does) or repeats some samples (hits first: a
+   repeat of a hit costs no computation).
 4. **Dealing.** The group shuffles its misses and its hits separately and deals them out in
    turn, so every rank gets the same share of misses (within one); each rank then composes its
    own batches with the cache-aware shuffle (:mod:`revamper.plan.mixing`).
@@ -93,15 +95,13 @@ def rank_share(
     chunks = chunk_assignment(ids.size, r, group_seed)
     miss = planned_misses(chunks, r, epoch)
 
-    # Positions into the group's part: what the group consumes this epoch (L * S of them).
-    need = size * config.samples_per_rank
+    # Positions into the group's part: what the group consumes this epoch. Shuffled, the group
+    # also chooses what drop_last trims from its ranks' last batches (L * num_used positions),
+    # so the least needed samples of the whole group go; in order, each rank trims its tail.
+    need = size * (config.num_used if shuffle else config.samples_per_rank)
     positions = _fit(chunks, miss, r, epoch, need, group_seed, shuffle)
     mine = _deal(positions, miss[positions], size, member, group_seed, epoch, shuffle)
-
-    # drop_last trims each rank's last, partial batch: the least needed samples go.
-    extra = mine.size - config.num_used
-    if extra > 0:
-        mine = _drop(mine, chunks, miss, r, epoch, extra, config, shuffle)
+    mine = mine[: config.num_used]
 
     mine_miss = miss[mine]
     if shuffle:
@@ -166,24 +166,3 @@ def _deal(
     hit_start = int(hit_ends[member - 1]) if member else 0
     own_hits = hits[hit_start : int(hit_ends[member])]
     return np.concatenate([misses[member::size], own_hits])
-
-
-def _drop(
-    mine: IndexArray,
-    chunks: npt.NDArray[np.uint16],
-    miss: npt.NDArray[np.bool_],
-    r: int,
-    epoch: int,
-    extra: int,
-    config: PlanConfig,
-    shuffle: bool,
-) -> IndexArray:
-    """Remove ``extra`` of this rank's samples, those the cache needs least first."""
-    if not shuffle:
-        return mine[: mine.size - extra]
-    priority = dropping.drop_priority(chunks[mine], miss[mine], r, epoch)
-    seed = derive_seed(config.seed, Purpose.RANK, config.rank)
-    dropped = dropping.choose_dropped(priority, extra, generator(seed, Purpose.DROP, epoch))
-    keep = np.ones(mine.size, dtype=np.bool_)
-    keep[dropped] = False
-    return mine[keep]

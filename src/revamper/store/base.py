@@ -103,9 +103,12 @@ class CacheStore(abc.ABC):
     """A cache of partially augmented samples shared by the processes of one loader.
 
     Implementations must be safe for concurrent use by several processes under the loader's access
-    pattern: within an epoch each index is written by at most one process, and any process may read
-    any index. :meth:`get` must return data that the caller may mutate in place without changing
-    the cached entry.
+    pattern: any process may read any index, and within an epoch an index is written with one
+    generation only, usually by one process; but distributed training repeats a few samples to
+    give every rank as many, and at epoch 0 (nothing cached yet) two ranks may then compute and
+    write the same index and generation at the same time. Both values are valid; a store must
+    keep one of them whole and count the entry once. :meth:`get` must return data that the
+    caller may mutate in place without changing the cached entry.
     """
 
     @abc.abstractmethod
