@@ -74,6 +74,36 @@ def test_bad_capacity(bad: object) -> None:
         SharedMemoryStore(bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_bad_reserve(bad: object) -> None:
+    with pytest.raises((TypeError, ValueError), match="reserve_bytes"):
+        SharedMemoryStore(reserve_bytes=bad)  # type: ignore[arg-type]
+
+
+def test_default_reserve_leaves_room_for_the_loaders_batches() -> None:
+    with SharedMemoryStore() as store:
+        info = os.statvfs(store.path)
+        size = info.f_blocks * info.f_frsize
+        assert store.reserve_bytes == min(max(256 * 2**20, size // 10), size // 2)
+
+
+def test_an_entry_that_would_eat_the_reserve_is_not_cached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = SharedMemoryStore(reserve_bytes=100_000)
+    monkeypatch.setattr(memory_module, "_free_bytes", lambda path: 150_000)
+    assert store.put(0, 0, np.zeros(10_000, dtype=np.uint8))  # leaves 140 KB: fine
+    with pytest.warns(RuntimeWarning, match="shm-size"):
+        assert not store.put(1, 0, np.zeros(80_000, dtype=np.uint8))
+    assert store.get(1, 0) is MISS
+    attached = pickle.loads(pickle.dumps(store))
+    assert attached.reserve_bytes == 100_000
+    assert SharedMemoryStore.attach(store.path).reserve_bytes == 100_000
+    stats = store.stats()
+    assert stats.rejected_puts == 1 and stats.entries == 1
+    store.close()
+
+
 def test_full_file_system_leaves_entry_uncached_and_warns_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

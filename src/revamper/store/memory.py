@@ -43,6 +43,24 @@ _SHARD_BITS: Final = 10  # 1,024 entries per sub-directory
 DIR_PREFIX: Final = "revamper-"
 _SETTINGS: Final = "settings.json"
 _LAYOUT: Final = ("data", "tmp", "lock", "counters", _SETTINGS)
+_MIN_RESERVE: Final = 256 * 2**20
+
+
+def default_reserve(directory: str | os.PathLike[str]) -> int:
+    """Free space a store leaves on its file system: 10% of it, at least 256 MiB, at most half.
+
+    The tmpfs is shared: torch's worker processes hand every batch to the main process through
+    shared memory too, and a worker that finds ``/dev/shm`` full dies of ``SIGBUS``. A cache
+    that stops short of the last bytes leaves those batches room.
+    """
+    info = os.statvfs(directory)
+    size = info.f_blocks * info.f_frsize
+    return min(max(_MIN_RESERVE, size // 10), size // 2)
+
+
+def _free_bytes(directory: str | os.PathLike[str]) -> int:
+    info = os.statvfs(directory)
+    return info.f_bavail * info.f_frsize
 
 
 def default_directory() -> Path:
@@ -86,11 +104,14 @@ class SharedMemoryStore(CacheStore):
             to the system temp directory, with a log message, where there is none).
         checksum: Also store and verify a CRC-32 of each record. Renames already make records
             atomic, so this only guards against memory corruption; it costs a pass over the data.
+        reserve_bytes: Free space to leave on the file system: an entry that would leave less
+            is not cached (counted as rejected, with a warning once per process), whatever the
+            budget. ``None``: :func:`default_reserve`.
 
     Raises:
-        ValueError: If ``capacity_bytes`` is negative or ``directory`` is not a writable
-            directory.
-        TypeError: If ``capacity_bytes`` is not an int.
+        ValueError: If ``capacity_bytes`` or ``reserve_bytes`` is negative or ``directory`` is
+            not a writable directory.
+        TypeError: If ``capacity_bytes`` or ``reserve_bytes`` is not an int.
     """
 
     def __init__(
@@ -99,14 +120,15 @@ class SharedMemoryStore(CacheStore):
         *,
         directory: str | os.PathLike[str] | None = None,
         checksum: bool = False,
+        reserve_bytes: int | None = None,
     ) -> None:
-        if capacity_bytes is not None:
-            if isinstance(capacity_bytes, bool) or not isinstance(capacity_bytes, int):
-                raise TypeError(
-                    f"capacity_bytes must be an int or None, got {type(capacity_bytes).__name__}"
-                )
-            if capacity_bytes < 0:
-                raise ValueError(f"capacity_bytes must be >= 0, got {capacity_bytes}")
+        for name, value in (("capacity_bytes", capacity_bytes), ("reserve_bytes", reserve_bytes)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         root = Path(directory) if directory is not None else default_directory()
         if not root.is_dir():
             raise ValueError(f"directory {str(root)!r} does not exist or is not a directory")
@@ -114,11 +136,16 @@ class SharedMemoryStore(CacheStore):
             raise ValueError(f"directory {str(root)!r} is not writable")
         self._capacity = capacity_bytes
         self._checksum = checksum
+        self._reserve = default_reserve(root) if reserve_bytes is None else reserve_bytes
         self._path = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=root))
         (self._path / "data").mkdir()
         (self._path / "tmp").mkdir()
         Counters.create(self._path)
-        settings = {"capacity_bytes": capacity_bytes, "checksum": bool(checksum)}
+        settings = {
+            "capacity_bytes": capacity_bytes,
+            "checksum": bool(checksum),
+            "reserve_bytes": self._reserve,
+        }
         (self._path / _SETTINGS).write_text(json.dumps(settings))
         self._owner_pid = os.getpid()
         self._finalizer: weakref.finalize[Any, SharedMemoryStore] | None = weakref.finalize(
@@ -160,25 +187,36 @@ class SharedMemoryStore(CacheStore):
             settings = json.loads((root / _SETTINGS).read_text())
             capacity = settings["capacity_bytes"]
             checksum = settings["checksum"]
+            reserve = settings["reserve_bytes"]
             if capacity is not None and (
                 isinstance(capacity, bool) or not isinstance(capacity, int)
             ):
                 raise TypeError(f"capacity_bytes is {capacity!r}")
+            if isinstance(reserve, bool) or not isinstance(reserve, int):
+                raise TypeError(f"reserve_bytes is {reserve!r}")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"unreadable settings in the store at {str(root)!r}: {exc}") from exc
         store = cls.__new__(cls)
-        store.__setstate__({"path": root, "capacity": capacity, "checksum": bool(checksum)})
+        store.__setstate__(
+            {"path": root, "capacity": capacity, "checksum": bool(checksum), "reserve": reserve}
+        )
         return store
 
     # -- pickling: what a worker process receives is an attached instance -------------------
     def __getstate__(self) -> dict[str, Any]:
         self._check_open()
-        return {"path": self._path, "capacity": self._capacity, "checksum": self._checksum}
+        return {
+            "path": self._path,
+            "capacity": self._capacity,
+            "checksum": self._checksum,
+            "reserve": self._reserve,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._path = state["path"]
         self._capacity = state["capacity"]
         self._checksum = state["checksum"]
+        self._reserve = state["reserve"]
         self._owner_pid = -1
         self._finalizer = None
         self._handles = None
@@ -195,6 +233,11 @@ class SharedMemoryStore(CacheStore):
     def capacity_bytes(self) -> int | None:
         """The byte budget, or ``None``."""
         return self._capacity
+
+    @property
+    def reserve_bytes(self) -> int:
+        """Free space the store leaves on its file system."""
+        return self._reserve
 
     @property
     def is_owner(self) -> bool:
@@ -293,6 +336,17 @@ class SharedMemoryStore(CacheStore):
             if handles.counters.value("bytes") - old + size > self._capacity:
                 self._reject(index)
                 return False
+        free = _free_bytes(self._path)
+        if free - size < self._reserve:
+            self._warn_once(
+                "reserve",
+                f"revamper: only {free / 2**20:.0f} MiB free in {self._path.parent}; the cache "
+                f"leaves {self._reserve / 2**20:.0f} MiB there for DataLoader's batches and stops "
+                "growing (entries that do not fit are recomputed when used). Pass a smaller "
+                "cache_bytes, or give the machine more shared memory (docker: --shm-size).",
+            )
+            self._reject(index)
+            return False
         tmp = f"{self._path}/tmp/{index}.{os.getpid()}"
         try:
             self._ensure_shard(handles, index)
