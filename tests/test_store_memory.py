@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import errno
 import gc
+import logging
 import multiprocessing as mp
 import os
 import pickle
+import signal
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -54,6 +57,52 @@ def test_forked_child_never_removes_the_parents_store() -> None:
     assert child.exitcode == 0
     assert store.get(0, 0) == "kept"
     store.close()
+
+
+def _create_and_die(directory: str, conn: Any, hold: Any) -> None:
+    store = SharedMemoryStore(directory=directory)
+    store.put(0, 0, np.zeros(1000))
+    conn.send(str(store.path))  # a pipe: sent before the kill below, unlike a queue
+    if hold is not None:
+        hold.wait(30)  # alive until the parent has looked
+        store.close()
+        return
+    os.kill(os.getpid(), signal.SIGKILL)  # no close, no finalizer, no atexit
+
+
+@pytest.mark.slow
+def test_a_store_whose_owner_was_killed_is_swept_by_the_next_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx = mp.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_create_and_die, args=(str(tmp_path), sender, None))
+    child.start()
+    assert receiver.poll(60)
+    left = Path(receiver.recv())
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL and left.exists()
+    with caplog.at_level(logging.WARNING), SharedMemoryStore(directory=tmp_path) as store:
+        assert not left.exists()
+        assert store.path.exists()
+    assert any("ended without closing" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_live_stores_of_this_and_other_processes_are_never_swept(tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    (receiver, sender), hold = ctx.Pipe(duplex=False), ctx.Event()
+    child = ctx.Process(target=_create_and_die, args=(str(tmp_path), sender, hold))
+    child.start()
+    assert receiver.poll(60)
+    theirs = Path(receiver.recv())
+    with SharedMemoryStore(directory=tmp_path) as first, SharedMemoryStore(directory=tmp_path):
+        assert first.path.exists() and theirs.exists()
+        first.put(1, 0, "here")
+        assert first.get(1, 0) == "here"
+    hold.set()
+    child.join(60)
+    assert child.exitcode == 0 and not theirs.exists()
 
 
 def test_custom_directory_and_bad_directories(tmp_path: Path) -> None:

@@ -12,13 +12,16 @@ is exact across processes. The owner (the instance that created the directory) r
 :meth:`close`, on garbage collection and at interpreter exit; attached instances never do. Pickling
 an instance (as torch does for worker processes) attaches; so does :meth:`SharedMemoryStore.attach`,
 which takes only the directory's path (how the other ranks of a machine join the cache that the
-machine's first rank created).
+machine's first rank created). An owner killed by a signal cannot clean up; it holds a lock on
+its directory for its lifetime, and the next store created on the machine removes directories
+whose lock nobody holds (:func:`sweep_abandoned`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -42,7 +45,8 @@ DEFAULT_SHM_DIR: Final = "/dev/shm"
 _SHARD_BITS: Final = 10  # 1,024 entries per sub-directory
 DIR_PREFIX: Final = "revamper-"
 _SETTINGS: Final = "settings.json"
-_LAYOUT: Final = ("data", "tmp", "lock", "counters", _SETTINGS)
+_OWNER_LOCK: Final = "owner.lock"  # flock-ed by the owner for its lifetime
+_LAYOUT: Final = ("data", "tmp", "lock", "counters", _SETTINGS, _OWNER_LOCK)
 _MIN_RESERVE: Final = 256 * 2**20
 
 
@@ -73,13 +77,77 @@ def default_directory() -> Path:
     return fallback
 
 
-def _remove_store_dir(path: str, owner_pid: int) -> None:
+def _remove_store_dir(path: str, owner_pid: int, lock_fd: int) -> None:
     # Runs from weakref.finalize; a forked child inherits the finalizer but must never delete
     # the directory its parent owns.
     if os.getpid() == owner_pid:
         shutil.rmtree(path, ignore_errors=True)
         if os.path.exists(path):  # a worker was still writing; one more pass
             shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.close(lock_fd)
+
+
+def _hold_owner_lock(path: Path) -> int:
+    """Lock the new store's owner file for the owner's lifetime; returns the descriptor.
+
+    The kernel drops the lock when the last process holding the descriptor exits, however it
+    dies (SIGKILL included), which is how :func:`sweep_abandoned` tells a leftover directory from
+    a live one. Forked workers inherit the descriptor, so the lock lasts while they run.
+    """
+    fd = os.open(path / _OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _abandoned(path: Path) -> bool:
+    try:
+        fd = os.open(path / _OWNER_LOCK, os.O_RDWR)
+    except OSError:
+        return False  # being created, or not a store of this version: not ours to judge
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # its owner (or one of its workers) is alive
+    finally:
+        os.close(fd)
+    return True
+
+
+def sweep_abandoned(root: str | os.PathLike[str]) -> list[Path]:
+    """Remove the store directories in ``root`` whose owner died without closing them.
+
+    An owner killed by a signal (the OOM killer, a ``SIGKILL`` or an unhandled ``SIGTERM`` from
+    a job scheduler or torchrun) cannot remove its directory, and the entries would occupy
+    shared memory until the machine restarts. Every new store therefore sweeps: a directory of
+    this user whose owner lock nobody holds is removed, with a warning.
+
+    Returns:
+        The directories removed.
+    """
+    removed = []
+    uid = os.getuid()
+    with contextlib.suppress(OSError), os.scandir(root) as entries:
+        for entry in entries:
+            if not entry.name.startswith(DIR_PREFIX):
+                continue
+            path = Path(entry.path)
+            try:
+                if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != uid:
+                    continue
+            except OSError:
+                continue
+            if not _abandoned(path):
+                continue
+            size = sum(f.stat().st_size for f in path.glob("data/*/*") if f.is_file())
+            shutil.rmtree(path, ignore_errors=True)
+            logger.warning(
+                "removed %s (%.1f MB), a revamper cache whose process ended without closing it",
+                path,
+                size / 1e6,
+            )
+            removed.append(path)
+    return removed
 
 
 class _Handles:
@@ -137,7 +205,9 @@ class SharedMemoryStore(CacheStore):
         self._capacity = capacity_bytes
         self._checksum = checksum
         self._reserve = default_reserve(root) if reserve_bytes is None else reserve_bytes
+        sweep_abandoned(root)
         self._path = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=root))
+        lock_fd = _hold_owner_lock(self._path)
         (self._path / "data").mkdir()
         (self._path / "tmp").mkdir()
         Counters.create(self._path)
@@ -149,7 +219,7 @@ class SharedMemoryStore(CacheStore):
         (self._path / _SETTINGS).write_text(json.dumps(settings))
         self._owner_pid = os.getpid()
         self._finalizer: weakref.finalize[Any, SharedMemoryStore] | None = weakref.finalize(
-            self, _remove_store_dir, str(self._path), self._owner_pid
+            self, _remove_store_dir, str(self._path), self._owner_pid, lock_fd
         )
         self._handles: _Handles | None = None
         self._closed = False
