@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import random
+import time
 from typing import Any
 
 import numpy as np
@@ -89,3 +91,17 @@ def shm_names() -> set[str]:
         return set()
     mine = (f"revamper-{pid}-", f"torch_{pid}_", "sem.")
     return {name for name in names if name.startswith(mine)}
+
+
+def new_shm(before: set[str], settle: float = 10.0) -> set[str]:
+    """The /dev/shm names that appeared since ``before`` and are still there after ``settle`` s.
+
+    A spawn-context queue's semaphores are unlinked when the queue is collected, which its
+    feeder thread can delay by a few milliseconds after the workers are gone; only names that
+    stay are leaks.
+    """
+    deadline = time.monotonic() + settle
+    while (left := shm_names() - before) and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    return left

@@ -8,10 +8,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from revamper import RevamperLoader, plan_epoch
+from revamper.distributed import DistributedSetup
+from revamper.loader.caching import cache_fingerprint, persisted_seed
 from revamper.plan import reads_left
 from revamper.store import DiskStore, TieredStore
+from revamper.store.manifest import manifest_for, write_manifest
 from tests.helpers import IndexDataset, stamp_computation
 
 N, B, R = 40, 4, 3
@@ -169,6 +173,52 @@ def test_a_loader_without_seed_takes_the_seed_of_the_state() -> None:
         second.load_state_dict(state)
         assert second.seed == state["seed"]
         assert batches(second) == expected
+
+
+def test_a_loader_that_ran_an_epoch_keeps_its_seed() -> None:
+    with make(seed=None, generator=torch.Generator().manual_seed(1)) as first:
+        state = first.state_dict()
+    with make(seed=None, generator=torch.Generator().manual_seed(2)) as second:
+        assert second.seed != state["seed"]
+        batches(second)  # its cache now holds its own plan's entries
+        with pytest.raises(ValueError, match="seed"):
+            second.load_state_dict(state)
+
+
+def test_a_disk_caches_seed_is_reused_only_for_the_same_rank_layout(tmp_path: Path) -> None:
+    fingerprint = cache_fingerprint(
+        num_samples=N,
+        reuse_factor=R,
+        seed=0,
+        partial_transform=stamp_computation,
+        whole_sample=False,
+        cache_key=None,
+    )
+    single = DistributedSetup()
+    write_manifest(tmp_path, manifest_for({**fingerprint, "seed": 9}, N))
+    assert persisted_seed(tmp_path, fingerprint, single) == 9
+    made_by_ranks = {**fingerprint, "seed": 9, "world_size": 2, "cache_group_size": 2}
+    write_manifest(tmp_path, manifest_for({**made_by_ranks, "cache_group": 0}, N))
+    assert persisted_seed(tmp_path, fingerprint, single) is None
+    assert persisted_seed(tmp_path, {**fingerprint, "reuse_factor": 2}, single) is None
+
+
+def test_an_older_state_without_balance_misses_loads_into_any_loader() -> None:
+    with make(balance_misses=False) as loader:
+        state = loader.state_dict()
+        del state["balance_misses"]
+        loader.load_state_dict(state)
+
+
+def test_reusing_a_disk_caches_seed_still_draws_from_torchs_rng(tmp_path: Path) -> None:
+    seeds, draws = [], []
+    for _ in range(2):  # the first run makes the cache, the second reuses its seed
+        torch.manual_seed(0)
+        with make(tmp_path, seed=None) as loader:
+            draws.append(torch.rand(1).item())  # e.g. the model's initialisation
+            seeds.append(loader.seed)
+            batches(loader)
+    assert seeds[0] == seeds[1] and draws[0] == draws[1]
 
 
 def test_a_disk_cache_without_seed_survives_a_restart(tmp_path: Path) -> None:

@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 
 from revamper import RevamperLoader, SampleError, plan_epoch
-from tests.helpers import FailAt, FailingDataset, IndexDataset, shm_names, stamp_computation
+from tests.helpers import (
+    FailAt,
+    FailingDataset,
+    IndexDataset,
+    new_shm,
+    shm_names,
+    stamp_computation,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -147,7 +154,7 @@ def test_worker_errors_reach_the_main_process_named(
     assert mp.active_children() == []
     loader.close()
     gc.collect()
-    assert shm_names() - before == set()
+    assert new_shm(before) == set()
 
 
 def test_shared_memory_is_released_on_close_and_on_garbage_collection() -> None:
@@ -169,7 +176,7 @@ def test_shared_memory_is_released_on_close_and_on_garbage_collection() -> None:
             loader.close()
         del loader
         gc.collect()
-        assert shm_names() - before == set()
+        assert new_shm(before) == set()
 
 
 def kill_self_on(x: np.ndarray) -> np.ndarray:
@@ -196,7 +203,7 @@ def test_killed_worker_raises_instead_of_hanging_and_recovers() -> None:
     assert "exited unexpectedly" in message or "killed" in message
     loader.close()
     gc.collect()
-    assert shm_names() - before == set()
+    assert new_shm(before) == set()
 
 
 def sleepy(x: np.ndarray) -> np.ndarray:

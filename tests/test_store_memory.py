@@ -105,6 +105,44 @@ def test_live_stores_of_this_and_other_processes_are_never_swept(tmp_path: Path)
     assert child.exitcode == 0 and not theirs.exists()
 
 
+def test_directories_being_built_or_of_older_versions_are_never_swept(tmp_path: Path) -> None:
+    building = tmp_path / ".revamper-1-abc"  # a store being created: not yet renamed
+    building.mkdir()
+    (building / "owner.lock").touch()  # its lock not yet taken
+    older = tmp_path / "revamper-2-def"  # no owner lock: not ours to judge
+    older.mkdir()
+    assert memory_module.sweep_abandoned(tmp_path) == []
+    assert building.exists() and older.exists()
+
+
+def test_a_failed_creation_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(path: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(memory_module.Counters, "create", fail)
+    with pytest.raises(OSError, match="No space"):
+        SharedMemoryStore(directory=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_system_without_a_size_is_not_checked_for_free_space(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An unlimited tmpfs or a ramfs reports f_blocks = f_bavail = 0.
+    real = os.statvfs
+    with SharedMemoryStore(reserve_bytes=0) as store:
+
+        def sizeless(path: object) -> Any:
+            info = real(path)  # type: ignore[arg-type]
+            return type("Info", (), {"f_blocks": 0, "f_bavail": 0, "f_frsize": info.f_frsize})
+
+        monkeypatch.setattr(os, "statvfs", sizeless)
+        assert memory_module.default_reserve(store.path) == 0
+        assert store.put(0, 0, np.zeros(1000))
+
+
 def test_custom_directory_and_bad_directories(tmp_path: Path) -> None:
     store = SharedMemoryStore(directory=tmp_path)
     assert store.path.parent == tmp_path

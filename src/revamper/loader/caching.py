@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -13,8 +12,6 @@ from revamper.store import CacheStore, DiskStore, SharedMemoryStore, TieredStore
 from revamper.store.codec import CODEC_VERSION
 from revamper.store.disk import check_directory
 from revamper.store.manifest import read_manifest, transform_identity
-
-logger = logging.getLogger(__name__)
 
 CacheKind = Literal["memory", "disk"]
 
@@ -45,8 +42,34 @@ def cache_fingerprint(
     }
 
 
+def layout_fingerprint(fingerprint: dict[str, Any], setup: DistributedSetup) -> dict[str, Any]:
+    """``fingerprint`` as the cache of ``setup``'s cache group records it (with the rank layout).
+
+    Under distributed training a disk cache also depends on the rank layout: a restart with
+    another layout must start afresh.
+    """
+    if not setup.distributed:
+        return dict(fingerprint)
+    return {
+        **fingerprint,
+        "world_size": setup.world_size,
+        "cache_group_size": setup.group_size,
+        "cache_group": setup.group,
+    }
+
+
+def disk_directory(cache_dir: str | os.PathLike[str], setup: DistributedSetup) -> Path:
+    """Where the disk cache of ``setup``'s rank lives: ``cache_dir``, or a private sub-directory.
+
+    With ``cache_scope="rank"`` every rank has its own, ``cache_dir/rank-<rank>``.
+    """
+    if setup.distributed and not setup.shares_cache:
+        return Path(cache_dir) / f"rank-{setup.rank}"
+    return Path(cache_dir)
+
+
 def persisted_seed(
-    cache_dir: str | os.PathLike[str], fingerprint: dict[str, Any], *, rank: int | None = None
+    cache_dir: str | os.PathLike[str], fingerprint: dict[str, Any], setup: DistributedSetup
 ) -> int | None:
     """The seed of a disk cache in ``cache_dir`` made for everything else this run wants.
 
@@ -58,28 +81,24 @@ def persisted_seed(
     Args:
         cache_dir: The loader's ``cache_dir``.
         fingerprint: :func:`cache_fingerprint` of this run (its ``seed`` is ignored).
-        rank: With a private cache per rank, the rank whose sub-directory to look in.
+        setup: This rank's place in distributed training (the cache's directory and its
+            recorded rank layout depend on it).
 
     Returns:
         The cache's seed, or ``None`` if there is no readable cache there or it was made for
-        another data set length, reuse factor, partial transform or codec.
+        anything else (another data set length, reuse factor, partial transform, codec or rank
+        layout).
     """
-    directory = Path(cache_dir) if rank is None else Path(cache_dir) / f"rank-{rank}"
+    directory = disk_directory(cache_dir, setup)
     found = read_manifest(directory) if directory.is_dir() else None
-    if found is None:
-        return None
-    have = found.get("fingerprint")
+    have = found.get("fingerprint") if found is not None else None
     if not isinstance(have, dict):
         return None
     seed = have.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         return None
-    if any(have.get(key) != value for key, value in fingerprint.items() if key != "seed"):
-        return None
-    logger.info(
-        "seed=None: reusing seed %d, which the disk cache in %s was made with", seed, directory
-    )
-    return seed
+    wanted = {**layout_fingerprint(fingerprint, setup), "seed": seed}
+    return seed if have == wanted else None
 
 
 def make_store(
@@ -153,16 +172,12 @@ class _Recipe:
 
     def for_ranks(self, setup: DistributedSetup) -> _Recipe:
         """The recipe for this rank's cache group: its own disk directory and fingerprint."""
-        fingerprint = {
-            **self.fingerprint,
-            "world_size": setup.world_size,
-            "cache_group_size": setup.group_size,
-            "cache_group": setup.group,
-        }
+        fingerprint = layout_fingerprint(self.fingerprint, setup)
         cache_dir = self.cache_dir
         if self.kind == "disk" and not setup.shares_cache:
             assert cache_dir is not None
-            own = check_directory(cache_dir) / f"rank-{setup.rank}"
+            check_directory(cache_dir)
+            own = disk_directory(cache_dir, setup)
             own.mkdir(mode=0o700, exist_ok=True)
             cache_dir = own
         return dataclasses.replace(self, cache_dir=cache_dir, fingerprint=fingerprint)

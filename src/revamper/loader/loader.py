@@ -12,7 +12,12 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, default_collate
 
 from revamper.distributed import CacheScope, DistributedSetup, agree, resolve_setup
-from revamper.loader.caching import CacheKind, cache_fingerprint, make_store, persisted_seed
+from revamper.loader.caching import (
+    CacheKind,
+    cache_fingerprint,
+    make_store,
+    persisted_seed,
+)
 from revamper.loader.epoch import EpochIterator
 from revamper.loader.executor import CollateWithStats, RefurbishingDataset, Transform
 from revamper.loader.sampler import PlanBatchSampler
@@ -27,8 +32,9 @@ logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 _STATE_KEYS = ("num_samples", "reuse_factor", "batch_size", "seed", "drop_last", "shuffle")
-# Keys added later, with the value a state saved before then implies.
-_DEFAULTED_KEYS = {"world_size": 1, "rank": 0, "group_size": 1, "balance_misses": True}
+# Keys added later, with the value a state saved before then implies (None: unknown, so a state
+# without the key is not checked for it).
+_DEFAULTED_KEYS = {"world_size": 1, "rank": 0, "group_size": 1, "balance_misses": None}
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -204,18 +210,18 @@ class RevamperLoader:
             "cache_key": cache_key,
         }
 
+        cache_seed: int | None = None
+
         def default_seed() -> int:
-            # A disk cache outlives the process: reuse its seed rather than discard it.
+            # Draw even when a cache's seed is reused: torch's RNG then advances as it always
+            # does, and model initialisation after this stays repeatable.
+            nonlocal cache_seed
+            drawn = _draw_seed(generator)
             if isinstance(cache, str) and cache == "disk" and cache_dir is not None:
-                own_dir = setup.distributed and not setup.shares_cache
-                found = persisted_seed(
-                    cache_dir,
-                    cache_fingerprint(seed=0, **fingerprint),
-                    rank=setup.rank if own_dir else None,
+                cache_seed = persisted_seed(
+                    cache_dir, cache_fingerprint(seed=0, **fingerprint), setup
                 )
-                if found is not None:
-                    return found
-            return _draw_seed(generator)
+            return drawn if cache_seed is None else cache_seed
 
         self._seed_given = seed is not None
         if setup.communicate:
@@ -253,6 +259,8 @@ class RevamperLoader:
             generator.manual_seed(
                 derive_seed(seed, Purpose.RANK, setup.rank) if setup.distributed else seed
             )
+        if not self._seed_given and seed == cache_seed:
+            logger.info("seed=None: reusing seed %d, that of the disk cache in %s", seed, cache_dir)
         self._seed = seed
         self._setup = setup
         # Before the store: a layout the plan rejects must not leave a cache behind.
@@ -462,9 +470,11 @@ class RevamperLoader:
                 layout (world size, rank, ranks per cache), or is malformed. Under distributed
                 training each rank saves and loads its own state.
 
-        A loader built with ``seed=None`` takes the state's seed (its own was drawn at random),
-        except with a disk cache, whose entries belong to the seed it was made with: a disk
-        cache reuses its seed by itself when ``seed`` is ``None``.
+        A loader built with ``seed=None`` takes the state's seed (its own was drawn at random) if
+        it has not run an epoch yet, except with a disk cache, whose entries belong to the seed
+        it was made with: a disk cache reuses its seed by itself when ``seed`` is ``None``, and
+        if the cache is gone (a new machine), pass ``seed=state["seed"]``. Under distributed
+        training every rank must load its own state (the ranks do not check each other here).
         """
         if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
             raise ValueError(f"not a RevamperLoader state (version {STATE_VERSION}): {state!r}")
@@ -472,12 +482,18 @@ class RevamperLoader:
         adopt_seed = None
         for key in (*_STATE_KEYS, *_DEFAULTED_KEYS):
             found = state.get(key, _DEFAULTED_KEYS.get(key))
-            if found == getattr(config, key):
+            if found == getattr(config, key) or (key not in state and found is None):
                 continue
             if key == "seed" and self._may_adopt_seed(found):
                 adopt_seed = found
                 continue
-            hint = " (pass seed=state['seed'] to the loader)" if key == "seed" else ""
+            hint = ""
+            if key == "seed":
+                hint = (
+                    " (pass seed=state['seed'] when you build the loader: a loader built with "
+                    "seed=None takes the state's seed only before its first epoch and without a "
+                    "disk cache, which keeps the seed it was made with)"
+                )
             raise ValueError(
                 f"cannot resume: the state has {key}={found!r}, this loader has "
                 f"{key}={getattr(config, key)!r}{hint}"
@@ -500,12 +516,13 @@ class RevamperLoader:
     def _may_adopt_seed(self, seed: object) -> bool:
         """Whether :meth:`load_state_dict` may replace this loader's seed with ``seed``.
 
-        Only a seed the loader drew itself (``seed=None``) gives way, and not when a disk cache
-        was made for it: that cache would then hold another plan's entries.
+        Only a seed the loader drew itself (``seed=None``) gives way, before the loader ran any
+        epoch (its cache would hold another plan's entries), and not when a disk cache was made
+        for it (likewise).
         """
         if self._seed_given or isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             return False
-        return not isinstance(self._store, (DiskStore, TieredStore))
+        return len(self._stats) == 0 and not isinstance(self._store, (DiskStore, TieredStore))
 
     @property
     def epoch(self) -> int:

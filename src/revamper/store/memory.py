@@ -55,15 +55,19 @@ def default_reserve(directory: str | os.PathLike[str]) -> int:
 
     The tmpfs is shared: torch's worker processes hand every batch to the main process through
     shared memory too, and a worker that finds ``/dev/shm`` full dies of ``SIGBUS``. A cache
-    that stops short of the last bytes leaves those batches room.
+    that stops short of the last bytes leaves those batches room. A file system that reports
+    no size (an unlimited tmpfs, ramfs) gets no reserve.
     """
     info = os.statvfs(directory)
     size = info.f_blocks * info.f_frsize
     return min(max(_MIN_RESERVE, size // 10), size // 2)
 
 
-def _free_bytes(directory: str | os.PathLike[str]) -> int:
+def _free_bytes(directory: str | os.PathLike[str]) -> int | None:
+    """Free bytes on the file system, or ``None`` if it reports no size (nothing to check)."""
     info = os.statvfs(directory)
+    if info.f_blocks == 0:
+        return None
     return info.f_bavail * info.f_frsize
 
 
@@ -100,6 +104,31 @@ def _hold_owner_lock(path: Path) -> int:
     return fd
 
 
+def _create_directory(root: Path, settings: dict[str, Any]) -> tuple[Path, int]:
+    """Create a store's directory in ``root``, locked and complete; returns it and the lock.
+
+    It is built under a hidden name, which :func:`sweep_abandoned` never looks at, and renamed
+    into place once its owner lock is held: a sweep in another process can never take a store
+    being created for an abandoned one.
+    """
+    building = Path(tempfile.mkdtemp(prefix=f".{DIR_PREFIX}{os.getpid()}-", dir=root))
+    lock_fd = -1
+    try:
+        lock_fd = _hold_owner_lock(building)
+        (building / "data").mkdir()
+        (building / "tmp").mkdir()
+        Counters.create(building)
+        (building / _SETTINGS).write_text(json.dumps(settings))
+        final = building.with_name(building.name[1:])
+        os.rename(building, final)  # fails rather than replace if the name were taken
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        if lock_fd >= 0:
+            os.close(lock_fd)
+        raise
+    return final, lock_fd
+
+
 def _abandoned(path: Path) -> bool:
     try:
         fd = os.open(path / _OWNER_LOCK, os.O_RDWR)
@@ -125,29 +154,40 @@ def sweep_abandoned(root: str | os.PathLike[str]) -> list[Path]:
     Returns:
         The directories removed.
     """
-    removed = []
+    removed: list[Path] = []
     uid = os.getuid()
-    with contextlib.suppress(OSError), os.scandir(root) as entries:
-        for entry in entries:
-            if not entry.name.startswith(DIR_PREFIX):
-                continue
-            path = Path(entry.path)
-            try:
-                if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != uid:
-                    continue
-            except OSError:
+    try:
+        with os.scandir(root) as scan:
+            entries = [e for e in scan if e.name.startswith(DIR_PREFIX)]
+    except OSError:
+        return removed
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != uid:
                 continue
             if not _abandoned(path):
                 continue
-            size = sum(f.stat().st_size for f in path.glob("data/*/*") if f.is_file())
+            size = _tree_bytes(path)
             shutil.rmtree(path, ignore_errors=True)
-            logger.warning(
-                "removed %s (%.1f MB), a revamper cache whose process ended without closing it",
-                path,
-                size / 1e6,
-            )
-            removed.append(path)
+        except OSError:
+            continue  # another process swept it first, or it is not ours to remove
+        logger.warning(
+            "removed %s (%.1f MB), a revamper cache whose process ended without closing it",
+            path,
+            size / 1e6,
+        )
+        removed.append(path)
     return removed
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for directory, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(directory, name)).st_size
+    return total
 
 
 class _Handles:
@@ -206,17 +246,12 @@ class SharedMemoryStore(CacheStore):
         self._checksum = checksum
         self._reserve = default_reserve(root) if reserve_bytes is None else reserve_bytes
         sweep_abandoned(root)
-        self._path = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=root))
-        lock_fd = _hold_owner_lock(self._path)
-        (self._path / "data").mkdir()
-        (self._path / "tmp").mkdir()
-        Counters.create(self._path)
         settings = {
             "capacity_bytes": capacity_bytes,
             "checksum": bool(checksum),
             "reserve_bytes": self._reserve,
         }
-        (self._path / _SETTINGS).write_text(json.dumps(settings))
+        self._path, lock_fd = _create_directory(root, settings)
         self._owner_pid = os.getpid()
         self._finalizer: weakref.finalize[Any, SharedMemoryStore] | None = weakref.finalize(
             self, _remove_store_dir, str(self._path), self._owner_pid, lock_fd
@@ -407,13 +442,13 @@ class SharedMemoryStore(CacheStore):
                 self._reject(index)
                 return False
         free = _free_bytes(self._path)
-        if free - size < self._reserve:
+        if free is not None and free - size < self._reserve:
             self._warn_once(
                 "reserve",
-                f"revamper: only {free / 2**20:.0f} MiB free in {self._path.parent}; the cache "
-                f"leaves {self._reserve / 2**20:.0f} MiB there for DataLoader's batches and stops "
-                "growing (entries that do not fit are recomputed when used). Pass a smaller "
-                "cache_bytes, or give the machine more shared memory (docker: --shm-size).",
+                f"revamper: only {free / 2**20:.0f} MiB free in {self._path.parent}; the memory "
+                f"cache leaves {self._reserve / 2**20:.0f} MiB there for DataLoader's batches "
+                "and stops growing. Pass a smaller cache_bytes, or give the machine more shared "
+                "memory (docker: --shm-size).",
             )
             self._reject(index)
             return False
