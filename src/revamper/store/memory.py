@@ -120,7 +120,7 @@ def _create_directory(root: Path, settings: dict[str, Any]) -> tuple[Path, int]:
         Counters.create(building)
         (building / _SETTINGS).write_text(json.dumps(settings))
         final = building.with_name(building.name[1:])
-        os.rename(building, final)  # fails rather than replace if the name were taken
+        os.rename(building, final)  # a live store of that name is never empty: rename fails
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         if lock_fd >= 0:
