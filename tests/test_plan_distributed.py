@@ -104,8 +104,12 @@ def test_a_shared_group_cache_never_misses_a_planned_hit(config: PlanConfig, epo
     if config.drop_last:
         # What drop_last leaves out must fit in the chunk that the next epoch recomputes (as
         # for a single loader), in every group: then no needed entry goes unwritten.
-        smallest = config.num_samples // config.num_groups
-        assume(smallest - config.group_size * config.num_used <= smallest // r)
+        used = config.group_size * config.num_used
+        for part in {
+            config.num_samples // config.num_groups,
+            -(-config.num_samples // config.num_groups),
+        }:
+            assume(part - used <= part // r)  # part // r: the smallest chunk's size
     cached: dict[int, int] = {}
     for epoch in range(epochs):
         plans = all_ranks(config, epoch)
