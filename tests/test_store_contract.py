@@ -163,6 +163,17 @@ def test_pickled_store_is_attached_and_shares_entries(new_store: StoreFactory) -
     assert store.get(1, 0) == "from attached"
 
 
+def run_children(method: str, target: Any, arguments: list[tuple[Any, ...]]) -> None:
+    """Run ``target(*args)`` in one process per ``args``, all at once; each must succeed."""
+    ctx = mp.get_context(method)
+    procs = [ctx.Process(target=target, args=args) for args in arguments]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+
+
 def _child_puts(store: CacheStore, start: int) -> None:
     for index in range(start, start + 20):
         assert store.put(index, 1, np.full(500, index))
@@ -172,13 +183,7 @@ def _child_puts(store: CacheStore, start: int) -> None:
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_concurrent_writers_in_other_processes(new_store: StoreFactory, method: str) -> None:
     store = new_store()
-    ctx = mp.get_context(method)
-    procs = [ctx.Process(target=_child_puts, args=(store, s)) for s in (0, 20, 40)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    run_children(method, _child_puts, [(store, start) for start in (0, 20, 40)])
     for index in range(60):
         np.testing.assert_array_equal(store.get(index, 1), np.full(500, index))
     stats = store.stats()
@@ -195,13 +200,7 @@ def _child_puts_same(store: CacheStore, fill: int) -> None:
 def test_concurrent_writers_of_the_same_entries(new_store: StoreFactory) -> None:
     # Distributed padding can make two ranks write the same index and generation at once.
     store = new_store()
-    ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_child_puts_same, args=(store, fill)) for fill in (7, 8, 9)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    run_children("fork", _child_puts_same, [(store, fill) for fill in (7, 8, 9)])
     for index in range(30):
         value = store.get(index, 1)
         assert value is not MISS and len(set(value.tolist())) == 1 and value[0] in (7, 8, 9)
