@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from revamper.loader import RevamperLoader
 from revamper.loader.executor import Transform
@@ -79,4 +79,42 @@ def echoing_loader(
     )
 
 
-__all__ = ["echoing_loader", "standard_loader"]
+LoaderKind = Literal["standard", "echo", "refurbish"]
+
+
+def loader_of_kind(
+    kind: LoaderKind,
+    dataset: Any,
+    *,
+    partial_transform: Transform | None,
+    final_transform: Transform | None,
+    reuse_factor: int,
+    **kwargs: Any,
+) -> RevamperLoader:
+    """The loader a side-by-side comparison names: standard, echoing or refurbishing.
+
+    Args:
+        kind: ``"standard"`` (``reuse_factor`` is ignored), ``"echo"`` or ``"refurbish"``.
+        dataset: As for :class:`RevamperLoader`.
+        partial_transform: First part of the pipeline.
+        final_transform: Last part of the pipeline.
+        reuse_factor: Uses of each cached entry (echo and refurbish).
+        **kwargs: Any other :class:`RevamperLoader` argument.
+    """
+    if kind == "standard":
+        return standard_loader(
+            dataset, partial_transform=partial_transform, final_transform=final_transform, **kwargs
+        )
+    if kind in ("echo", "refurbish"):
+        build = echoing_loader if kind == "echo" else RevamperLoader
+        return build(
+            dataset,
+            partial_transform=partial_transform,
+            final_transform=final_transform,
+            reuse_factor=reuse_factor,
+            **kwargs,
+        )
+    raise ValueError(f"kind must be 'standard', 'echo' or 'refurbish', got {kind!r}")
+
+
+__all__ = ["LoaderKind", "echoing_loader", "loader_of_kind", "standard_loader"]

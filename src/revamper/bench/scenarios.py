@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from revamper.baselines import echoing_loader, standard_loader
+from revamper.baselines import LoaderKind, loader_of_kind
 from revamper.loader import RevamperLoader
 from revamper.pipelines import Pipeline
 
@@ -25,6 +25,13 @@ Kind = Literal["standard", "simplified", "echo", "refurbish", "unbalanced"]
 Cache = Literal["memory", "disk"]
 _KINDS: tuple[Kind, ...] = ("standard", "simplified", "echo", "refurbish", "unbalanced")
 _NEEDS_R = ("echo", "refurbish", "unbalanced")
+_LOADER_KINDS: dict[Kind, LoaderKind] = {
+    "standard": "standard",
+    "simplified": "standard",  # the cheaper pipeline, run in full every time
+    "echo": "echo",
+    "refurbish": "refurbish",
+    "unbalanced": "refurbish",  # without the cache-aware shuffle
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,24 +111,14 @@ class Scenario:
         else:
             parts = pipeline.split(split)
         partial, final = parts
-        if self.kind in ("standard", "simplified"):
-            return standard_loader(
-                dataset, partial_transform=partial, final_transform=final, **loader_kwargs
-            )
-        if self.kind == "echo":
-            return echoing_loader(
-                dataset,
-                partial_transform=partial,
-                final_transform=final,
-                reuse_factor=self.reuse_factor,
-                **loader_kwargs,
-            )
-        return RevamperLoader(
+        if self.kind in ("refurbish", "unbalanced"):
+            loader_kwargs["balance_misses"] = self.kind == "refurbish"
+        return loader_of_kind(
+            _LOADER_KINDS[self.kind],
             dataset,
             partial_transform=partial,
             final_transform=final,
             reuse_factor=self.reuse_factor,
-            balance_misses=self.kind == "refurbish",
             **loader_kwargs,
         )
 

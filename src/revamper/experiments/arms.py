@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from revamper.baselines import echoing_loader, standard_loader
+from revamper.baselines import loader_of_kind
 from revamper.experiments.augment import augmentation
 from revamper.loader import RevamperLoader
 
@@ -84,25 +84,13 @@ class Arm:
             **loader_kwargs: Passed to the loader (batch size, shuffle, workers, seed, ...).
         """
         pipeline = augmentation(self.pipeline)
-        partial, final = pipeline.partial_transform, pipeline.final_transform
-        if self.kind == "echo":
-            return echoing_loader(
-                dataset,
-                partial_transform=partial,
-                final_transform=final,
-                reuse_factor=self.reuse_factor,
-                **loader_kwargs,
-            )
-        if self.kind == "refurbish":
-            return RevamperLoader(
-                dataset,
-                partial_transform=partial,
-                final_transform=final,
-                reuse_factor=self.reuse_factor,
-                **loader_kwargs,
-            )
-        return standard_loader(
-            dataset, partial_transform=partial, final_transform=final, **loader_kwargs
+        return loader_of_kind(
+            self.kind if self.kind in ("echo", "refurbish") else "standard",
+            dataset,
+            partial_transform=pipeline.partial_transform,
+            final_transform=pipeline.final_transform,
+            reuse_factor=self.reuse_factor,
+            **loader_kwargs,
         )
 
 

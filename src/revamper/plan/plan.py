@@ -219,19 +219,26 @@ def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
     if not isinstance(config, PlanConfig):
         raise TypeError(f"config must be a PlanConfig, got {type(config).__name__}")
     epoch = check_int("epoch", epoch, 0, MAX_EPOCH)
-    n, r, b = config.num_samples, config.reuse_factor, config.batch_size
     if config.distributed:
         indices, planned_miss, chunks = partition.rank_share(config, epoch)
-        return EpochPlan(
-            epoch=epoch,
-            reuse_factor=r,
-            indices=indices,
-            planned_miss=planned_miss,
-            batch_bounds=mixing.batch_bounds(indices.size, b),
-            chunks=chunks,
-            num_samples=n,
-        )
+    else:
+        indices, planned_miss, chunks = _single_share(config, epoch)
+    return EpochPlan(
+        epoch=epoch,
+        reuse_factor=config.reuse_factor,
+        indices=indices,
+        planned_miss=planned_miss,
+        batch_bounds=mixing.batch_bounds(indices.size, config.batch_size),
+        chunks=chunks,
+        num_samples=config.num_samples,
+    )
 
+
+def _single_share(
+    config: PlanConfig, epoch: int
+) -> tuple[npt.NDArray[np.signedinteger], npt.NDArray[np.bool_], npt.NDArray[np.uint16]]:
+    """The whole epoch of a single loader: ``(indices, planned_miss, chunks)`` in order."""
+    n, r, b = config.num_samples, config.reuse_factor, config.batch_size
     all_chunks = chunk_assignment(n, r, config.seed)
     all_miss = planned_misses(all_chunks, r, epoch)
     ids: npt.NDArray[np.signedinteger] = np.arange(n, dtype=index_dtype(n))
@@ -256,13 +263,4 @@ def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
             indices, planned_miss = mixing.balanced_shuffle(ids, miss, b, rng)
         else:
             indices, planned_miss = mixing.plain_shuffle(ids, miss, rng)
-
-    return EpochPlan(
-        epoch=epoch,
-        reuse_factor=r,
-        indices=indices,
-        planned_miss=planned_miss,
-        batch_bounds=mixing.batch_bounds(indices.size, b),
-        chunks=all_chunks[indices],
-        num_samples=n,
-    )
+    return indices, planned_miss, all_chunks[indices]

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from revamper.cli import CliError, HelpFormatter, parse_size, positive_int
+from revamper.cli import CliError, HelpFormatter, non_negative_int, parse_size, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -22,16 +22,6 @@ def _fraction(text: str) -> float:
         ) from None
     if not 0 <= value <= 1:  # also rejects NaN
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -72,7 +62,7 @@ def register(subparsers: Any) -> None:
         help="lowest acceptable diversity, as a fraction of standard training's",
     )
     parser.add_argument(
-        "--workers", type=_non_negative_int, default=2, help="DataLoader worker processes"
+        "--workers", type=non_negative_int, default=2, help="DataLoader worker processes"
     )
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument(
@@ -83,7 +73,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--sample", type=positive_int, default=100, help="items to profile (50-200 is typical)"
     )
-    parser.add_argument("--seed", type=_non_negative_int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--plot", type=Path, help="write the throughput-diversity figure (PNG)")
     parser.add_argument("--no-progress", action="store_true", help="no progress display")
     parser.set_defaults(handler=run)
