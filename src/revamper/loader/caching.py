@@ -11,7 +11,8 @@ from revamper.distributed import DistributedSetup, share_store
 from revamper.store import CacheStore, DiskStore, SharedMemoryStore, TieredStore
 from revamper.store.codec import CODEC_VERSION
 from revamper.store.disk import check_directory
-from revamper.store.manifest import read_manifest, transform_identity
+from revamper.store.manifest import read_manifest
+from revamper.store.transform_identity import transform_identity
 
 CacheKind = Literal["memory", "disk"]
 

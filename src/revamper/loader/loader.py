@@ -26,7 +26,7 @@ from revamper.plan import PlanConfig
 from revamper.plan.seeding import Purpose, derive_seed
 from revamper.store import DiskStore, TieredStore
 from revamper.store.base import CacheStore
-from revamper.store.manifest import transform_identity
+from revamper.store.transform_identity import transform_identity
 
 logger = logging.getLogger(__name__)
 

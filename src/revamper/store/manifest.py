@@ -16,34 +16,24 @@ from pathlib import Path
 from typing import Any, Final
 
 from revamper.store.codec import CODEC_VERSION
+from revamper.store.transform_identity import transform_identity
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "manifest_for",
+    "mismatch",
+    "read_manifest",
+    "transform_identity",
+    "write_manifest",
+]
 
 logger = logging.getLogger(__name__)
 
 FORMAT: Final = "revamper-disk-cache"
 FORMAT_VERSION: Final = 2
 MANIFEST_NAME: Final = "revamper-cache.json"
-
-
-def transform_identity(transform: Any) -> str:
-    """A description of a transform that is stable across runs of the same code.
-
-    torchvision transforms describe themselves with their parameters, which is what a cache
-    depends on. Functions and objects whose ``repr`` holds a memory address are named by module
-    and qualified name instead (their parameters, if any, are not seen: pass ``cache_key`` to the
-    loader when they matter).
-    """
-    if transform is None:
-        return "None"
-    inner = getattr(transform, "transforms", None)
-    if isinstance(inner, (list, tuple)):
-        parts = ", ".join(transform_identity(t) for t in inner)
-        return f"{type(transform).__qualname__}({parts})"
-    text = repr(transform)
-    if " at 0x" in text or text.startswith("<"):
-        kind = transform if callable(transform) and hasattr(transform, "__qualname__") else None
-        target = kind if kind is not None else type(transform)
-        return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
-    return text
 
 
 def manifest_for(fingerprint: Mapping[str, Any], num_samples: int) -> dict[str, Any]:
