@@ -32,3 +32,26 @@ class SampleError(RuntimeError):
             index = int(index_match["index"]) if index_match is not None else None
         self.index = index
         self.stage = stage
+
+
+class PickleNotAllowedError(TypeError):
+    """A value the cache cannot encode natively, and pickling it was not allowed.
+
+    Reading a pickle runs code, so a cache only pickles (and later unpickles) values when its
+    owner opted in with ``allow_pickle=True`` (an option of :class:`~revamper.RevamperLoader`
+    and of the store constructors). Raised by :func:`revamper.store.codec.encode`; the loader
+    reports it as a :class:`SampleError` at stage ``cache_write``.
+
+    Attributes:
+        type_name: ``module.qualname`` of the value's type.
+    """
+
+    def __init__(self, type_name: str) -> None:
+        super().__init__(
+            f"revamper cannot cache a value of type {type_name} without pickle, and pickling "
+            "is not allowed: return PIL images, numpy arrays, tensors, scalars, strings or "
+            "bytes (or tuples, lists and dicts of them) from the partial transform, or pass "
+            "allow_pickle=True to RevamperLoader (or to the store's constructor) if the cache "
+            "directory is trusted"
+        )
+        self.type_name = type_name

@@ -109,7 +109,20 @@ class CacheStore(abc.ABC):
     write the same index and generation at the same time. Both values are valid; a store must
     keep one of them whole and count the entry once. :meth:`get` must return data that the
     caller may mutate in place without changing the cached entry.
+
+    Pickle policy: a value the codec cannot encode natively is pickled only if
+    :attr:`allow_pickle` is true, and a stored pickle is only ever unpickled by a store whose
+    :attr:`allow_pickle` is true (otherwise it reads as a miss), since unpickling runs code and a
+    cache is input that another user may have planted. Concrete stores take an ``allow_pickle``
+    constructor keyword and store it in ``self._allow_pickle``; the class default is ``False``.
     """
+
+    _allow_pickle: bool = False
+
+    @property
+    def allow_pickle(self) -> bool:
+        """Whether values the codec cannot encode natively may be pickled (and unpickled)."""
+        return self._allow_pickle
 
     @abc.abstractmethod
     def get(self, index: int, generation: int) -> Any:
@@ -143,8 +156,14 @@ class CacheStore(abc.ABC):
         Returns:
             ``True`` if the entry is now cached; ``False`` if it was not (it did not fit in the
             budget, or writing it failed). A ``False`` never loses correctness: readers miss.
+
+        Raises:
+            PickleNotAllowedError: If ``value`` holds something the codec cannot encode natively
+                and :attr:`allow_pickle` is false.
         """
-        return self.put_encoded(index, generation, codec.encode(value))
+        return self.put_encoded(
+            index, generation, codec.encode(value, allow_pickle=self.allow_pickle)
+        )
 
     @abc.abstractmethod
     def put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:

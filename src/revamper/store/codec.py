@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from revamper.errors import PickleNotAllowedError
+
 CODEC_VERSION: Final = 1
 """Bumped whenever the encoding changes; stores reject entries of another version."""
 
@@ -126,7 +128,11 @@ class _Encoder:
             return (_SCALAR, value)
         return self._pickled(value)
 
+    allow_pickle = False
+
     def _pickled(self, value: Any) -> tuple[Any, ...]:
+        if not self.allow_pickle:
+            raise PickleNotAllowedError(f"{type(value).__module__}.{type(value).__qualname__}")
         _warn_pickle(value)
         return (_PICKLE, self._add(memoryview(pickle.dumps(value, protocol=5))))
 
@@ -161,7 +167,7 @@ class _Encoder:
         return (_PIL, image.mode, image.size, self._add(memoryview(data)), palette, transparency)
 
 
-def encode(value: Any) -> EncodedValue:
+def encode(value: Any, *, allow_pickle: bool = False) -> EncodedValue:
     """Split ``value`` into a meta blob and raw buffers.
 
     Args:
@@ -172,6 +178,7 @@ def encode(value: Any) -> EncodedValue:
         ``value`` is mutated.
     """
     encoder = _Encoder()
+    encoder.allow_pickle = allow_pickle
     tree = encoder.node(value)
     sizes = [buf.nbytes for buf in encoder.buffers]
     payload_size = 0
@@ -256,7 +263,12 @@ class _Decoder:
         return image
 
 
-def decode(meta: bytes | memoryview, payload: np.ndarray[Any, np.dtype[np.uint8]]) -> Any:
+def decode(
+    meta: bytes | memoryview,
+    payload: np.ndarray[Any, np.dtype[np.uint8]],
+    *,
+    allow_pickle: bool = False,
+) -> Any:
     """Rebuild the value that :func:`encode` split into ``meta`` and a payload.
 
     Args:

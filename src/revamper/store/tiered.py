@@ -47,6 +47,11 @@ class TieredStore(CacheStore):
         self.memory = memory
         self.disk = disk
 
+    @property
+    def allow_pickle(self) -> bool:
+        """Pickle only if both tiers allow it: a value is encoded once, for either tier."""
+        return self.memory.allow_pickle and self.disk.allow_pickle
+
     def get(self, index: int, generation: int) -> Any:
         """See :meth:`CacheStore.get`."""
         return self.get_many([index], [generation])[0]
