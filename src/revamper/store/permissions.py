@@ -148,7 +148,10 @@ def open_private(path: str | os.PathLike[str], flags: int, *, create: bool = Fal
         fd = os.open(path, flags | _OPEN_FLAGS, FILE_MODE)
     except OSError as exc:
         if exc.errno == errno.ELOOP or os.path.islink(path):
-            raise UnsafeCacheError(path, "it is a symbolic link") from exc
+            st = None
+            with contextlib.suppress(OSError):
+                st = os.lstat(path)
+            raise UnsafeCacheError(path, "it is a symbolic link", st) from exc
         raise
     try:
         check_fd(fd, path)

@@ -2,9 +2,12 @@
 
 A record is a fixed 64-byte header, the codec's meta blob, zero padding to a multiple of
 :data:`~revamper.store.codec.ALIGN`, then the payload. The header names the sample index, the
-generation, both lengths and (optionally) a CRC-32 of meta and payload, so a reader can reject a
-record that belongs to another sample, another generation, another codec version, or that was torn
-or corrupted, instead of serving wrong data.
+generation, both lengths, the *run identity* of the cache incarnation that wrote it (16 random
+bytes; a store that does not use one passes :data:`NO_RUN_ID`) and (optionally) a CRC-32 of meta
+and payload, so a reader can reject a record that belongs to another sample, another generation,
+another codec version, another incarnation of the cache, or that was torn or corrupted, instead
+of serving wrong data. Every field is parsed with :mod:`struct` and range-checked; nothing in a
+record is unpickled here.
 """
 
 from __future__ import annotations
@@ -22,8 +25,13 @@ from revamper.store.codec import CODEC_VERSION, EncodedValue, align_up
 
 MAGIC: Final = b"RVMP"
 HEADER_SIZE: Final = 64
-_HEADER = struct.Struct("<4sHHqqQQI")  # magic, codec version, flags, index, generation,
-#                                        meta length, payload length, crc32
+_HEADER = struct.Struct("<4sHHqqQQI16s")  # magic, codec version, flags, index, generation,
+#                                           meta length, payload length, crc32, run id
+RUN_ID_SIZE: Final = 16
+NO_RUN_ID: Final = bytes(RUN_ID_SIZE)
+"""The run identity of records of a store without one (16 zero bytes)."""
+MAX_RECORD_BYTES: Final = 2**40
+"""No record is larger (a header that claims more is damaged)."""
 _FLAG_CHECKSUM: Final = 1
 _IOV_MAX: Final = 512  # stay well under the kernel's limit on segments per writev
 
@@ -41,6 +49,7 @@ class RecordHeader:
     meta_size: int
     payload_size: int
     checksum: int | None
+    run_id: bytes = NO_RUN_ID
 
     @property
     def payload_offset(self) -> int:
@@ -58,10 +67,29 @@ def record_size(encoded: EncodedValue) -> int:
     return align_up(HEADER_SIZE + len(encoded.meta)) + encoded.payload_size
 
 
+def _check_run_id(run_id: bytes) -> bytes:
+    if not isinstance(run_id, bytes) or len(run_id) != RUN_ID_SIZE:
+        raise ValueError(f"run_id must be {RUN_ID_SIZE} bytes, got {run_id!r}")
+    return run_id
+
+
 def record_segments(
-    index: int, generation: int, encoded: EncodedValue, *, checksum: bool
+    index: int,
+    generation: int,
+    encoded: EncodedValue,
+    *,
+    checksum: bool,
+    run_id: bytes = NO_RUN_ID,
 ) -> list[bytes | memoryview]:
-    """The byte segments of a record, in order, for a gathered write."""
+    """The byte segments of a record, in order, for a gathered write.
+
+    Args:
+        index: The sample index.
+        generation: The entry's generation.
+        encoded: The value, encoded.
+        checksum: Store a CRC-32 of meta and payload.
+        run_id: The writing cache's run identity (:data:`RUN_ID_SIZE` bytes).
+    """
     body: list[bytes | memoryview] = [encoded.meta]
     pad = align_up(HEADER_SIZE + len(encoded.meta)) - HEADER_SIZE - len(encoded.meta)
     if pad:
@@ -80,6 +108,7 @@ def record_segments(
         len(encoded.meta),
         encoded.payload_size,
         crc,
+        _check_run_id(run_id),
     )
     return [header.ljust(HEADER_SIZE, b"\0"), *body]
 
@@ -120,41 +149,58 @@ def parse_header(data: np.ndarray[Any, np.dtype[np.uint8]] | bytes) -> RecordHea
     raw = data[:HEADER_SIZE].tobytes() if isinstance(data, np.ndarray) else data[:HEADER_SIZE]
     if len(raw) < HEADER_SIZE:
         raise RecordError(f"record shorter than its {HEADER_SIZE}-byte header")
-    magic, version, flags, index, generation, meta_size, payload_size, crc = _HEADER.unpack_from(
-        raw
-    )
+    fields = _HEADER.unpack_from(raw)
+    magic, version, flags, index, generation, meta_size, payload_size, crc, run_id = fields
     if magic != MAGIC:
         raise RecordError("not a revamper cache record (bad magic)")
     if version != CODEC_VERSION:
         raise RecordError(f"record has codec version {version}, expected {CODEC_VERSION}")
+    if flags & ~_FLAG_CHECKSUM:
+        raise RecordError(f"record has unknown flags {flags:#x}")
+    if index < 0 or generation < 0:
+        raise RecordError(f"record has a negative index ({index}) or generation ({generation})")
+    if meta_size > MAX_RECORD_BYTES or payload_size > MAX_RECORD_BYTES:
+        raise RecordError(f"record claims {meta_size} meta and {payload_size} payload bytes")
     return RecordHeader(
         index=index,
         generation=generation,
         meta_size=meta_size,
         payload_size=payload_size,
         checksum=crc if flags & _FLAG_CHECKSUM else None,
+        run_id=run_id,
     )
 
 
 def open_record(
-    data: np.ndarray[Any, np.dtype[np.uint8]], index: int
+    data: np.ndarray[Any, np.dtype[np.uint8]],
+    index: int,
+    *,
+    run_id: bytes = NO_RUN_ID,
+    require_checksum: bool = False,
 ) -> tuple[RecordHeader, bytes, np.ndarray[Any, np.dtype[np.uint8]]]:
     """Validate a whole record read into ``data`` and return its header, meta and payload.
 
     Args:
         data: The record's bytes, in a writable array the caller owns.
         index: The sample index the caller expects the record to hold.
+        run_id: The run identity the record must carry (that of the reading cache).
+        require_checksum: Refuse a record without a checksum (a file-backed cache, where a
+            flipped flag bit must not switch the check off).
 
     Returns:
         ``(header, meta, payload)``; ``payload`` is a view into ``data``.
 
     Raises:
-        RecordError: If the record is for another index, has the wrong length, or fails its
-            checksum.
+        RecordError: If the record is for another index or another run, has the wrong length,
+            lacks a required checksum or fails its checksum.
     """
     header = parse_header(data)
     if header.index != index:
         raise RecordError(f"record holds sample {header.index}, expected {index}")
+    if header.run_id != run_id:
+        raise RecordError("record was written by another incarnation of the cache (run id)")
+    if require_checksum and header.checksum is None:
+        raise RecordError("record has no checksum")
     if header.record_size != data.size:
         raise RecordError(f"record is {data.size} bytes, its header says {header.record_size}")
     meta = data[HEADER_SIZE : HEADER_SIZE + header.meta_size]
