@@ -17,8 +17,8 @@ from torchvision import tv_tensors
 from revamper.store import codec
 
 
-def roundtrip(value: Any) -> Any:
-    encoded = codec.encode(value)
+def roundtrip(value: Any, *, allow_pickle: bool = False) -> Any:
+    encoded = codec.encode(value, allow_pickle=allow_pickle)
     payload = np.zeros(encoded.payload_size, dtype=np.uint8)
     offset = 0
     for segment in encoded.payload_segments():
@@ -26,7 +26,7 @@ def roundtrip(value: Any) -> Any:
         payload[offset : offset + raw.size] = raw
         offset += raw.size
     assert offset == encoded.payload_size
-    return codec.decode(encoded.meta, payload)
+    return codec.decode(encoded.meta, payload, allow_pickle=allow_pickle)
 
 
 def assert_same(a: Any, b: Any) -> None:
@@ -187,15 +187,15 @@ class Opaque:
     __hash__ = None  # type: ignore[assignment]
 
 
-def test_unknown_types_fall_back_to_pickle_with_one_warning() -> None:
+def test_unknown_types_fall_back_to_pickle_with_one_warning_when_allowed() -> None:
     codec._warned_types.clear()
     with pytest.warns(RuntimeWarning, match="pickle"):
-        assert roundtrip(Opaque(3)) == Opaque(3)
+        assert roundtrip(Opaque(3), allow_pickle=True) == Opaque(3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert roundtrip([Opaque(4), Opaque(5)]) == [Opaque(4), Opaque(5)]
+        assert roundtrip([Opaque(4), Opaque(5)], allow_pickle=True) == [Opaque(4), Opaque(5)]
     with pytest.warns(RuntimeWarning, match="pickle"):
-        roundtrip(np.array([object()], dtype=object))
+        roundtrip(np.array([object()], dtype=object), allow_pickle=True)
 
 
 def test_decoded_arrays_are_writable_and_private() -> None:

@@ -55,3 +55,11 @@ class PickleNotAllowedError(TypeError):
             "directory is trusted"
         )
         self.type_name = type_name
+
+
+class CodecError(ValueError):
+    """A cache entry's meta blob or payload that cannot be decoded.
+
+    It is corrupt, truncated, from another codec version, names a type that cannot be resolved
+    safely, or holds a pickle that this reader may not load. Stores turn it into a miss.
+    """

@@ -1,6 +1,6 @@
 """Exact, low-copy serialisation of what a partial transform returns.
 
-A cached entry is split into a small *meta* blob (a pickled description of the value's structure,
+A cached entry is split into a small *meta* blob (a binary description of the value's structure,
 types, shapes and dtypes) and a list of raw *buffers* (pixel data, array and tensor elements). The
 buffers are laid out one after another in a *payload*, each starting at a multiple of
 :data:`ALIGN` bytes, so a reader can view them in place: decoding a payload read into a private,
@@ -8,18 +8,27 @@ writable ``uint8`` array makes numpy arrays and tensors that share that array's 
 and PIL images with one copy at most.
 
 Supported exactly (dtype, shape, mode, subclass): PIL images of any mode (palettes and the
-``transparency`` entry of ``info`` included), numpy arrays (non-object dtypes), dense CPU torch
-tensors including subclasses such as torchvision's ``tv_tensors`` (their attributes, e.g. the
-``format`` and ``canvas_size`` of bounding boxes, travel in the meta), ``bytes``/``bytearray``,
-Python and numpy scalars, ``None``, strings, and tuples (named tuples too), lists, dicts and
-``OrderedDict`` of these. Anything else is pickled into a buffer, with a one-time warning per type,
-because pickling is slower and its round-trip depends on the type.
+``transparency`` entry of ``info`` included), numpy arrays (non-object dtypes, structured ones
+included), dense CPU torch tensors including subclasses such as torchvision's ``tv_tensors``
+(their attributes, e.g. the ``format`` and ``canvas_size`` of bounding boxes, travel in the meta),
+nested tensors (strided and jagged layouts), ``bytes``/``bytearray``, Python and numpy scalars,
+enum members, ``None``, strings, and tuples (named tuples too), lists, dicts and ``OrderedDict`` of
+these.
+
+The meta is never a pickle: it is a tagged binary tree (:mod:`revamper.store.codec_wire`) read by
+a bounded parser that checks every length and count against the blob's size, so a planted or
+damaged cache entry is a :class:`CodecError` (a miss), never code run. Anything else is
+*non-native*: it is pickled into a buffer only when the caller allows it (``allow_pickle=True``,
+with a one-time warning per type, because pickling is slower, its round-trip depends on the type,
+and reading it back runs code); otherwise :func:`encode` raises
+:class:`~revamper.errors.PickleNotAllowedError`.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import enum
 import pickle
 import threading
 import warnings
@@ -30,22 +39,34 @@ import numpy as np
 import torch
 from PIL import Image
 
-from revamper.errors import PickleNotAllowedError
+from revamper.errors import CodecError, PickleNotAllowedError
+from revamper.store import codec_wire as w
+from revamper.store.codec_decode import decode_meta
 
-CODEC_VERSION: Final = 1
-"""Bumped whenever the encoding changes; stores reject entries of another version."""
+__all__ = [
+    "ALIGN",
+    "CODEC_VERSION",
+    "CodecError",
+    "EncodedValue",
+    "PickleNotAllowedError",
+    "align_up",
+    "decode",
+    "encode",
+]
+
+CODEC_VERSION: Final = 2
+"""Bumped whenever the encoding changes; stores reject entries of another version.
+
+Version 1 pickled the meta; version 2 is the binary format of :mod:`~revamper.store.codec_wire`.
+"""
 
 ALIGN: Final = 64
 """Alignment of every buffer inside the payload (a cache line; enough for any dtype)."""
 
-_SCALAR_TYPES: Final = (int, float, complex, bool, str, type(None), np.generic)
-
-# Node tags of the structure tree stored in the meta blob.
-_TUPLE, _LIST, _DICT, _ODICT, _NAMEDTUPLE = "t", "l", "d", "o", "n"
-_SCALAR, _BYTES, _PIL, _NDARRAY, _TENSOR, _PICKLE = "s", "b", "p", "a", "x", "k"
-
 _warned_types: set[str] = set()
 _warned_lock = threading.Lock()
+_ODict = collections.OrderedDict
+_pack_u32, _pack_i64, _pack_f64 = w.U32.pack, w.I64.pack, w.F64.pack
 
 
 def align_up(offset: int) -> int:
@@ -58,7 +79,7 @@ class EncodedValue:
     """A value split into a meta blob and raw buffers, ready to be written.
 
     Attributes:
-        meta: Pickled structure description (small).
+        meta: Binary structure description (small).
         buffers: Raw element data, each a flat, C-contiguous byte view.
         payload_size: Bytes the buffers occupy once laid out with :data:`ALIGN` padding.
     """
@@ -80,8 +101,12 @@ class EncodedValue:
             yield bytes(self.payload_size - offset)
 
 
+def _type_name(value: object) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
 def _warn_pickle(value: object) -> None:
-    name = f"{type(value).__module__}.{type(value).__qualname__}"
+    name = _type_name(value)
     with _warned_lock:
         if name in _warned_types:
             return
@@ -91,80 +116,174 @@ def _warn_pickle(value: object) -> None:
         "round-trip exactly; return PIL images, numpy arrays or tensors (or tuples, lists and "
         "dicts of them) from the partial transform",
         RuntimeWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
 
 
 class _Encoder:
-    """Walks a value, collecting buffers and building the structure tree."""
+    """Walks a value, collecting buffers and appending the structure tree's bytes to ``out``.
 
-    def __init__(self) -> None:
+    Buffers are collected in the order the tree mentions them, which is the order the decoder
+    takes them in, so the tree needs no buffer indices.
+    """
+
+    def __init__(self, allow_pickle: bool) -> None:
+        self.allow_pickle = allow_pickle
         self.buffers: list[memoryview] = []
+        self.out: list[bytes] = []
 
-    def _add(self, data: memoryview) -> int:
-        self.buffers.append(data)
-        return len(self.buffers) - 1
-
-    def node(self, value: Any) -> tuple[Any, ...]:
+    def node(self, value: Any, depth: int) -> None:
         kind = type(value)
-        if kind is tuple:
-            return (_TUPLE, [self.node(v) for v in value])
-        if kind is list:
-            return (_LIST, [self.node(v) for v in value])
-        if kind is dict or kind is collections.OrderedDict:
-            tag = _DICT if kind is dict else _ODICT
-            return (tag, list(value.keys()), [self.node(v) for v in value.values()])
-        if isinstance(value, tuple) and hasattr(value, "_fields"):
-            return (_NAMEDTUPLE, kind, [self.node(v) for v in value])
+        out = self.out
+        if kind is int:
+            if -(2**63) <= value < 2**63:
+                out += (b"i", _pack_i64(value))
+            else:
+                raw = value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True)
+                out += (b"I", _pack_u32(len(raw)), raw)
+        elif kind is tuple or kind is list:
+            if depth >= w.MAX_DEPTH:
+                return self._pickled(value)
+            out += (b"t" if kind is tuple else b"l", _pack_u32(len(value)))
+            for item in value:
+                self.node(item, depth + 1)
+        elif kind is dict or kind is _ODict:
+            if depth >= w.MAX_DEPTH:
+                return self._pickled(value)
+            out += (b"d" if kind is dict else b"o", _pack_u32(len(value)))
+            for key, item in value.items():
+                self.node(key, depth + 1)
+                self.node(item, depth + 1)
+        elif kind is str:
+            out.append(b"s" + w.pack_str(value))
+        elif value is None:
+            out.append(b"N")
+        elif kind is bool:
+            out.append(b"T" if value else b"F")
+        elif kind is float:
+            out += (b"f", _pack_f64(value))
+        elif kind is complex:
+            out += (b"c", w.C128.pack(value.real, value.imag))
+        elif kind is bytes or kind is bytearray:
+            out.append(b"b" if kind is bytes else b"B")
+            self.buffers.append(memoryview(value).cast("B"))
+        else:
+            self._other(value, depth)
+        return None
+
+    def _other(self, value: Any, depth: int) -> None:
         if isinstance(value, torch.Tensor):
-            return self._tensor(value)
-        if kind is np.ndarray or kind is np.memmap:
-            return self._ndarray(value)
-        if isinstance(value, Image.Image):
-            return self._pil(value)
-        if kind is bytes or kind is bytearray:
-            return (_BYTES, self._add(memoryview(value).cast("B")), kind is bytearray)
-        if isinstance(value, _SCALAR_TYPES):
-            return (_SCALAR, value)
-        return self._pickled(value)
+            self._tensor(value, depth)
+        elif isinstance(value, Image.Image):
+            self._pil(value, depth)
+        elif type(value) is np.ndarray or type(value) is np.memmap:
+            self._ndarray(value)
+        elif isinstance(value, np.generic):
+            descr = w.dtype_descr(value.dtype)
+            if descr is None:
+                return self._pickled(value)
+            raw = value.tobytes()
+            self.out += (b"g", descr, _pack_u32(len(raw)), raw)
+        elif isinstance(value, enum.Enum):
+            ref = w.type_ref(type(value), w.is_enum_class)
+            if ref is None or depth >= w.MAX_DEPTH:
+                return self._pickled(value)
+            self.out += (b"e", ref)
+            self.node(value.value, depth + 1)
+        elif isinstance(value, tuple) and hasattr(value, "_fields"):
+            ref = w.type_ref(type(value), w.is_namedtuple_class)
+            if ref is None or depth >= w.MAX_DEPTH:
+                return self._pickled(value)
+            self.out += (b"n", ref, _pack_u32(len(value)))
+            for item in value:
+                self.node(item, depth + 1)
+        else:
+            self._pickled(value)
+        return None
 
-    allow_pickle = False
-
-    def _pickled(self, value: Any) -> tuple[Any, ...]:
+    def _pickled(self, value: Any) -> None:
         if not self.allow_pickle:
-            raise PickleNotAllowedError(f"{type(value).__module__}.{type(value).__qualname__}")
+            raise PickleNotAllowedError(_type_name(value))
         _warn_pickle(value)
-        return (_PICKLE, self._add(memoryview(pickle.dumps(value, protocol=5))))
+        self.out.append(b"k")
+        self.buffers.append(memoryview(pickle.dumps(value, protocol=5)))
 
-    def _ndarray(self, array: np.ndarray[Any, Any]) -> tuple[Any, ...]:
-        if array.dtype.hasobject:
+    def _ndarray(self, array: np.ndarray[Any, Any]) -> None:
+        descr = w.dtype_descr(array.dtype)
+        if descr is None or array.ndim > w.MAX_NDIM:
             return self._pickled(array)
         flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-        return (_NDARRAY, array.dtype, array.shape, self._add(flat.data))
+        shape = array.shape
+        self.out += (b"a", descr, bytes((len(shape),)), *map(w.U64.pack, shape))
+        self.buffers.append(flat.data)
+        return None
 
-    def _tensor(self, tensor: torch.Tensor) -> tuple[Any, ...]:
-        if tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type != "cpu":
+    def _tensor(self, tensor: torch.Tensor, depth: int) -> None:
+        if tensor.is_nested:
+            return self._nested(tensor, depth)
+        code = w.TORCH_DTYPE_CODES.get(tensor.dtype)
+        if (
+            code is None
+            or tensor.layout != torch.strided
+            or tensor.is_quantized
+            or tensor.device.type != "cpu"
+            or tensor.ndim > w.MAX_NDIM
+        ):
             return self._pickled(tensor)
         kind = type(tensor)
-        plain = tensor.as_subclass(torch.Tensor).detach().contiguous()
-        flat = plain.reshape(-1).view(torch.uint8).numpy()
-        subclass = None if kind is torch.Tensor else (kind, dict(tensor.__dict__))
-        return (
-            _TENSOR,
-            str(plain.dtype).removeprefix("torch."),
-            tuple(plain.shape),
-            self._add(flat.data),
-            subclass,
-            tensor.requires_grad,
-        )
+        ref = None if kind is torch.Tensor else w.type_ref(kind, w.is_tensor_subclass)
+        if kind is not torch.Tensor and (ref is None or depth >= w.MAX_DEPTH):
+            return self._pickled(tensor)
+        plain = tensor.as_subclass(torch.Tensor).detach().resolve_conj().resolve_neg()
+        plain = plain.contiguous()
+        flags = int(tensor.requires_grad) | (2 if ref is not None else 0)
+        shape = plain.shape
+        self.out += (b"x", w.TENSOR_HEAD.pack(code, flags, len(shape)), *map(w.U64.pack, shape))
+        if ref is not None:
+            self.out.append(ref)
+            self.node(dict(tensor.__dict__), depth + 1)
+        self.buffers.append(plain.reshape(-1).view(torch.uint8).numpy().data)
+        return None
 
-    def _pil(self, image: Image.Image) -> tuple[Any, ...]:
+    def _nested(self, tensor: torch.Tensor, depth: int) -> None:
+        layout, code = tensor.layout, w.TORCH_DTYPE_CODES.get(tensor.dtype)
+        representable = (
+            layout in w.NESTED_LAYOUTS
+            and code is not None
+            and tensor.device.type == "cpu"
+            and depth < w.MAX_DEPTH
+            and (layout != torch.jagged or _plain_jagged(tensor))
+        )
+        if not representable:
+            return self._pickled(tensor)
+        parts = tensor.detach().unbind()
+        assert code is not None
+        head = w.NESTED_HEAD.pack(
+            w.NESTED_LAYOUTS.index(layout), code, int(tensor.requires_grad), len(parts)
+        )
+        self.out += (b"j", head)
+        for part in parts:
+            self._tensor(part, depth + 1)
+        return None
+
+    def _pil(self, image: Image.Image, depth: int) -> None:
+        mode, (width, height) = image.mode, image.size
         palette = None
-        if image.palette is not None and image.mode in ("P", "PA"):
+        if image.palette is not None and mode in ("P", "PA"):
             palette = (image.palette.mode, bytes(image.palette.tobytes()))
         transparency = image.info.get("transparency")
-        data = image.tobytes()
-        return (_PIL, image.mode, image.size, self._add(memoryview(data)), palette, transparency)
+        flags = (1 if palette is not None else 0) | (2 if transparency is not None else 0)
+        self.out += (b"p", w.pack_str(mode), w.SIZE2.pack(width, height), bytes((flags,)))
+        if palette is not None:
+            self.out += (w.pack_str(palette[0]), _pack_u32(len(palette[1])), palette[1])
+        if transparency is not None:
+            self.node(transparency, depth + 1)
+        self.buffers.append(memoryview(image.tobytes()))
+
+
+def _plain_jagged(tensor: torch.Tensor) -> bool:
+    """A jagged nested tensor that building it again from its components reproduces exactly."""
+    return getattr(tensor, "_ragged_idx", None) == 1 and getattr(tensor, "_lengths", 0) is None
 
 
 def encode(value: Any, *, allow_pickle: bool = False) -> EncodedValue:
@@ -172,95 +291,28 @@ def encode(value: Any, *, allow_pickle: bool = False) -> EncodedValue:
 
     Args:
         value: What the partial transform returned (see the module docstring for the types).
+        allow_pickle: Whether parts the codec cannot encode natively may be pickled (a one-time
+            warning per type) instead of refused.
 
     Returns:
         The encoded value. Its buffers may share memory with ``value``: write them out before
         ``value`` is mutated.
+
+    Raises:
+        PickleNotAllowedError: If ``value`` holds a non-native part and ``allow_pickle`` is false.
     """
-    encoder = _Encoder()
-    encoder.allow_pickle = allow_pickle
-    tree = encoder.node(value)
-    sizes = [buf.nbytes for buf in encoder.buffers]
+    encoder = _Encoder(allow_pickle)
+    encoder.node(value, 0)
+    buffers = encoder.buffers
+    sizes = [buf.nbytes for buf in buffers]
     payload_size = 0
     for size in sizes:
-        payload_size = align_up(payload_size) + size
-    meta = pickle.dumps((CODEC_VERSION, sizes, tree), protocol=5)
-    return EncodedValue(meta=meta, buffers=tuple(encoder.buffers), payload_size=payload_size)
-
-
-class CodecError(ValueError):
-    """A meta blob or payload that cannot be decoded (corrupt or from another codec version)."""
-
-
-class _Decoder:
-    def __init__(self, payload: np.ndarray[Any, np.dtype[np.uint8]], sizes: list[int]) -> None:
-        self.views: list[np.ndarray[Any, np.dtype[np.uint8]]] = []
-        offset = 0
-        for size in sizes:
-            start = align_up(offset)
-            if start + size > payload.size:
-                raise CodecError(
-                    f"payload of {payload.size} bytes too short for a buffer at {start}+{size}"
-                )
-            self.views.append(payload[start : start + size])
-            offset = start + size
-
-    def node(self, node: tuple[Any, ...]) -> Any:
-        tag = node[0]
-        if tag == _SCALAR:
-            return node[1]
-        if tag == _TUPLE:
-            return tuple(self.node(child) for child in node[1])
-        if tag == _LIST:
-            return [self.node(child) for child in node[1]]
-        if tag in (_DICT, _ODICT):
-            items = zip(node[1], (self.node(child) for child in node[2]), strict=True)
-            return dict(items) if tag == _DICT else collections.OrderedDict(items)
-        if tag == _NAMEDTUPLE:
-            return node[1](*(self.node(child) for child in node[2]))
-        if tag == _PIL:
-            return self._pil(node)
-        if tag == _NDARRAY:
-            _, dtype, shape, buf = node
-            return self.views[buf].view(dtype).reshape(shape)
-        if tag == _TENSOR:
-            return self._tensor(node)
-        if tag == _BYTES:
-            data = self.views[node[1]]
-            return bytearray(data) if node[2] else data.tobytes()
-        if tag == _PICKLE:
-            return pickle.loads(self.views[node[1]])
-        raise CodecError(f"unknown node tag {tag!r}")
-
-    def _tensor(self, node: tuple[Any, ...]) -> torch.Tensor:
-        _, dtype_name, shape, buf, subclass, requires_grad = node
-        dtype = getattr(torch, dtype_name)
-        raw = self.views[buf]
-        if raw.size == 0:
-            tensor = torch.empty(shape, dtype=dtype)
-        else:
-            tensor = torch.from_numpy(raw).view(dtype).reshape(shape)
-        if subclass is not None:
-            kind, attributes = subclass
-            tensor = tensor.as_subclass(kind)
-            tensor.__dict__.update(attributes)
-        if requires_grad:
-            tensor.requires_grad_(True)
-        return tensor
-
-    def _pil(self, node: tuple[Any, ...]) -> Image.Image:
-        _, mode, size, buf, palette, transparency = node
-        if size[0] == 0 or size[1] == 0:
-            image = Image.new(mode, size)
-        else:
-            # frombuffer shares our private buffer where PIL's layout allows (read-only; PIL
-            # copies on the first in-place write) and copies once otherwise.
-            image = Image.frombuffer(mode, size, self.views[buf], "raw", mode, 0, 1)
-        if palette is not None:
-            image.putpalette(palette[1], rawmode=palette[0])
-        if transparency is not None:
-            image.info["transparency"] = transparency
-        return image
+        payload_size = (payload_size + ALIGN - 1) // ALIGN * ALIGN + size
+    head = w.HEADER.pack(w.MAGIC, CODEC_VERSION, len(sizes))
+    if sizes:
+        head += w.pack_sizes(sizes)
+    meta = b"".join((head, *encoder.out))
+    return EncodedValue(meta=meta, buffers=tuple(buffers), payload_size=payload_size)
 
 
 def decode(
@@ -275,22 +327,14 @@ def decode(
         meta: The meta blob.
         payload: The payload bytes as a writable ``uint8`` array the caller owns. Arrays and
             tensors in the result share its memory, so the caller must not reuse it.
+        allow_pickle: Whether a pickled part may be unpickled. When false (the default) an entry
+            holding one is refused, since unpickling runs whatever code the entry names.
 
     Returns:
         The value, equal to the encoded one in type, dtype, shape, mode and contents.
 
     Raises:
-        CodecError: If the meta blob or payload is corrupt or from another codec version.
+        CodecError: If the meta blob or payload is corrupt, from another codec version, names a
+            type that cannot be resolved safely, or holds a pickle that is not allowed.
     """
-    try:
-        version, sizes, tree = pickle.loads(meta)
-    except Exception as exc:
-        raise CodecError(f"unreadable cache entry meta: {exc!r}") from exc
-    if version != CODEC_VERSION:
-        raise CodecError(f"cache entry has codec version {version}, expected {CODEC_VERSION}")
-    try:
-        return _Decoder(payload, sizes).node(tree)
-    except CodecError:
-        raise
-    except Exception as exc:
-        raise CodecError(f"undecodable cache entry: {exc!r}") from exc
+    return decode_meta(bytes(meta), payload, CODEC_VERSION, ALIGN, allow_pickle)

@@ -1,0 +1,373 @@
+"""The codec's meta parser: untrusted bytes in, a value (or :class:`CodecError`) out.
+
+Every fixed-size field is read with ``struct.unpack_from`` (which refuses to read past the end),
+every variable length and every count is checked against the bytes left before use (each child
+takes at least one byte, so no loop can outrun the blob), nesting is bounded by
+:data:`~revamper.store.codec_wire.MAX_DEPTH`, element counts must match the buffer sizes exactly
+(so no allocation is larger than the payload warrants), buffers are taken strictly in order (so
+each is used once), and the blob and the buffer list must both be used up. Type names resolve only
+through :func:`~revamper.store.codec_wire.resolve_type`. Nothing here unpickles unless the caller
+allows it.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import pickle
+import struct
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from revamper.errors import CodecError
+from revamper.store import codec_wire as w
+
+_u32, _u64, _i64, _f64 = w.U32.unpack_from, w.U64.unpack_from, w.I64.unpack_from, w.F64.unpack_from
+_MAX_DIM = 2**63 - 1
+_mode_bits: dict[str, int] = {}
+
+
+class _Reader:
+    """One pass over one meta blob and its payload."""
+
+    def __init__(
+        self,
+        meta: bytes,
+        start: int,
+        views: list[np.ndarray[Any, np.dtype[np.uint8]]],
+        allow_pickle: bool,
+    ) -> None:
+        self.meta, self.pos, self.end = meta, start, len(meta)
+        self.views, self.next_buf = views, 0
+        self.allow_pickle = allow_pickle
+
+    def take(self, size: int) -> bytes:
+        pos = self.pos
+        if size > self.end - pos:
+            raise CodecError(f"cache entry meta truncated: {size} bytes needed at {pos}")
+        self.pos = pos + size
+        return self.meta[pos : pos + size]
+
+    def u8(self) -> int:
+        pos = self.pos
+        if pos >= self.end:
+            raise CodecError("cache entry meta truncated")
+        self.pos = pos + 1
+        return self.meta[pos]
+
+    def u32(self) -> int:
+        (value,) = _u32(self.meta, self.pos)
+        self.pos += 4
+        return int(value)
+
+    def u64(self) -> int:
+        (value,) = _u64(self.meta, self.pos)
+        self.pos += 8
+        return int(value)
+
+    def count(self) -> int:
+        n = self.u32()
+        if n > self.end - self.pos:
+            raise CodecError(f"cache entry meta claims {n} items in {self.end - self.pos} bytes")
+        return n
+
+    def string(self) -> str:
+        return self.take(self.u32()).decode("utf-8", "surrogatepass")
+
+    def shape(self, ndim: int) -> tuple[int, ...]:
+        if ndim > w.MAX_NDIM:
+            raise CodecError(f"cache entry meta has {ndim} dimensions")
+        raw = self.take(8 * ndim)
+        shape = struct.unpack(f"<{ndim}Q", raw)
+        if any(n > _MAX_DIM for n in shape):
+            raise CodecError("cache entry meta has a dimension out of range")
+        return shape
+
+    def buffer(self) -> np.ndarray[Any, np.dtype[np.uint8]]:
+        index = self.next_buf
+        if index >= len(self.views):
+            raise CodecError("cache entry meta refers to more buffers than it lists")
+        self.next_buf = index + 1
+        return self.views[index]
+
+    def type_ref(self, kind: w.KindCheck) -> Any:
+        module_name = self.string()
+        return w.resolve_type(module_name, self.string(), kind)
+
+    def node(self, depth: int) -> Any:
+        if depth > w.MAX_DEPTH:
+            raise CodecError("cache entry meta nested too deep")
+        handler = _HANDLERS[self.u8()]
+        if handler is None:
+            raise CodecError(f"unknown node tag {self.meta[self.pos - 1]!r} in cache entry meta")
+        return handler(self, depth)
+
+    def dtype(self, depth: int) -> np.dtype[Any]:
+        if depth > w.MAX_DEPTH:
+            raise CodecError("cache entry dtype nested too deep")
+        tag = self.u8()
+        if tag == w.DT_SIMPLE:
+            return w.simple_dtype(self.string())
+        if tag == w.DT_SUBARRAY:
+            shape = self.shape(self.u8())
+            base = self.dtype(depth + 1)
+            result: np.dtype[Any] = np.dtype((base, shape))
+        elif tag == w.DT_RECORD:
+            n, itemsize = self.count(), self.u64()
+            names, offsets, formats = [], [], []
+            for _ in range(n):
+                names.append(self.string())
+                offsets.append(self.u64())
+                formats.append(self.dtype(depth + 1))
+            spec = {"names": names, "formats": formats, "offsets": offsets, "itemsize": itemsize}
+            result = np.dtype(spec)  # type: ignore[call-overload]
+        else:
+            raise CodecError(f"unknown dtype tag {tag} in cache entry meta")
+        if result.hasobject or result.itemsize == 0:
+            raise CodecError("refused dtype in cache entry meta")
+        return result
+
+
+def _sized(buf: np.ndarray[Any, Any], shape: tuple[int, ...], itemsize: int) -> None:
+    if math.prod(shape) * itemsize != buf.size:
+        raise CodecError(f"cache entry shape {shape} does not match its {buf.size}-byte buffer")
+
+
+def _sequence(r: _Reader, depth: int) -> list[Any]:
+    return [r.node(depth + 1) for _ in range(r.count())]
+
+
+def _mapping(r: _Reader, depth: int) -> list[tuple[Any, Any]]:
+    return [(r.node(depth + 1), r.node(depth + 1)) for _ in range(r.count())]
+
+
+def _bigint(r: _Reader, depth: int) -> int:
+    return int.from_bytes(r.take(r.u32()), "little", signed=True)
+
+
+def _int(r: _Reader, depth: int) -> int:
+    (value,) = _i64(r.meta, r.pos)
+    r.pos += 8
+    return int(value)
+
+
+def _float(r: _Reader, depth: int) -> float:
+    (value,) = _f64(r.meta, r.pos)
+    r.pos += 8
+    return float(value)
+
+
+def _complex(r: _Reader, depth: int) -> complex:
+    real, imag = w.C128.unpack_from(r.meta, r.pos)
+    r.pos += 16
+    return complex(real, imag)
+
+
+def _namedtuple(r: _Reader, depth: int) -> Any:
+    cls = r.type_ref(w.is_namedtuple_class)
+    items = _sequence(r, depth)
+    if len(items) != len(cls._fields):
+        raise CodecError(f"cache entry has {len(items)} fields for {cls.__qualname__}")
+    return cls(*items)
+
+
+def _enum(r: _Reader, depth: int) -> Any:
+    cls = r.type_ref(w.is_enum_class)
+    return cls(r.node(depth + 1))
+
+
+def _npscalar(r: _Reader, depth: int) -> Any:
+    dtype = r.dtype(depth + 1)
+    raw = r.take(r.u32())
+    if len(raw) != dtype.itemsize:
+        raise CodecError("cache entry scalar does not match its dtype")
+    return np.frombuffer(raw, dtype=dtype)[0]
+
+
+def _ndarray(r: _Reader, depth: int) -> np.ndarray[Any, Any]:
+    dtype = r.dtype(depth + 1)
+    shape = r.shape(r.u8())
+    buf = r.buffer()
+    _sized(buf, shape, dtype.itemsize)
+    return buf.view(dtype).reshape(shape)
+
+
+def _tensor(r: _Reader, depth: int) -> torch.Tensor:
+    code, flags, ndim = w.TENSOR_HEAD.unpack_from(r.meta, r.pos)
+    r.pos += 3
+    dtype = w.TORCH_DTYPES[code] if code < len(w.TORCH_DTYPES) else None
+    if dtype is None or flags & ~3:
+        raise CodecError(f"cache entry tensor has dtype code {code}, flags {flags}")
+    shape = r.shape(ndim)
+    kind, attributes = None, None
+    if flags & 2:
+        kind = r.type_ref(w.is_tensor_subclass)
+        attributes = r.node(depth + 1)
+        if type(attributes) is not dict or not all(type(k) is str for k in attributes):
+            raise CodecError("cache entry tensor attributes are not a dict of str keys")
+    raw = r.buffer()
+    _sized(raw, shape, dtype.itemsize)
+    if raw.size == 0:
+        tensor = torch.empty(shape, dtype=dtype)
+    else:
+        tensor = torch.from_numpy(raw).view(dtype).reshape(shape)
+    if kind is not None:
+        tensor = tensor.as_subclass(kind)
+        tensor.__dict__.update(attributes)
+    if flags & 1:
+        tensor.requires_grad_(True)
+    return tensor
+
+
+def _nested(r: _Reader, depth: int) -> torch.Tensor:
+    layout_code, code, flags, n = w.NESTED_HEAD.unpack_from(r.meta, r.pos)
+    r.pos += w.NESTED_HEAD.size
+    if layout_code >= len(w.NESTED_LAYOUTS) or code >= len(w.TORCH_DTYPES) or flags & ~1:
+        raise CodecError("cache entry nested tensor has an unknown layout, dtype or flag")
+    if n > r.end - r.pos:
+        raise CodecError("cache entry nested tensor claims more parts than its meta holds")
+    dtype = w.TORCH_DTYPES[code]
+    parts = []
+    for _ in range(n):
+        if r.u8() != w.TENSOR:
+            raise CodecError("cache entry nested tensor part is not a tensor")
+        part = _tensor(r, depth + 1)
+        if type(part) is not torch.Tensor or part.dtype != dtype or part.requires_grad:
+            raise CodecError("cache entry nested tensor part does not match the tensor")
+        parts.append(part)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "prototype stage" notice on strided layouts
+        return torch.nested.nested_tensor(
+            parts, layout=w.NESTED_LAYOUTS[layout_code], dtype=dtype, requires_grad=bool(flags)
+        )
+
+
+def _row_bits(mode: str) -> int:
+    bits = _mode_bits.get(mode)
+    if bits is None:
+        if len(mode) > 16:
+            raise CodecError("cache entry image mode too long")
+        bits = len(Image.new(mode, (8, 1)).tobytes())  # bytes for 8 pixels = bits per pixel
+        _mode_bits[mode] = bits
+    return bits
+
+
+def _pil(r: _Reader, depth: int) -> Image.Image:
+    mode = r.string()
+    width, height = w.SIZE2.unpack_from(r.meta, r.pos)
+    r.pos += 8
+    flags = r.u8()
+    if flags & ~3:
+        raise CodecError(f"cache entry image has flags {flags}")
+    palette = (r.string(), r.take(r.u32())) if flags & 1 else None
+    transparency = r.node(depth + 1) if flags & 2 else None
+    buf = r.buffer()
+    if width == 0 or height == 0:
+        if buf.size or max(width, height) > 1 << 16:
+            raise CodecError("cache entry empty image out of range")
+        image = Image.new(mode, (width, height))
+    else:
+        if (width * _row_bits(mode) + 7) // 8 * height != buf.size:
+            raise CodecError(f"cache entry {mode} image {width}x{height} does not match buffer")
+        # frombuffer shares our private buffer where PIL's layout allows (read-only; PIL
+        # copies on the first in-place write) and copies once otherwise.
+        image = Image.frombuffer(mode, (width, height), buf, "raw", mode, 0, 1)
+    if palette is not None:
+        image.putpalette(palette[1], rawmode=palette[0])
+    if transparency is not None:
+        image.info["transparency"] = transparency
+    return image
+
+
+def _pickle(r: _Reader, depth: int) -> Any:
+    buf = r.buffer()
+    if not r.allow_pickle:
+        raise CodecError("cache entry holds a pickled value and allow_pickle is off")
+    return pickle.loads(buf.data)
+
+
+def _const(value: Any) -> Callable[[_Reader, int], Any]:
+    return lambda r, depth: value
+
+
+_HANDLERS: list[Callable[[_Reader, int], Any] | None] = [None] * 256
+for _tag, _handler in {
+    w.NONE: _const(None),
+    w.TRUE: _const(True),
+    w.FALSE: _const(False),
+    w.INT: _int,
+    w.BIGINT: _bigint,
+    w.FLOAT: _float,
+    w.COMPLEX: _complex,
+    w.STR: lambda r, depth: r.string(),
+    w.BYTES: lambda r, depth: r.buffer().tobytes(),
+    w.BYTEARRAY: lambda r, depth: bytearray(r.buffer()),
+    w.TUPLE: lambda r, depth: tuple(_sequence(r, depth)),
+    w.LIST: _sequence,
+    w.DICT: lambda r, depth: dict(_mapping(r, depth)),
+    w.ODICT: lambda r, depth: collections.OrderedDict(_mapping(r, depth)),
+    w.NAMEDTUPLE: _namedtuple,
+    w.ENUM: _enum,
+    w.NPSCALAR: _npscalar,
+    w.NDARRAY: _ndarray,
+    w.TENSOR: _tensor,
+    w.NESTED: _nested,
+    w.PIL: _pil,
+    w.PICKLE: _pickle,
+}.items():
+    _HANDLERS[_tag] = _handler
+
+
+def _views(
+    meta: bytes, payload: np.ndarray[Any, np.dtype[np.uint8]], align: int
+) -> tuple[list[np.ndarray[Any, np.dtype[np.uint8]]], int]:
+    _, _, n = w.HEADER.unpack_from(meta, 0)
+    start = w.HEADER.size + 8 * n
+    if start > len(meta):
+        raise CodecError(f"cache entry meta lists {n} buffers in {len(meta)} bytes")
+    views = []
+    offset = 0
+    for size in struct.unpack_from(f"<{n}Q", meta, w.HEADER.size):
+        begin = (offset + align - 1) // align * align
+        if size > payload.size - begin:
+            raise CodecError(
+                f"payload of {payload.size} bytes too short for a buffer at {begin}+{size}"
+            )
+        views.append(payload[begin : begin + size])
+        offset = begin + size
+    return views, start
+
+
+def decode_meta(
+    meta: bytes,
+    payload: np.ndarray[Any, np.dtype[np.uint8]],
+    version: int,
+    align: int,
+    allow_pickle: bool,
+) -> Any:
+    """Parse ``meta`` over ``payload`` (see :func:`revamper.store.codec.decode`).
+
+    Raises:
+        CodecError: For anything but a well-formed meta of codec ``version`` that fits
+            ``payload`` (and holds no pickle unless ``allow_pickle``).
+    """
+    if len(meta) < w.HEADER.size or meta[:3] != w.MAGIC:
+        raise CodecError(f"not a revamper cache entry meta of codec version {version}")
+    if meta[3] != version:
+        raise CodecError(f"cache entry has codec version {meta[3]}, expected {version}")
+    try:
+        views, start = _views(meta, payload, align)
+        reader = _Reader(meta, start, views, allow_pickle)
+        value = reader.node(0)
+        if reader.pos != reader.end or reader.next_buf != len(views):
+            raise CodecError("cache entry meta has bytes or buffers left over")
+        return value
+    except CodecError:
+        raise
+    except Exception as exc:
+        raise CodecError(f"undecodable cache entry: {exc!r}") from exc
