@@ -2,7 +2,20 @@
 
 :func:`resolve_setup` turns the loader's ``rank``, ``world_size``, ``local_world_size`` and
 ``cache_scope`` arguments, an initialised ``torch.distributed`` process group and torchrun's
-environment into one :class:`DistributedSetup`. It performs no communication.
+environment into one :class:`DistributedSetup`. When the ranks communicate through the process
+group it performs one collective, an all-gather of host identities
+(:mod:`revamper.distributed.machines`), to learn which ranks share a machine.
+
+Ranks per machine (``local_world_size``), first that applies:
+
+1. the loader's ``local_world_size`` argument;
+2. the ``LOCAL_WORLD_SIZE`` environment variable (torchrun and ``accelerate launch`` set it);
+3. with an initialised process group, the ranks that report the same host identity (this is what
+   makes one cache per machine hold under Lightning's DDP launchers, SLURM ``srun``, ``mpirun``,
+   or anything else that does not set ``LOCAL_WORLD_SIZE``); if the ranks of each machine are not
+   numbered contiguously or machines have different numbers of ranks, every rank keeps a private
+   cache, with a warning;
+4. 1 (no process group: nothing tells the ranks where the others run).
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ from typing import Final, Literal, get_args
 
 import torch.distributed as dist
 
+from revamper.distributed.machines import MachineLayout, host_identity, machine_layout
 from revamper.plan.config import check_int
 
 logger = logging.getLogger(__name__)
@@ -140,12 +154,13 @@ def resolve_setup(
       when it has the same rank and world size; pass ``rank=0, world_size=1`` for a loader that
       one rank uses on its own (an evaluation loader on rank 0, say), so that its construction
       involves no other rank.
-    - ``local_world_size`` ``None``: torchrun's ``LOCAL_WORLD_SIZE``, else 1.
+    - ``local_world_size`` ``None``: torchrun's ``LOCAL_WORLD_SIZE``, else (with a process
+      group) the ranks found on each machine by an all-gather of host identities, else 1.
 
     Args:
         rank: This rank, or ``None``.
         world_size: Number of ranks, or ``None``.
-        local_world_size: Ranks per machine, or ``None``.
+        local_world_size: Ranks per machine, or ``None`` (see the module's description).
         cache_scope: ``"machine"`` (one cache per machine, shared by its ranks) or ``"rank"``
             (a private cache per rank).
 
@@ -156,6 +171,8 @@ def resolve_setup(
         TypeError: If an argument has the wrong type (named in the message).
         ValueError: If an argument is out of range, only one of ``rank`` and ``world_size`` is
             given, or ``local_world_size`` does not divide ``world_size``.
+        DistributedSetupError: On the other ranks, when ``local_world_size`` or
+            ``LOCAL_WORLD_SIZE`` is malformed on some rank (that rank raises its own error).
     """
     if cache_scope not in get_args(CacheScope):
         raise ValueError(f"cache_scope must be 'machine' or 'rank', got {cache_scope!r}")
@@ -184,10 +201,7 @@ def resolve_setup(
                 world_size,
                 *group,
             )
-    if local_world_size is None:
-        local_world_size = _env_int(LOCAL_WORLD_SIZE_ENV) or 1
-    else:
-        local_world_size = check_int("local_world_size", local_world_size, 1)
+    local_world_size = _ranks_per_machine(local_world_size, world_size, communicate)
     if world_size == 1:
         return DistributedSetup(cache_scope=scope)
     if world_size % local_world_size:
@@ -196,6 +210,69 @@ def resolve_setup(
             f"local_world_size={local_world_size} and world_size={world_size}"
         )
     return DistributedSetup(rank, world_size, local_world_size, scope, communicate)
+
+
+def _ranks_per_machine(argument: int | None, world_size: int, communicate: bool) -> int:
+    """Ranks per machine, by the precedence in the module's description.
+
+    With ``communicate``, a collective: every rank gathers every rank's host identity, whether
+    or not it has an override, so that no rank waits for one that skipped the gather; an
+    argument or variable that is malformed on any rank then fails on every rank.
+    """
+    value: int | None = None
+    error: Exception | None = None
+    try:
+        if argument is not None:
+            value = check_int("local_world_size", argument, 1)
+        else:
+            value = _env_int(LOCAL_WORLD_SIZE_ENV)
+    except (TypeError, ValueError) as exc:
+        error = exc
+    if not communicate:
+        if error is not None:
+            raise error
+        return value or 1
+    gathered: list[tuple[str, str | None] | None] = [None] * world_size
+    dist.all_gather_object(gathered, (host_identity(), None if error is None else str(error)))
+    if error is not None:
+        raise error
+    failed = [(rank, g[1]) for rank, g in enumerate(gathered) if g is not None and g[1]]
+    if failed:
+        from revamper.distributed.agreement import DistributedSetupError
+
+        details = "; ".join(f"rank {rank}: {message}" for rank, message in failed)
+        raise DistributedSetupError(
+            f"RevamperLoader: ranks per machine are malformed on other ranks ({details})",
+            field="local_world_size",
+            ranks=[rank for rank, _ in failed],
+        )
+    layout = machine_layout([g[0] if g is not None else "" for g in gathered])
+    if argument is None and value is not None:
+        if layout.ranks_per_machine != value:
+            warnings.warn(
+                f"revamper: {LOCAL_WORLD_SIZE_ENV}={value}, but the process group's ranks run on "
+                f"{layout.describe()}; using {LOCAL_WORLD_SIZE_ENV} (unset it to let the loader "
+                "use the ranks it finds on each machine)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        return value
+    return _discovered(layout) if value is None else value
+
+
+def _discovered(layout: MachineLayout) -> int:
+    """Ranks per machine from the host identities (1 when they cannot share one cache)."""
+    if layout.ranks_per_machine is None:
+        warnings.warn(
+            f"revamper: the ranks run on {layout.describe()}, not numbered machine by machine "
+            "with as many ranks on each, so each rank gets a private cache (more memory); pass "
+            "local_world_size (and number the ranks machine by machine) to share one per machine",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+        return 1
+    logger.info("revamper: the ranks run on %s (from their host identities)", layout.describe())
+    return layout.ranks_per_machine
 
 
 def _warn_if_launched_without_group() -> None:
