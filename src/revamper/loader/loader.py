@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
 import torch
@@ -18,7 +18,7 @@ from revamper.loader.caching import (
     make_store,
     persisted_seed,
 )
-from revamper.loader.epoch import EpochIterator
+from revamper.loader.epoch import Delivery, EpochIterator
 from revamper.loader.executor import CollateWithStats, RefurbishingDataset, Transform
 from revamper.loader.sampler import PlanBatchSampler
 from revamper.loader.stats import EpochStats, LoaderStats
@@ -74,8 +74,11 @@ class RevamperLoader:
     epoch, and the cache-aware shuffle gives every batch the same share of recomputed samples,
     so every epoch after the first costs the same. Epoch 0 computes everything.
 
-    Each ``iter(loader)`` is one epoch (the counter lives in this process; :meth:`set_epoch`
-    sets it). Every sample appears exactly once per epoch, in a shuffled order when ``shuffle``.
+    Each iteration over the loader is one epoch (the counter lives in this process;
+    :meth:`set_epoch` sets it). As with ``DataLoader``, the epoch starts at the iterator's first
+    batch: an iterator made and dropped before it (a framework checking that the loader is
+    iterable) uses up no epoch. Every sample appears exactly once per epoch, in a shuffled order
+    when ``shuffle``.
 
     **Distributed training.** When ``torch.distributed`` is initialised (or ``rank`` and
     ``world_size`` are given), each rank gets its share of every epoch, like
@@ -394,24 +397,50 @@ class RevamperLoader:
 
     # -- the DataLoader-like surface ------------------------------------------------------------
     def __iter__(self) -> EpochIterator:
-        """Start the next epoch (see :meth:`set_epoch`) and return its batch iterator."""
+        """Return the iterator of the next epoch (see :meth:`set_epoch`).
+
+        The epoch starts at the iterator's first batch, not here: an iterator dropped before it
+        yields a batch uses up no epoch and starts no worker process, and a :meth:`set_epoch`
+        between ``iter()`` and the first ``next()`` applies to it.
+        """
+        if self._dataloader is None:
+            raise RuntimeError("this RevamperLoader is closed")
+        return EpochIterator(
+            self._bind_epoch,
+            self._open_epoch,
+            self._pending_batches,
+            self._store,
+            release_on_error=self._dataloader.num_workers > 0,
+        )
+
+    def _pending_batches(self) -> int:
+        """Batches the next epoch delivers (fewer than ``len(self)`` when it resumes)."""
+        return len(self) - self._resume_batch
+
+    def _bind_epoch(self) -> EpochStats:
+        """Take the next epoch (advancing the counter) and start its statistics."""
         if self._dataloader is None:
             raise RuntimeError("this RevamperLoader is closed")
         epoch, first_batch = self._next_epoch, self._resume_batch
         self._next_epoch, self._resume_batch = epoch + 1, 0
         if self._store is not None and self._maintains_store:
             self._store.on_epoch_start(epoch)
-        self._sampler.epoch = epoch
-        self._sampler.first_batch = first_batch
         stats = self._stats._start(epoch, len(self) - first_batch)
         stats.first_batch = first_batch
         self._current = stats
-        return EpochIterator(
-            iter(self._dataloader),
-            stats,
-            self._store,
-            release_on_error=self._dataloader.num_workers > 0,
-        )
+        return stats
+
+    def _open_epoch(self, stats: EpochStats) -> Iterator[Delivery]:
+        """Start delivering the batches of the bound epoch ``stats.epoch`` (workers start here)."""
+        if self._dataloader is None:
+            raise RuntimeError("this RevamperLoader is closed")
+        if stats.planned_batches == 0:
+            return iter(())  # nothing left of the epoch: no worker needs to start
+        # The sampler is shared by every iterator: set it just before the DataLoader's iterator
+        # reads it (its creation computes the epoch's plan).
+        self._sampler.epoch = stats.epoch
+        self._sampler.first_batch = stats.first_batch
+        return cast(Iterator[Delivery], iter(self._dataloader))
 
     def __len__(self) -> int:
         """Batches per epoch (on this rank: every rank runs as many)."""
@@ -526,7 +555,7 @@ class RevamperLoader:
 
     @property
     def epoch(self) -> int:
-        """The epoch the next ``iter(loader)`` will run."""
+        """The epoch the next iterator to start (at its first batch) will run."""
         return self._next_epoch
 
     @property
