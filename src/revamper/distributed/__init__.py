@@ -6,7 +6,9 @@ each rank its share of every epoch like ``DistributedSampler``, through the plan
 ranks of one machine form a *cache group* that shares one cache store (``cache_scope="machine"``,
 the default), or each rank keeps a private cache (``cache_scope="rank"``).
 
-- :mod:`revamper.distributed.setup`: who is who (:func:`resolve_setup`), no communication.
+- :mod:`revamper.distributed.setup`: who is who (:func:`resolve_setup`); which ranks share a
+  machine comes from :mod:`revamper.distributed.machines` (an all-gather of host identities)
+  unless ``local_world_size`` or ``LOCAL_WORLD_SIZE`` says it.
 - :mod:`revamper.distributed.agreement`: the construction-time handshake (one all-gather of a
   fingerprint of the loader's arguments; :class:`DistributedSetupError` on every rank if they
   differ).
