@@ -169,7 +169,7 @@ def flip_patterns(reseed: bool) -> list[list[bool]]:
     )
     with loader:
         flips = [images[:, 0, 1, 0].tolist() for images, _ in loader]
-    return [sum(flips[w::2], []) for w in range(2)]
+    return [[flip for batch in flips[w::2] for flip in batch] for w in range(2)]
 
 
 @pytest.mark.slow
