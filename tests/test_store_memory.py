@@ -178,7 +178,7 @@ def test_an_entry_that_would_eat_the_reserve_is_not_cached(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = SharedMemoryStore(reserve_bytes=100_000)
-    monkeypatch.setattr(memory_module, "_free_bytes", lambda path: 150_000)
+    monkeypatch.setattr(memory_module, "free_bytes", lambda path: 150_000)
     assert store.put(0, 0, np.zeros(10_000, dtype=np.uint8))  # leaves 140 KB: fine
     with pytest.warns(RuntimeWarning, match="shm-size"):
         assert not store.put(1, 0, np.zeros(80_000, dtype=np.uint8))
