@@ -12,12 +12,17 @@ import numbers
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 
 MAX_REUSE_FACTOR: Final = 65535
 """Largest supported reuse factor: chunk ids are stored as ``uint16``."""
 
 MAX_EPOCH: Final = 2**63 - 1
 """Largest supported epoch: generations are stored as ``int64``."""
+
+
+IndexArray = npt.NDArray[np.signedinteger]
+"""Sample ids (and positions among them): ``int32`` when they fit, else ``int64``."""
 
 
 def index_dtype(num_samples: int) -> type[np.signedinteger]:

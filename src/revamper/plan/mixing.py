@@ -15,9 +15,9 @@ floor(|M| s / n) or ceil(|M| s / n) misses: full batches differ by at most one, 
 batch gets its proportional share. Batch membership and the within-batch order are both uniformly
 random given those counts.
 
-Every function takes the *set of sample ids* to order (not just N), so a later partition of the
-dataset across ranks can compose each rank's share with the same code. Everything is vectorised:
-no Python loop runs over samples or batches.
+Every function takes the *set of sample ids* to order (not just N), so every member of a cache
+group orders its share with the same code (:mod:`revamper.plan.composition`). Everything is
+vectorised: no Python loop runs over samples or batches.
 """
 
 from __future__ import annotations
@@ -25,10 +25,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from revamper.plan.config import index_dtype
-
-IndexArray = npt.NDArray[np.signedinteger]
-"""Sample ids: ``int32`` when N < 2**31, else ``int64``."""
+from revamper.plan.config import IndexArray, index_dtype
 
 _INT64_MAX = 2**63 - 1
 
@@ -49,6 +46,22 @@ def batch_bounds(num_used: int, batch_size: int) -> npt.NDArray[np.int64]:
     return bounds
 
 
+def miss_counts(
+    planned_miss: npt.NDArray[np.bool_], bounds: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Return the number of planned misses in each batch.
+
+    Args:
+        planned_miss: Whether each sample, in consumption order, is a planned miss.
+        bounds: Batch offsets into it (see :func:`batch_bounds`).
+
+    Returns:
+        ``int64`` counts, one per batch.
+    """
+    cumulative = np.concatenate([[0], np.cumsum(planned_miss, dtype=np.int64)])
+    return np.diff(cumulative[bounds])
+
+
 def cumulative_quota(
     total: int, ends: npt.NDArray[np.int64], num_used: int
 ) -> npt.NDArray[np.int64]:
@@ -67,21 +80,6 @@ def cumulative_quota(
     # Only for N beyond about 2**31: Python ints cannot overflow.
     exact = (2 * total * ends.astype(object) + num_used) // (2 * num_used)
     return np.asarray(exact, dtype=np.int64)
-
-
-def sequential_order(
-    ids: IndexArray, miss: npt.NDArray[np.bool_]
-) -> tuple[IndexArray, npt.NDArray[np.bool_]]:
-    """Keep the given order (``shuffle=False``). Batches are then *not* balanced in misses.
-
-    Args:
-        ids: Sample ids in the order to consume them.
-        miss: Whether each id is a planned miss.
-
-    Returns:
-        ``(indices, planned_miss)`` in consumption order (the inputs themselves).
-    """
-    return ids, miss
 
 
 def plain_shuffle(

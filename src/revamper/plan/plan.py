@@ -14,15 +14,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from revamper.plan import dropping, mixing, partition
-from revamper.plan.config import MAX_EPOCH, MAX_REUSE_FACTOR, PlanConfig, check_int, index_dtype
-from revamper.plan.eviction import (
-    chunk_assignment,
-    generations,
-    planned_misses,
-    remaining_reads,
-)
-from revamper.plan.seeding import Purpose, generator
+from revamper.plan import mixing
+from revamper.plan.composition import compose_epoch
+from revamper.plan.config import MAX_EPOCH, MAX_REUSE_FACTOR, PlanConfig, check_int
+from revamper.plan.eviction import generations, remaining_reads
 from revamper.plan.validation import check_plan
 
 
@@ -166,8 +161,7 @@ class EpochPlan:
 
     def miss_counts(self) -> npt.NDArray[np.int64]:
         """Return the number of planned misses in each batch (``int64``, one per batch)."""
-        cumulative = np.concatenate([[0], np.cumsum(self.planned_miss, dtype=np.int64)])
-        return np.diff(cumulative[self.batch_bounds])
+        return mixing.miss_counts(self.planned_miss, self.batch_bounds)
 
     def dropped_indices(self) -> npt.NDArray[np.int64]:
         """Return the sorted ids of the samples this plan does not consume (see dropped_count)."""
@@ -202,8 +196,9 @@ def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
     first samples of chunk (e + 1) mod r, then other hits, then misses, randomly within each class
     (see :mod:`revamper.plan.dropping`); they are removed before the batches are composed.
 
-    With ``world_size`` > 1 the plan is this rank's share of its cache group's epoch (see
-    :mod:`revamper.plan.partition`): every rank gets the same number of samples and batches.
+    With ``world_size`` > 1 the plan is this rank's share of its cache group's epoch: every rank
+    gets the same number of samples and batches. A single loader is the group of one rank that
+    owns every sample; both are composed by :func:`revamper.plan.composition.compose_epoch`.
 
     Args:
         config: The run's parameters.
@@ -219,10 +214,7 @@ def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
     if not isinstance(config, PlanConfig):
         raise TypeError(f"config must be a PlanConfig, got {type(config).__name__}")
     epoch = check_int("epoch", epoch, 0, MAX_EPOCH)
-    if config.distributed:
-        indices, planned_miss, chunks = partition.rank_share(config, epoch)
-    else:
-        indices, planned_miss, chunks = _single_share(config, epoch)
+    indices, planned_miss, chunks = compose_epoch(config, epoch)
     return EpochPlan(
         epoch=epoch,
         reuse_factor=config.reuse_factor,
@@ -232,35 +224,3 @@ def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
         chunks=chunks,
         num_samples=config.num_samples,
     )
-
-
-def _single_share(
-    config: PlanConfig, epoch: int
-) -> tuple[npt.NDArray[np.signedinteger], npt.NDArray[np.bool_], npt.NDArray[np.uint16]]:
-    """The whole epoch of a single loader: ``(indices, planned_miss, chunks)`` in order."""
-    n, r, b = config.num_samples, config.reuse_factor, config.batch_size
-    all_chunks = chunk_assignment(n, r, config.seed)
-    all_miss = planned_misses(all_chunks, r, epoch)
-    ids: npt.NDArray[np.signedinteger] = np.arange(n, dtype=index_dtype(n))
-    miss = all_miss
-    num_drop = n - config.num_used
-    if num_drop and not config.shuffle:
-        ids, miss = ids[: n - num_drop], miss[: n - num_drop]
-    elif num_drop:
-        priority = dropping.drop_priority(all_chunks, all_miss, r, epoch)
-        dropped = dropping.choose_dropped(
-            priority, num_drop, generator(config.seed, Purpose.DROP, epoch)
-        )
-        keep = np.ones(n, dtype=np.bool_)
-        keep[dropped] = False
-        ids, miss = ids[keep], miss[keep]
-
-    if not config.shuffle:
-        indices, planned_miss = mixing.sequential_order(ids, miss)
-    else:
-        rng = generator(config.seed, Purpose.ORDER, epoch)
-        if config.balance_misses:
-            indices, planned_miss = mixing.balanced_shuffle(ids, miss, b, rng)
-        else:
-            indices, planned_miss = mixing.plain_shuffle(ids, miss, rng)
-    return indices, planned_miss, all_chunks[indices]

@@ -2,27 +2,62 @@
 
 Used by the tests and by :meth:`EpochPlan.validate` for users' debugging. Each check raises a
 ``ValueError`` naming the first violated invariant (no ``assert``: it must work under ``-O``).
+
+The checks read a plan through :class:`PlanView` (its arrays and scalars), derive every count
+from those and recompute the schedule from the config; so they depend on no plan type, and the
+plan's module calls them without an import circle.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from revamper.plan.config import PlanConfig, index_dtype
+from revamper.plan.config import IndexArray, PlanConfig, index_dtype
 from revamper.plan.dropping import drop_priority
 from revamper.plan.eviction import CHUNK_DTYPE, chunk_assignment, planned_misses
+from revamper.plan.mixing import miss_counts
 
-if TYPE_CHECKING:
-    from revamper.plan.plan import EpochPlan
+
+class PlanView(Protocol):
+    """What the checks read of a plan: an :class:`~revamper.plan.EpochPlan`'s fields."""
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the plan is for."""
+
+    @property
+    def reuse_factor(self) -> int:
+        """The reuse factor r."""
+
+    @property
+    def num_samples(self) -> int:
+        """The data set size N."""
+
+    @property
+    def indices(self) -> IndexArray:
+        """Sample ids in order of consumption."""
+
+    @property
+    def planned_miss(self) -> npt.NDArray[np.bool_]:
+        """Whether each entry of ``indices`` is recomputed this epoch."""
+
+    @property
+    def batch_bounds(self) -> npt.NDArray[np.int64]:
+        """Offsets of the batches into ``indices``."""
+
+    @property
+    def chunks(self) -> npt.NDArray[np.uint16]:
+        """Eviction chunk of each entry of ``indices``."""
 
 
 def _fail(message: str) -> NoReturn:
     raise ValueError(f"invalid plan: {message}")
 
 
-def check_plan(plan: EpochPlan, config: PlanConfig) -> None:
+def check_plan(plan: PlanView, config: PlanConfig) -> None:
     """Raise ``ValueError`` describing the first invariant ``plan`` violates for ``config``.
 
     Invariants: metadata matches the config; dtypes; batch layout (B per batch, only the last one
@@ -82,7 +117,7 @@ def check_plan(plan: EpochPlan, config: PlanConfig) -> None:
         if not np.array_equal(indices, np.arange(indices.size)):
             _fail("without shuffle the order must be 0, 1, ..., num_used - 1")
         return
-    if plan.dropped_count:
+    if plan.indices.size < n:  # some samples sit out the epoch
         priority = drop_priority(all_chunks, all_miss, r, plan.epoch)
         if int(priority[~seen].max()) > int(priority[seen].min(initial=255)):
             _fail("a sample was dropped while one of a lower drop class was kept")
@@ -90,25 +125,26 @@ def check_plan(plan: EpochPlan, config: PlanConfig) -> None:
         _check_balance(plan)
 
 
-def _check_layout(plan: EpochPlan, config: PlanConfig) -> None:
+def _check_layout(plan: PlanView, config: PlanConfig) -> None:
     """Check the batch bounds: ``num_batches`` batches of B, only the last one possibly short."""
     b = config.batch_size
-    if plan.num_used != config.num_used:
-        _fail(f"the epoch uses {plan.num_used} samples, expected {config.num_used}")
-    if plan.num_batches != config.num_batches:
-        _fail(f"the epoch has {plan.num_batches} batches, expected {config.num_batches}")
+    used, batches = int(plan.indices.size), int(plan.batch_bounds.size) - 1
+    if used != config.num_used:
+        _fail(f"the epoch uses {used} samples, expected {config.num_used}")
+    if batches != config.num_batches:
+        _fail(f"the epoch has {batches} batches, expected {config.num_batches}")
     sizes = np.diff(plan.batch_bounds)
     if sizes.size and (np.any(sizes[:-1] != b) or not 1 <= int(sizes[-1]) <= b):
         _fail(f"batch sizes must be {b} except a shorter, non-empty last batch")
 
 
-def _check_balance(plan: EpochPlan) -> None:
+def _check_balance(plan: PlanView) -> None:
     """Check every batch of size s holds floor or ceil of m * s / n misses."""
-    n, m = plan.num_used, plan.num_misses
+    n, m = int(plan.indices.size), int(np.count_nonzero(plan.planned_miss))
     if n == 0:
         return
     sizes = np.diff(plan.batch_bounds)
-    counts = plan.miss_counts()
+    counts = miss_counts(plan.planned_miss, plan.batch_bounds)
     low = (m * sizes.astype(object)) // n
     high = -((-m * sizes.astype(object)) // n)
     bad = np.flatnonzero((counts < low) | (counts > high))
