@@ -1,0 +1,204 @@
+"""A RevamperLoader under a real Lightning 2.x Trainer on CPU (one process).
+
+- Lightning calls ``iter()`` on the loader once before training to check that it is iterable;
+  that must not use up an epoch: trainer epoch e runs loader epoch e's plan, and the epochs
+  after the first have no unplanned misses.
+- Resuming with ``ckpt_path`` yields exactly the uninterrupted run's batches, from end-of-epoch
+  checkpoints (with ``RevamperCallback``) and from mid-epoch ones (Lightning restores the loader's
+  ``state_dict`` itself).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from revamper import RevamperLoader, plan_epoch
+from tests.helpers import IndexDataset
+
+L = pytest.importorskip("lightning.pytorch")
+
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+
+from revamper.integrations.lightning import RevamperCallback, revamper_loaders  # noqa: E402
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.filterwarnings("ignore::UserWarning"),  # Lightning's advice on workers, logging
+]
+
+
+class CountCalls:
+    """Partial transform that appends a byte to a file per call (counts across processes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with open(self.path, "ab") as file:
+            file.write(b".")
+        return x
+
+    def count(self) -> int:
+        return os.path.getsize(self.path) if os.path.exists(self.path) else 0
+
+
+class Recorder(L.LightningModule):  # type: ignore[misc]
+    """Trains a 1-parameter model; records (trainer epoch, sample indices) of every batch."""
+
+    def __init__(self, make_loader: Callable[[], RevamperLoader]) -> None:
+        super().__init__()
+        self.make_loader = make_loader
+        self.layer = torch.nn.Linear(1, 1)
+        self.seen: list[tuple[int, list[int]]] = []
+        self.loaders: list[RevamperLoader] = []
+
+    def train_dataloader(self) -> RevamperLoader:
+        loader = self.make_loader()
+        self.loaders.append(loader)
+        return loader
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        self.seen.append((self.current_epoch, y.tolist()))
+        return self.layer(x.float()).pow(2).mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def make_trainer(root: Path, epochs: int, callbacks: list[Any]) -> Any:
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        callbacks=callbacks,
+        default_root_dir=str(root),
+    )
+
+
+def fit(module: Recorder, trainer: Any, ckpt_path: str | None = None) -> None:
+    try:
+        trainer.fit(module, ckpt_path=ckpt_path)
+    finally:
+        for loader in module.loaders:
+            loader.close()
+
+
+@pytest.mark.slow
+def test_trainer_epochs_are_loader_epochs(tmp_path: Path) -> None:
+    size, r, epochs = 40, 2, 3
+    counter = CountCalls(tmp_path / "partial-calls")
+    module = Recorder(
+        lambda: RevamperLoader(
+            IndexDataset(size),
+            batch_size=8,
+            shuffle=True,
+            partial_transform=counter,
+            reuse_factor=r,
+            seed=11,
+            num_workers=1,
+        )
+    )
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    fit(module, trainer)
+    (loader,) = module.loaders
+    assert [s.epoch for s in loader.stats] == list(range(epochs))  # no epoch used up
+    for epoch in range(epochs):
+        batches = [indices for e, indices in module.seen if e == epoch]
+        plan = plan_epoch(loader.plan_config, epoch)
+        assert [i for b in batches for i in b] == plan.indices.tolist()
+        stats = loader.stats[epoch]
+        assert stats.samples == size and stats.unplanned_misses == 0
+    expected = size + (epochs - 1) * size // r  # epoch 0 computes all, then N/r per epoch
+    assert abs(counter.count() - expected) <= epochs
+    assert counter.count() == sum(s.misses for s in loader.stats)
+
+
+SIZE, BATCH, EPOCHS, R, SEED = 30, 4, 4, 3, 5  # 8 batches per epoch, the last one of 2 samples
+
+
+def resumable_loader() -> RevamperLoader:
+    return RevamperLoader(
+        IndexDataset(SIZE), batch_size=BATCH, shuffle=True, reuse_factor=R, seed=SEED
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Any], Path]:
+    """The whole run's batches, and a checkpoint after every step and every epoch."""
+    root = tmp_path_factory.mktemp("lightning-run")
+    checkpoints = [
+        ModelCheckpoint(root / "steps", "{step}", every_n_train_steps=1, save_top_k=-1),
+        ModelCheckpoint(root / "epochs", "{epoch}", every_n_epochs=1, save_top_k=-1),
+    ]
+    module = Recorder(resumable_loader)
+    fit(module, make_trainer(root, EPOCHS, [RevamperCallback(), *checkpoints]))
+    assert len(module.seen) == EPOCHS * 8
+    return module.seen, root
+
+
+def resume(tmp_path: Path, checkpoint: Path, callback: bool = True) -> list[Any]:
+    module = Recorder(resumable_loader)
+    callbacks = [RevamperCallback()] if callback else []
+    fit(module, make_trainer(tmp_path, EPOCHS, callbacks), ckpt_path=str(checkpoint))
+    return module.seen
+
+
+def steps_done(checkpoint: Path) -> int:
+    return int(torch.load(checkpoint, weights_only=False)["global_step"])
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 2])
+def test_resume_from_an_end_of_epoch_checkpoint(
+    uninterrupted: tuple[list[Any], Path], tmp_path: Path, epoch: int
+) -> None:
+    seen, root = uninterrupted
+    checkpoint = root / "epochs" / f"epoch={epoch}.ckpt"
+    assert steps_done(checkpoint) == (epoch + 1) * 8
+    assert resume(tmp_path, checkpoint) == seen[(epoch + 1) * 8 :]
+
+
+@pytest.mark.parametrize("step", [3, 11, 16, 21])  # 16: after the last batch of epoch 1
+def test_resume_from_a_mid_epoch_checkpoint(
+    uninterrupted: tuple[list[Any], Path], tmp_path: Path, step: int
+) -> None:
+    seen, root = uninterrupted
+    checkpoint = root / "steps" / f"step={step}.ckpt"
+    assert steps_done(checkpoint) == step
+    assert resume(tmp_path, checkpoint) == seen[step:]
+
+
+def test_without_the_callback_an_end_of_epoch_resume_replays_epoch_0(
+    uninterrupted: tuple[list[Any], Path], tmp_path: Path
+) -> None:
+    # Why RevamperCallback exists: Lightning restores no loader state from this checkpoint.
+    seen, root = uninterrupted
+    resumed = resume(tmp_path, root / "epochs" / "epoch=1.ckpt", callback=False)
+    assert resumed != seen[16:]
+    assert [b for _, b in resumed[:8]] == [b for _, b in seen[:8]]
+
+
+def test_revamper_loaders_finds_nested_loaders() -> None:
+    with resumable_loader() as a, resumable_loader() as b:
+        assert list(revamper_loaders({"a": a, "rest": [b, "not a loader"]})) == [a, b]
+        assert list(revamper_loaders(None)) == []
