@@ -164,7 +164,7 @@ class Pair(NamedTuple):
 
 
 def test_containers_and_scalars_roundtrip() -> None:
-    value = (
+    value: tuple[Any, ...] = (
         [1, 2.5, "s", None, True, b"raw", bytearray(b"ba"), np.float32(1.5), 3 + 4j],
         collections.OrderedDict(b=np.ones(2), a=(torch.ones(1),)),
         {"nested": {"deep": [np.zeros(1)]}, 7: "int key"},

@@ -67,6 +67,7 @@ _warned_types: set[str] = set()
 _warned_lock = threading.Lock()
 _ODict = collections.OrderedDict
 _pack_u32, _pack_i64, _pack_f64 = w.U32.pack, w.I64.pack, w.F64.pack
+_PLAIN_DISPATCH: Final = torch.Tensor.__torch_dispatch__
 
 
 def align_up(offset: int) -> int:
@@ -219,29 +220,46 @@ class _Encoder:
         return None
 
     def _tensor(self, tensor: torch.Tensor, depth: int) -> None:
-        if tensor.is_nested:
-            return self._nested(tensor, depth)
-        code = w.TORCH_DTYPE_CODES.get(tensor.dtype)
+        kind = type(tensor)
+        if kind is torch.Tensor:
+            plain, ref = tensor, None
+        else:
+            # Read everything off a plain alias: on a subclass each attribute access goes
+            # through its __torch_function__ (about a microsecond each for tv_tensors).
+            if kind.__torch_dispatch__ is not _PLAIN_DISPATCH:  # a wrapper subclass
+                if tensor.is_nested:
+                    return self._nested(tensor, depth)
+                return self._pickled(tensor)
+            ref = w.type_ref(kind, w.is_tensor_subclass)
+            if ref is None or depth >= w.MAX_DEPTH:
+                return self._pickled(tensor)
+            plain = tensor.as_subclass(torch.Tensor)
+        if plain.is_nested:
+            return self._nested(plain, depth)
+        code = w.TORCH_DTYPE_CODES.get(plain.dtype)
         if (
             code is None
-            or tensor.layout != torch.strided
-            or tensor.is_quantized
-            or tensor.device.type != "cpu"
-            or tensor.ndim > w.MAX_NDIM
+            or plain.layout != torch.strided
+            or plain.is_quantized
+            or plain.device.type != "cpu"
+            or plain.ndim > w.MAX_NDIM
         ):
             return self._pickled(tensor)
-        kind = type(tensor)
-        ref = None if kind is torch.Tensor else w.type_ref(kind, w.is_tensor_subclass)
-        if kind is not torch.Tensor and (ref is None or depth >= w.MAX_DEPTH):
-            return self._pickled(tensor)
-        plain = tensor.as_subclass(torch.Tensor).detach().resolve_conj().resolve_neg()
-        plain = plain.contiguous()
-        flags = int(tensor.requires_grad) | (2 if ref is not None else 0)
+        flags = int(plain.requires_grad) | (2 if ref is not None else 0)
+        plain = plain.detach()
+        if plain.is_conj() or plain.is_neg():
+            plain = plain.resolve_conj().resolve_neg()
+        if not plain.is_contiguous():
+            plain = plain.contiguous()
         shape = plain.shape
         self.out += (b"x", w.TENSOR_HEAD.pack(code, flags, len(shape)), *map(w.U64.pack, shape))
         if ref is not None:
-            self.out.append(ref)
+            # The attributes go length-prefixed, so a reader can memoise their decoding.
+            outer, self.out = self.out, []
             self.node(dict(tensor.__dict__), depth + 1)
+            attributes = b"".join(self.out)
+            self.out = outer
+            outer += (ref, _pack_u32(len(attributes)), attributes)
         self.buffers.append(plain.reshape(-1).view(torch.uint8).numpy().data)
         return None
 

@@ -13,6 +13,7 @@ allows it.
 from __future__ import annotations
 
 import collections
+import enum
 import math
 import pickle
 import struct
@@ -29,7 +30,15 @@ from revamper.store import codec_wire as w
 
 _u32, _u64, _i64, _f64 = w.U32.unpack_from, w.U64.unpack_from, w.I64.unpack_from, w.F64.unpack_from
 _MAX_DIM = 2**63 - 1
+_SHAPES = tuple(struct.Struct(f"<{ndim}Q") for ndim in range(w.MAX_NDIM + 1))
+_TORCH_DTYPES = w.TORCH_DTYPES
+_TENSOR_HEAD = w.TENSOR_HEAD.unpack_from
+_uint8 = torch.uint8
+_from_numpy = torch.from_numpy
 _mode_bits: dict[str, int] = {}
+_MEMO_SIZE = 1024
+_subclass_memo: dict[bytes, tuple[type, dict[str, Any]]] = {}
+_IMMUTABLE = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
 
 class _Reader:
@@ -77,14 +86,21 @@ class _Reader:
         return n
 
     def string(self) -> str:
-        return self.take(self.u32()).decode("utf-8", "surrogatepass")
+        pos = self.pos
+        (size,) = _u32(self.meta, pos)
+        pos += 4
+        end = pos + size
+        if end > self.end:
+            raise CodecError(f"cache entry meta truncated: string of {size} bytes at {pos}")
+        self.pos = end
+        return self.meta[pos:end].decode("utf-8", "surrogatepass")
 
     def shape(self, ndim: int) -> tuple[int, ...]:
         if ndim > w.MAX_NDIM:
             raise CodecError(f"cache entry meta has {ndim} dimensions")
-        raw = self.take(8 * ndim)
-        shape = struct.unpack(f"<{ndim}Q", raw)
-        if any(n > _MAX_DIM for n in shape):
+        shape: tuple[int, ...] = _SHAPES[ndim].unpack_from(self.meta, self.pos)
+        self.pos += 8 * ndim
+        if ndim and max(shape) > _MAX_DIM:
             raise CodecError("cache entry meta has a dimension out of range")
         return shape
 
@@ -96,15 +112,19 @@ class _Reader:
         return self.views[index]
 
     def type_ref(self, kind: w.KindCheck) -> Any:
-        module_name = self.string()
-        return w.resolve_type(module_name, self.string(), kind)
+        module_name, sep, qualname = self.string().partition(":")
+        if not sep:
+            raise CodecError("malformed type name in cache entry meta")
+        return w.resolve_type(module_name, qualname, kind)
 
     def node(self, depth: int) -> Any:
-        if depth > w.MAX_DEPTH:
-            raise CodecError("cache entry meta nested too deep")
-        handler = _HANDLERS[self.u8()]
+        pos = self.pos
+        if pos >= self.end or depth > w.MAX_DEPTH:
+            raise CodecError("cache entry meta truncated or nested too deep")
+        self.pos = pos + 1
+        handler = _HANDLERS[self.meta[pos]]
         if handler is None:
-            raise CodecError(f"unknown node tag {self.meta[self.pos - 1]!r} in cache entry meta")
+            raise CodecError(f"unknown node tag {self.meta[pos]} in cache entry meta")
         return handler(self, depth)
 
     def dtype(self, depth: int) -> np.dtype[Any]:
@@ -131,11 +151,6 @@ class _Reader:
         if result.hasobject or result.itemsize == 0:
             raise CodecError("refused dtype in cache entry meta")
         return result
-
-
-def _sized(buf: np.ndarray[Any, Any], shape: tuple[int, ...], itemsize: int) -> None:
-    if math.prod(shape) * itemsize != buf.size:
-        raise CodecError(f"cache entry shape {shape} does not match its {buf.size}-byte buffer")
 
 
 def _sequence(r: _Reader, depth: int) -> list[Any]:
@@ -193,35 +208,78 @@ def _ndarray(r: _Reader, depth: int) -> np.ndarray[Any, Any]:
     dtype = r.dtype(depth + 1)
     shape = r.shape(r.u8())
     buf = r.buffer()
-    _sized(buf, shape, dtype.itemsize)
+    if math.prod(shape) * dtype.itemsize != buf.size:
+        raise CodecError(f"cache entry shape {shape} does not match its {buf.size}-byte buffer")
     return buf.view(dtype).reshape(shape)
 
 
 def _tensor(r: _Reader, depth: int) -> torch.Tensor:
-    code, flags, ndim = w.TENSOR_HEAD.unpack_from(r.meta, r.pos)
+    code, flags, ndim = _TENSOR_HEAD(r.meta, r.pos)
     r.pos += 3
-    dtype = w.TORCH_DTYPES[code] if code < len(w.TORCH_DTYPES) else None
+    dtype = _TORCH_DTYPES[code] if code < len(_TORCH_DTYPES) else None
     if dtype is None or flags & ~3:
         raise CodecError(f"cache entry tensor has dtype code {code}, flags {flags}")
     shape = r.shape(ndim)
-    kind, attributes = None, None
-    if flags & 2:
-        kind = r.type_ref(w.is_tensor_subclass)
-        attributes = r.node(depth + 1)
-        if type(attributes) is not dict or not all(type(k) is str for k in attributes):
-            raise CodecError("cache entry tensor attributes are not a dict of str keys")
+    kind, attributes = _subclass(r, depth) if flags & 2 else (None, None)
     raw = r.buffer()
-    _sized(raw, shape, dtype.itemsize)
+    if math.prod(shape) * dtype.itemsize != raw.size:
+        raise CodecError(f"cache entry shape {shape} does not match its {raw.size}-byte buffer")
     if raw.size == 0:
         tensor = torch.empty(shape, dtype=dtype)
     else:
-        tensor = torch.from_numpy(raw).view(dtype).reshape(shape)
+        tensor = _from_numpy(raw)
+        if dtype is not _uint8:
+            tensor = tensor.view(dtype)
+        if ndim != 1:
+            tensor = tensor.reshape(shape)
     if kind is not None:
         tensor = tensor.as_subclass(kind)
         tensor.__dict__.update(attributes)
     if flags & 1:
         tensor.requires_grad_(True)
     return tensor
+
+
+def _subclass(r: _Reader, depth: int) -> tuple[type, dict[str, Any]]:
+    """A tensor subclass and its attributes.
+
+    They are memoised by their bytes when the attributes are immutable: the ``format`` and
+    ``canvas_size`` of bounding boxes repeat from entry to entry, and only their values are
+    copied into each decoded tensor's own ``__dict__``.
+    """
+    start = r.pos
+    name = r.string()
+    size = r.u32()
+    end = r.pos + size
+    if end > r.end:
+        raise CodecError("cache entry meta truncated in tensor attributes")
+    key = r.meta[start:end]
+    hit = _subclass_memo.get(key)
+    if hit is not None:
+        r.pos = end
+        return hit
+    module_name, sep, qualname = name.partition(":")
+    if not sep:
+        raise CodecError("malformed type name in cache entry meta")
+    kind = w.resolve_type(module_name, qualname, w.is_tensor_subclass)
+    buffers_before = r.next_buf
+    attributes = r.node(depth + 1)
+    if r.pos != end:
+        raise CodecError("cache entry tensor attributes overrun their length")
+    if type(attributes) is not dict or not all(type(k) is str for k in attributes):
+        raise CodecError("cache entry tensor attributes are not a dict of str keys")
+    if r.next_buf == buffers_before and all(map(_immutable, attributes.values())):
+        if len(_subclass_memo) >= _MEMO_SIZE:
+            _subclass_memo.clear()
+        _subclass_memo[key] = (kind, attributes)
+    return kind, attributes
+
+
+def _immutable(value: Any) -> bool:
+    kind = type(value)
+    if kind is tuple:
+        return all(map(_immutable, value))
+    return kind in _IMMUTABLE or isinstance(value, enum.Enum)
 
 
 def _nested(r: _Reader, depth: int) -> torch.Tensor:
@@ -332,7 +390,8 @@ def _views(
         raise CodecError(f"cache entry meta lists {n} buffers in {len(meta)} bytes")
     views = []
     offset = 0
-    for size in struct.unpack_from(f"<{n}Q", meta, w.HEADER.size):
+    sizes = _SHAPES[n] if n <= w.MAX_NDIM else struct.Struct(f"<{n}Q")
+    for size in sizes.unpack_from(meta, w.HEADER.size):
         begin = (offset + align - 1) // align * align
         if size > payload.size - begin:
             raise CodecError(

@@ -166,7 +166,7 @@ _type_refs: dict[tuple[type, KindCheck], bytes | None] = {}
 
 
 def type_ref(cls: type, kind: KindCheck) -> bytes | None:
-    """The encoded name of ``cls`` (module and qualified name).
+    """The encoded name of ``cls``: ``"module:qualname"``.
 
     Returns ``None`` if a decoder could not resolve the name back to ``cls`` (a class defined
     inside a function, or shadowed under its name): such a class is not native to the codec.
@@ -179,7 +179,7 @@ def type_ref(cls: type, kind: KindCheck) -> bytes | None:
     if isinstance(module_name, str) and isinstance(qualname, str):
         try:
             if resolve_type(module_name, qualname, kind) is cls:
-                ref = pack_str(module_name) + pack_str(qualname)
+                ref = pack_str(f"{module_name}:{qualname}")
         except CodecError:
             ref = None
     _type_refs[key] = ref
