@@ -90,8 +90,8 @@ def test_the_iterators_statistics_bind_its_epoch() -> None:
     with make() as loader:
         iterator = iter(loader)
         assert not iterator.started
-        assert iterator.stats.epoch == 0 and iterator.started  # bound: epoch 0 is taken
-        assert loader.epoch == 1
+        assert iterator.stats.epoch == 0  # bound: epoch 0 is taken
+        assert loader.epoch == 1 and len(loader.stats) == 1
         assert len(indices(iterator)) == len(loader)
         assert loader.stats[0].complete
 
@@ -110,3 +110,14 @@ def test_an_unstarted_iterator_starts_no_worker(tmp_path: Path, persistent: bool
         assert list(tmp_path.iterdir()) == []
         assert len(indices(loader)) == len(loader)
         assert len(list(tmp_path.iterdir())) == 2
+
+
+@pytest.mark.slow
+def test_an_epoch_with_no_batch_left_starts_no_worker(tmp_path: Path) -> None:
+    with make() as first:
+        indices(first)
+        state = first.state_dict()
+    with make(num_workers=2, worker_init_fn=MarkWorker(tmp_path)) as second:
+        second.load_state_dict(state)  # epoch 0 with every batch done
+        assert indices(second) == []
+        assert list(tmp_path.iterdir()) == []

@@ -62,22 +62,21 @@ def test_resume_yields_exactly_the_remaining_batches(tmp_path: Path, stop: int, 
         state = first.state_dict()
         del iterator
     assert done == expected[2][:stop]
-    assert state["epoch"] == (3 if stop == 10 else 2) and state["batch"] == stop % 10
+    # After an epoch's last batch the state says so (that epoch, all its batches done), as
+    # torchdata's does; an iterator that has not started (stop 0) changes nothing.
+    epoch, batch = (1, 10) if stop == 0 else (2, stop)
+    assert (state["epoch"], state["batch"]) == (epoch, batch)
     with make(disk) as second:
         second.load_state_dict(state)
-        rest = [batches(second) for _ in range(2 if stop < 10 else 1)]
-        if stop < 10:
-            assert rest[0] == expected[2][stop:]
-            assert rest[1] == expected[3]
-            resumed = second.stats[2]
-            assert resumed.first_batch == stop and resumed.complete
-            plan = plan_epoch(second.plan_config, 2)
-            lo = int(plan.batch_bounds[stop])
-            assert resumed.planned_misses + resumed.unplanned_misses >= int(
-                plan.planned_miss[lo:].sum()
-            )
-        else:
-            assert rest[0] == expected[3]
+        rest = [batches(second) for _ in range(epoch, 4)]
+        assert rest == [expected[epoch][batch:], *expected[epoch + 1 : 4]]
+        resumed = second.stats[epoch]
+        assert resumed.first_batch == batch and resumed.complete
+        plan = plan_epoch(second.plan_config, epoch)
+        lo = int(plan.batch_bounds[batch])
+        assert resumed.planned_misses + resumed.unplanned_misses >= int(
+            plan.planned_miss[lo:].sum()
+        )
         unplanned = sum(s.unplanned_misses for s in second.stats)
         if cache == "disk":
             assert unplanned == 0  # the disk cache survived the restart
@@ -119,6 +118,10 @@ def test_state_between_epochs_and_after_set_epoch() -> None:
     with make() as loader:
         assert loader.state_dict()["epoch"] == 0 and loader.state_dict()["batch"] == 0
         batches(loader)
+        assert (loader.state_dict()["epoch"], loader.state_dict()["batch"]) == (0, 10)
+        iter(loader)  # an iterator that has not started changes nothing
+        assert (loader.state_dict()["epoch"], loader.state_dict()["batch"]) == (0, 10)
+        loader.set_epoch(1)
         assert (loader.state_dict()["epoch"], loader.state_dict()["batch"]) == (1, 0)
         loader.set_epoch(7)
         assert (loader.state_dict()["epoch"], loader.state_dict()["batch"]) == (7, 0)

@@ -23,6 +23,7 @@ from revamper.loader.executor import CollateWithStats, RefurbishingDataset, Tran
 from revamper.loader.sampler import PlanBatchSampler
 from revamper.loader.stats import EpochStats, LoaderStats
 from revamper.plan import PlanConfig
+from revamper.plan.config import MAX_EPOCH
 from revamper.plan.seeding import Purpose, derive_seed
 from revamper.store import DiskStore, TieredStore
 from revamper.store.base import CacheStore
@@ -37,11 +38,13 @@ _STATE_KEYS = ("num_samples", "reuse_factor", "batch_size", "seed", "drop_last",
 _DEFAULTED_KEYS = {"world_size": 1, "rank": 0, "group_size": 1, "balance_misses": None}
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
+def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -447,20 +450,22 @@ class RevamperLoader:
         return self._config.num_batches
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next ``iter(loader)`` run epoch ``epoch`` (then ``epoch + 1``, ...).
+        """Make the next epoch to start (at an iterator's first batch) ``epoch``, then ``epoch+1``.
 
-        After :meth:`load_state_dict` restored a position inside an epoch, setting that same
-        epoch keeps the position (the usual loop calls ``set_epoch`` at the start of every
-        epoch, resumed or not); any other epoch starts at its first batch.
+        After :meth:`load_state_dict` restored a position in an epoch, setting that same epoch
+        keeps the position (the usual loop calls ``set_epoch`` at the start of every epoch,
+        resumed or not): the epoch yields the batches left, none if the state was taken after its
+        last batch. Any other epoch starts at its first batch.
         """
-        epoch = _check_int("epoch", epoch, 0)
+        epoch = _check_int("epoch", epoch, 0, MAX_EPOCH)
         if epoch != self._next_epoch or self._current is not None:
             self._resume_batch = 0
         elif self._resume_batch:
             logger.info(
-                "set_epoch(%d) keeps the resumed position: the epoch starts at batch %d",
+                "set_epoch(%d) keeps the resumed position: the epoch starts at batch %d of %d",
                 epoch,
                 self._resume_batch,
+                len(self),
             )
         self._next_epoch = epoch
         self._current = None
@@ -468,13 +473,17 @@ class RevamperLoader:
     def state_dict(self) -> dict[str, Any]:
         """Where training is, for :meth:`load_state_dict` to resume from (mid-epoch included).
 
-        While an epoch is being iterated, the state points at its next batch: the batches
-        already delivered are done, whatever the workers prefetched is not. Between epochs it
-        points at the start of the next one. The plan is a pure function of the loader's
-        arguments, so the state is small: the position plus what must match on resume.
+        Once an epoch has started, the state points at its next batch: the batches already
+        delivered are done, whatever the workers prefetched is not. After the epoch's last batch
+        it says so (that epoch, ``batch == len(loader)``), as torchdata's ``StatefulDataLoader``
+        does: a loader resumed from it first yields the zero batches left of that epoch, then
+        the next epoch, so a loop over the epochs from ``state["epoch"]`` continues exactly as
+        the uninterrupted run. Before any epoch started, or after :meth:`set_epoch`, it points
+        at the start of the next epoch. The plan is a pure function of the loader's arguments,
+        so the state is small: the position plus what must match on resume.
         """
         current = self._current
-        if current is not None and not current.complete:
+        if current is not None:
             epoch, batch = current.epoch, current.first_batch + current.batches
         else:
             epoch, batch = self._next_epoch, self._resume_batch
@@ -487,7 +496,7 @@ class RevamperLoader:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume from :meth:`state_dict`: the next ``iter(loader)`` yields the rest of that epoch.
+        """Resume from :meth:`state_dict`: the next epoch run yields the rest of the state's epoch.
 
         The remaining batches are exactly those of the uninterrupted run (same samples, same
         miss plan). Cached entries that did not survive (a memory cache in a new process) are
@@ -537,8 +546,6 @@ class RevamperLoader:
             )
             self._seed = adopt_seed
             self._config = self._sampler.config = dataclasses.replace(config, seed=adopt_seed)
-        if batch == len(self) and batch > 0:
-            epoch, batch = epoch + 1, 0
         self._next_epoch, self._resume_batch = epoch, batch
         self._current = None
 
