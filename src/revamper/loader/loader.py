@@ -21,6 +21,7 @@ from revamper.loader.caching import (
 from revamper.loader.epoch import Delivery, EpochIterator
 from revamper.loader.executor import CollateWithStats, RefurbishingDataset, Transform
 from revamper.loader.sampler import PlanBatchSampler
+from revamper.loader.state import _DEFAULTED_KEYS, STATE_VERSION, check_state, make_state  # noqa: F401
 from revamper.loader.stats import EpochStats, LoaderStats
 from revamper.plan import PlanConfig
 from revamper.plan.config import MAX_EPOCH
@@ -30,12 +31,6 @@ from revamper.store.base import CacheStore
 from revamper.store.transform_identity import transform_identity
 
 logger = logging.getLogger(__name__)
-
-STATE_VERSION = 1
-_STATE_KEYS = ("num_samples", "reuse_factor", "batch_size", "seed", "drop_last", "shuffle")
-# Keys added later, with the value a state saved before then implies (None: unknown, so a state
-# without the key is not checked for it).
-_DEFAULTED_KEYS = {"world_size": 1, "rank": 0, "group_size": 1, "balance_misses": None}
 
 
 def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
@@ -487,13 +482,7 @@ class RevamperLoader:
             epoch, batch = current.epoch, current.first_batch + current.batches
         else:
             epoch, batch = self._next_epoch, self._resume_batch
-        config = self._config
-        return {
-            "version": STATE_VERSION,
-            "epoch": epoch,
-            "batch": batch,
-            **{key: getattr(config, key) for key in (*_STATE_KEYS, *_DEFAULTED_KEYS)},
-        }
+        return make_state(self._config, epoch, batch)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from :meth:`state_dict`: the next epoch run yields the rest of the state's epoch.
@@ -502,11 +491,18 @@ class RevamperLoader:
         miss plan). Cached entries that did not survive (a memory cache in a new process) are
         recomputed as unplanned misses; a disk cache keeps them.
 
+        Every field is checked (type and range) before anything is used, and a refused state
+        leaves the loader as it was.
+
         Raises:
+            TypeError: If the state is not a mapping, or a field has the wrong type (the message
+                names the key and the type allowed).
             ValueError: If the state comes from a loader with other data set length, reuse
                 factor, batch size, seed, ``drop_last``, ``shuffle``, ``balance_misses`` or rank
-                layout (world size, rank, ranks per cache), or is malformed. Under distributed
-                training each rank saves and loads its own state.
+                layout (world size, rank, ranks per cache), has unknown or missing keys, or a
+                field out of range (named with its range, e.g. ``state['batch']`` beyond the
+                epoch's length). Under distributed training each rank saves and loads its own
+                state.
 
         A loader built with ``seed=None`` takes the state's seed (its own was drawn at random) if
         it has not run an epoch yet, except with a disk cache, whose entries belong to the seed
@@ -514,49 +510,27 @@ class RevamperLoader:
         if the cache is gone (a new machine), pass ``seed=state["seed"]``. Under distributed
         training every rank must load its own state (the ranks do not check each other here).
         """
-        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
-            raise ValueError(f"not a RevamperLoader state (version {STATE_VERSION}): {state!r}")
-        config = self._config
-        adopt_seed = None
-        for key in (*_STATE_KEYS, *_DEFAULTED_KEYS):
-            found = state.get(key, _DEFAULTED_KEYS.get(key))
-            if found == getattr(config, key) or (key not in state and found is None):
-                continue
-            if key == "seed" and self._may_adopt_seed(found):
-                adopt_seed = found
-                continue
-            hint = ""
-            if key == "seed":
-                hint = (
-                    " (pass seed=state['seed'] when you build the loader: a loader built with "
-                    "seed=None takes the state's seed only before its first epoch and without a "
-                    "disk cache, which keeps the seed it was made with)"
-                )
-            raise ValueError(
-                f"cannot resume: the state has {key}={found!r}, this loader has "
-                f"{key}={getattr(config, key)!r}{hint}"
-            )
-        epoch = _check_int("state['epoch']", state.get("epoch"), 0)
-        batch = _check_int("state['batch']", state.get("batch"), 0)
-        if batch > len(self):
-            raise ValueError(f"state['batch'] is {batch}, but an epoch has {len(self)} batches")
-        if adopt_seed is not None:
+        point = check_state(state, self._config, self._may_adopt_seed)
+        if point.adopt_seed is not None:
             logger.info(
-                "load_state_dict: seed=None, so the loader takes the state's seed %d", adopt_seed
+                "load_state_dict: seed=None, so the loader takes the state's seed %d",
+                point.adopt_seed,
             )
-            self._seed = adopt_seed
-            self._config = self._sampler.config = dataclasses.replace(config, seed=adopt_seed)
-        self._next_epoch, self._resume_batch = epoch, batch
+            self._seed = point.adopt_seed
+            self._config = self._sampler.config = dataclasses.replace(
+                self._config, seed=point.adopt_seed
+            )
+        self._next_epoch, self._resume_batch = point.epoch, point.batch
         self._current = None
 
-    def _may_adopt_seed(self, seed: object) -> bool:
+    def _may_adopt_seed(self, seed: int) -> bool:
         """Whether :meth:`load_state_dict` may replace this loader's seed with ``seed``.
 
         Only a seed the loader drew itself (``seed=None``) gives way, before the loader ran any
         epoch (its cache would hold another plan's entries), and not when a disk cache was made
         for it (likewise).
         """
-        if self._seed_given or isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if self._seed_given:
             return False
         return len(self._stats) == 0 and not isinstance(self._store, (DiskStore, TieredStore))
 
