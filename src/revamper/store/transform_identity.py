@@ -1,31 +1,213 @@
 """A description of a transform that is stable across runs of the same code.
 
 A disk cache's fingerprint includes the partial transform's identity, so that changing the
-transform invalidates the cache instead of serving stale entries.
+transform invalidates the cache instead of serving stale entries. The identity therefore has to
+change whenever what the transform computes may change, and stay the same (across processes,
+runs and hash seeds) when the code does not:
+
+- torchvision transforms describe themselves with their parameters: their ``repr`` is used;
+- ``Compose`` and anything else holding a ``transforms`` list recurse into it (with its ``p``);
+- a ``functools.partial`` shows its function, arguments and keywords, described recursively;
+- torchvision's ``Lambda`` shows its function;
+- a plain function or lambda is named by module and qualified name *and* a digest of its code:
+  bytecode, constants (nested code objects recursively), names, defaults, the values of closure
+  cells, and the values of the module globals it reads when they are simple (numbers, strings,
+  bytes, ``None``, tuples of those) or functions of its own module (digested in turn);
+- arrays and tensors (as arguments or closure values) are digested by dtype, shape and content.
+
+No ``id()``, address or ``hash()`` enters an identity. Where no reliable identity exists (an
+object whose ``repr`` holds a memory address) only its type is used, and a :class:`UserWarning`
+says, once per type, that the cache cannot see its parameters and that ``cache_key=`` decides.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+import functools
+import hashlib
+import threading
+import types
+import warnings
+from typing import Any, Final
+
+import numpy as np
+import torch
+
+_MAX_DEPTH: Final = 24
+_SIMPLE: Final = (type(None), bool, int, float, complex, str, bytes)
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
 
 
 def transform_identity(transform: Any) -> str:
-    """A description of a transform that is stable across runs of the same code.
+    """A description of ``transform`` that is stable across runs of the same code.
 
-    torchvision transforms describe themselves with their parameters, which is what a cache
-    depends on. Functions and objects whose ``repr`` holds a memory address are named by module
-    and qualified name instead (their parameters, if any, are not seen: pass ``cache_key`` to the
-    loader when they matter).
+    Args:
+        transform: The partial transform (any callable, or ``None``).
+
+    Returns:
+        A readable string that changes when the transform's code or parameters change (see the
+        module docstring for what is seen).
     """
-    if transform is None:
-        return "None"
-    inner = getattr(transform, "transforms", None)
-    if isinstance(inner, (list, tuple)):
-        parts = ", ".join(transform_identity(t) for t in inner)
-        return f"{type(transform).__qualname__}({parts})"
-    text = repr(transform)
-    if " at 0x" in text or text.startswith("<"):
-        kind = transform if callable(transform) and hasattr(transform, "__qualname__") else None
-        target = kind if kind is not None else type(transform)
-        return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
-    return text
+    return _Describer().describe(transform, 0)
+
+
+def _type_name(obj: Any) -> str:
+    kind = obj if isinstance(obj, type) else type(obj)
+    return f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', '?')}"
+
+
+def _warn_opaque(name: str) -> None:
+    with _warned_lock:
+        if name in _warned:
+            return
+        _warned.add(name)
+    warnings.warn(
+        f"revamper cannot see the parameters of {name} in the partial transform (its repr "
+        "holds a memory address), so the cache notices only a change of its type: pass "
+        "cache_key= to the loader to decide when the cached entries are stale",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+class _Describer:
+    """One identity computation; ``active`` guards against cycles (ids never reach the text)."""
+
+    def __init__(self) -> None:
+        self.active: set[int] = set()
+
+    def describe(self, obj: Any, depth: int) -> str:
+        if obj is None or isinstance(obj, _SIMPLE):
+            return repr(obj)
+        if depth > _MAX_DEPTH or id(obj) in self.active:
+            return f"<{_type_name(obj)} ...>"
+        self.active.add(id(obj))
+        try:
+            return self._describe(obj, depth + 1)
+        finally:
+            self.active.discard(id(obj))
+
+    def _describe(self, obj: Any, depth: int) -> str:
+        if isinstance(obj, functools.partial):
+            parts = [self.describe(obj.func, depth)]
+            parts += [self.describe(a, depth) for a in obj.args]
+            parts += [f"{k}={self.describe(v, depth)}" for k, v in sorted(obj.keywords.items())]
+            return f"partial({', '.join(parts)})"
+        if isinstance(obj, types.FunctionType):
+            return f"fn[{self.code_digest(obj, depth)}] {obj.__module__}.{obj.__qualname__}"
+        if isinstance(obj, types.MethodType):
+            return (
+                f"method[{self.describe(obj.__self__, depth)}].{self.describe(obj.__func__, depth)}"
+            )
+        if isinstance(obj, (types.BuiltinFunctionType, type, types.ModuleType)):
+            return (
+                getattr(obj, "__name__", "?")
+                if isinstance(obj, types.ModuleType)
+                else (f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')}")
+            )
+        if isinstance(obj, enum.Enum):
+            return f"{_type_name(obj)}.{obj.name}"
+        if isinstance(obj, (tuple, list)):
+            inner = ", ".join(self.describe(v, depth) for v in obj)
+            return f"({inner},)" if isinstance(obj, tuple) else f"[{inner}]"
+        if isinstance(obj, (set, frozenset)):
+            return "{" + ", ".join(sorted(self.describe(v, depth) for v in obj)) + "}"
+        if isinstance(obj, dict):
+            items = sorted(
+                f"{self.describe(k, depth)}: {self.describe(v, depth)}" for k, v in obj.items()
+            )
+            return "{" + ", ".join(items) + "}"
+        if isinstance(obj, (np.ndarray, np.generic, torch.Tensor)):
+            return _array_digest(obj)
+        return self._transform_object(obj, depth)
+
+    def _transform_object(self, obj: Any, depth: int) -> str:
+        lambd = getattr(obj, "lambd", None)
+        if lambd is not None and callable(lambd):  # torchvision's Lambda (v1 and v2)
+            extra = getattr(obj, "types", None)
+            types_text = f", types={self.describe(extra, depth)}" if extra is not None else ""
+            return f"{type(obj).__qualname__}({self.describe(lambd, depth)}{types_text})"
+        inner = getattr(obj, "transforms", None)
+        if isinstance(inner, (list, tuple)):
+            parts = [self.describe(t, depth) for t in inner]
+            p = getattr(obj, "p", None)
+            if p is not None:
+                parts.append(f"p={self.describe(p, depth)}")
+            return f"{type(obj).__qualname__}({', '.join(parts)})"
+        text = repr(obj)
+        if " at 0x" in text or text.startswith("<"):
+            name = _type_name(obj)
+            _warn_opaque(name)
+            return name
+        return text
+
+    def code_digest(self, fn: types.FunctionType, depth: int) -> str:
+        """16 hex digits of SHA-256 over what determines what ``fn`` computes."""
+        digest = hashlib.sha256()
+        digest.update(self._code_text(fn.__code__, depth).encode("utf-8", "surrogatepass"))
+        for label, value in (("defaults", fn.__defaults__), ("kwdefaults", fn.__kwdefaults__)):
+            digest.update(f"|{label}={self.describe(value, depth)}".encode("utf-8", "replace"))
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
+            try:
+                text = self.describe(cell.cell_contents, depth)
+            except ValueError:  # an empty cell
+                text = "<empty>"
+            digest.update(f"|cell {name}={text}".encode("utf-8", "replace"))
+        for name in sorted(_global_names(fn.__code__)):
+            if name not in fn.__globals__:
+                continue
+            found = fn.__globals__[name]
+            if _simple_value(found) or (
+                isinstance(found, types.FunctionType) and found.__module__ == fn.__module__
+            ):
+                digest.update(
+                    f"|global {name}={self.describe(found, depth)}".encode("utf-8", "replace")
+                )
+        return digest.hexdigest()[:16]
+
+    def _code_text(self, code: types.CodeType, depth: int) -> str:
+        consts = []
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                consts.append(f"code({self._code_text(const, depth + 1)})")
+            else:
+                consts.append(self.describe(const, depth))
+        fields = (
+            code.co_code.hex(),
+            ",".join(consts),
+            ",".join(code.co_names),
+            ",".join(code.co_varnames),
+            ",".join(code.co_freevars),
+            ",".join(code.co_cellvars),
+            f"{code.co_argcount},{code.co_posonlyargcount},{code.co_kwonlyargcount},{code.co_flags}",
+        )
+        return ";".join(fields)
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _simple_value(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return all(_simple_value(v) for v in value)
+    return isinstance(value, _SIMPLE)
+
+
+def _array_digest(value: np.ndarray[Any, Any] | np.generic | torch.Tensor) -> str:
+    if isinstance(value, torch.Tensor):
+        plain = value.detach().cpu().contiguous()
+        kind = f"tensor[{str(plain.dtype).removeprefix('torch.')}, {tuple(plain.shape)}"
+        data = plain.reshape(-1).view(torch.uint8).numpy().tobytes() if plain.numel() else b""
+    else:
+        array = np.asarray(value)
+        if array.dtype.hasobject:
+            return f"array[object, {array.shape}]"
+        kind = f"array[{array.dtype.str}, {array.shape}"
+        data = np.ascontiguousarray(array).tobytes()
+    return f"{kind}, {hashlib.sha256(data).hexdigest()[:16]}]"
