@@ -138,6 +138,7 @@ def test_damaged_records_read_as_misses_counted_and_warned_once(
     else:
         data[size + size // 2] ^= 0x40  # one bit in the second record's payload
         broken = [1]
+    store.close()
     segment.write_bytes(bytes(data))
     reader = disk(tmp_path)
     with pytest.warns(RuntimeWarning, match="damaged record"):
@@ -153,7 +154,6 @@ def test_damaged_records_read_as_misses_counted_and_warned_once(
             assert reader.get(1, 0) is MISS  # warned once only
         assert reader.stats().invalid_reads == 2
     reader.close()
-    store.close()
 
 
 def test_full_disk_leaves_the_entry_uncached_and_warns_once(
@@ -210,21 +210,27 @@ def test_a_worker_killed_mid_write_never_yields_bad_data(tmp_path: Path) -> None
 
 
 # -- segments and reading --------------------------------------------------------------------------
-def test_batched_reads_make_no_read_system_call_per_entry(
+def test_batched_reads_make_one_read_system_call_per_run_of_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = disk(tmp_path)
     for index in range(64):
         store.put(index, 0, np.full(3072, index % 256, dtype=np.uint8))  # 32x32x3-sized
-    store.get(0, 0)  # maps the segment
+    real_preadv = os.preadv
+    segment_reads: list[int] = []
 
-    def no_syscall(*args: Any) -> Any:
-        raise AssertionError("a read system call per entry")
+    def counting(fd: int, buffers: Any, offset: int) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".seg"):
+            segment_reads.append(len(buffers))
+        return real_preadv(fd, buffers, offset)
 
-    for name in ("read", "pread", "readv", "preadv"):
-        monkeypatch.setattr(os, name, no_syscall)
-    got = store.get_many(list(range(64)), [0] * 64)
-    assert [int(v[0]) for v in got] == [i % 256 for i in range(64)]
+    monkeypatch.setattr(os, "preadv", counting)
+    got = store.get_many(list(range(63, -1, -1)), [0] * 64)
+    assert [int(v[0]) for v in got] == [i % 256 for i in range(63, -1, -1)]
+    assert segment_reads == [64]  # back-to-back records: one preadv into 64 private buffers
+    segment_reads.clear()
+    got = store.get_many([0, 10, 40], [0] * 3)  # far apart: one read each
+    assert [int(v[0]) for v in got] == [0, 10, 40] and segment_reads == [1, 1, 1]
     store.close()
 
 

@@ -13,7 +13,17 @@ What it guarantees:
   goes on;
 - a cache made for another data set, transform, reuse factor, seed or codec is discarded with a
   log message saying what differed (:mod:`revamper.store.manifest`), never served;
-- old segments are deleted between epochs once no slot points into them.
+- old segments are deleted between epochs once no slot points into them;
+- the directory and everything the store finds in it must belong to the current user and be
+  writable by nobody else (:mod:`revamper.store.permissions`); files are opened without following
+  links, and the store creates its own with mode 0600 (directories 0700);
+- one owning store per directory at a time (:mod:`revamper.store.ownership`), and every record
+  carries the run identity of the cache incarnation that wrote it (a record of another is a miss);
+- nothing read from the directory is unpickled unless ``allow_pickle=True``; every field read
+  back (slots, counters, record headers, the manifest) is range-checked: a damaged slot or
+  record is a miss, damaged counters are rebuilt between epochs, a damaged manifest resets the
+  cache, with a log message;
+- a full disk, even at construction, leaves entries uncached with one warning.
 """
 
 from __future__ import annotations
@@ -29,23 +39,34 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from revamper.store import codec, manifest, record
+from revamper.store import codec, manifest, permissions, record
 from revamper.store.base import MISS, CacheStore, IoCounters, StoreStats
 from revamper.store.counters import Counters
+from revamper.store.ownership import CacheInUseError, OwnerLock
 from revamper.store.segments import ActiveSegment, SegmentReader, segment_path, try_delete
-from revamper.store.slots import Slot, SlotTable
+from revamper.store.slots import MAX_SEGMENT, Slot, SlotTable
+
+__all__ = ["DEFAULT_SEGMENT_BYTES", "CacheInUseError", "DiskStore", "check_directory"]
 
 logger = logging.getLogger(__name__)
 
 _EXTRA_COUNTERS: Final = ("next_segment",)
 DEFAULT_SEGMENT_BYTES: Final = 256 * 2**20
+_FILES: Final = ("lock", "owner.lock", "index", "counters", manifest.MANIFEST_NAME)
+_FULL: Final = (errno.ENOSPC, errno.EDQUOT)
+_DAMAGE: Final = (ValueError, TypeError, OverflowError, LookupError, MemoryError)
+"""What decoding damaged bytes may raise (``RecordError`` and ``CodecError`` are ValueErrors)."""
 
 
 def check_directory(directory: str | os.PathLike[str]) -> Path:
-    """Return ``directory`` as a Path if it is an existing, writable directory, else raise.
+    """Return ``directory`` as a Path if it is a usable cache directory, else raise.
+
+    Usable: an existing, writable directory that belongs to the current user and is writable by
+    nobody else (:mod:`revamper.store.permissions`).
 
     Raises:
-        ValueError: Naming the path and what is wrong with it.
+        ValueError: Naming the path and what is wrong with it (an
+            :class:`~revamper.store.permissions.UnsafeCacheError` for the owner and mode rule).
     """
     path = Path(directory)
     if not path.exists():
@@ -54,7 +75,21 @@ def check_directory(directory: str | os.PathLike[str]) -> Path:
         raise ValueError(f"cache_dir {str(path)!r} is not a directory")
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"cache_dir {str(path)!r} is not writable")
+    permissions.check_path(path, directory=True)
     return path
+
+
+def check_cache_files(path: Path) -> None:
+    """Apply the owner and mode rule to every file and directory of a cache found in ``path``.
+
+    Raises:
+        UnsafeCacheError: For the first offending path.
+    """
+    for name in _FILES:
+        with contextlib.suppress(FileNotFoundError):
+            permissions.check_path(path / name)
+    with contextlib.suppress(FileNotFoundError):
+        permissions.check_tree(path / "segments")
 
 
 class _Process:
@@ -63,25 +98,29 @@ class _Process:
     def __init__(self, path: Path, num_samples: int) -> None:
         self.pid = os.getpid()
         self.counters = Counters(path, _EXTRA_COUNTERS)
-        self.slots = SlotTable(path / "index", num_samples)
+        try:
+            self.slots = SlotTable(path / "index", num_samples)
+        except BaseException:
+            self.counters.close()
+            raise
         self.reader = SegmentReader(path / "segments")
         self.active: ActiveSegment | None = None
         self.disk_read = 0
         self.disk_written = 0
+        self.damaged_seen = 0
 
     def close(self) -> None:
         if self.active is not None:
             self.active.close()
         self.reader.close()
-        with contextlib.suppress(BufferError):
-            self.slots.close()
+        self.slots.close()
         self.counters.close()
 
 
 def _flush_and_drop(path: Path) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return
     try:
         os.fdatasync(fd)
@@ -92,14 +131,23 @@ def _flush_and_drop(path: Path) -> None:
         os.close(fd)
 
 
+def _is_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _FULL
+
+
 class DiskStore(CacheStore):
     """Cache entries as checksummed records in segment files under ``directory``.
 
     The directory is kept when the store closes: a later run with the same fingerprint reuses
     the entries (that is how resume avoids recomputation). Call :meth:`clear` to empty it.
 
+    The store built by the constructor *owns* the directory for its lifetime (a second owner
+    gets :class:`CacheInUseError`); pickled copies (DataLoader workers) and :meth:`attach`
+    (the other ranks of one distributed run) share it without owning it.
+
     Args:
-        directory: An existing, writable directory on local disk (one cache per directory).
+        directory: An existing, writable directory on local disk (one cache per directory)
+            that belongs to the current user and that nobody else can write to.
         num_samples: Size of the data set (the slot table has one slot per sample).
         fingerprint: What the cache is for (see :mod:`revamper.store.manifest`); a cache found
             with another fingerprint is discarded. ``None`` means "don't care": reuse any.
@@ -108,10 +156,16 @@ class DiskStore(CacheStore):
         drop_after_read: Ask the kernel to drop a record's pages from the page cache once read
             (each entry is read once per epoch), so the cache does not also fill RAM; used with
             a RAM tier in front (:class:`~revamper.store.tiered.TieredStore`).
+        allow_pickle: Let values the codec cannot encode natively be pickled, and pickled
+            records be read back. Off by default: unpickling runs code, and a cache directory
+            is input that someone else may have written.
 
     Raises:
         ValueError: If ``directory`` is missing, not a directory or read-only, or an argument is
             out of range.
+        UnsafeCacheError: (a ValueError) If the directory or a cache file in it belongs to
+            another user, is writable by group or others, or is a symbolic link.
+        CacheInUseError: If another live store owns the directory.
     """
 
     def __init__(
@@ -123,6 +177,31 @@ class DiskStore(CacheStore):
         capacity_bytes: int | None = None,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         drop_after_read: bool = False,
+        allow_pickle: bool = False,
+    ) -> None:
+        self._setup(directory, num_samples, capacity_bytes, segment_bytes, drop_after_read)
+        self._allow_pickle = bool(allow_pickle)
+        self._owner: OwnerLock | None = None
+        try:
+            check_cache_files(self._path)
+            self._owner = OwnerLock(self._path)
+            self._open_or_reset(fingerprint)
+        except OSError as exc:
+            if not _is_full(exc):
+                self._release_owner()
+                raise
+            self._disable(f"the disk is full ({exc})")
+        except BaseException:
+            self._release_owner()
+            raise
+
+    def _setup(
+        self,
+        directory: str | os.PathLike[str],
+        num_samples: int,
+        capacity_bytes: int | None,
+        segment_bytes: int,
+        drop_after_read: bool,
     ) -> None:
         path = check_directory(directory)
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -141,50 +220,174 @@ class DiskStore(CacheStore):
         self._proc_state: _Process | None = None
         self._closed = False
         self._warned: set[str] = set()
-        self._open_or_reset(fingerprint)
+        self._disabled: str | None = None
+        self._run_id = record.NO_RUN_ID
+        self._owner = None
+        self._failed_here = 0
+        self._verified_pid: int | None = None
 
+    @classmethod
+    def attach(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        num_samples: int,
+        fingerprint: Mapping[str, Any] | None = None,
+        run_id: bytes | None = None,
+        capacity_bytes: int | None = None,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        drop_after_read: bool = False,
+        allow_pickle: bool = False,
+    ) -> DiskStore:
+        """Open a disk cache that another process owns, without owning it (nor resetting it).
+
+        For the other ranks of one distributed run, which share their leader's cache by design.
+
+        Args:
+            directory: The owner's cache directory.
+            num_samples: Must match the cache's.
+            fingerprint: If given, must match the cache's.
+            run_id: If given, the owner's :attr:`run_id`: the cache must still be that
+                incarnation.
+            capacity_bytes: See the constructor.
+            segment_bytes: See the constructor.
+            drop_after_read: See the constructor.
+            allow_pickle: See the constructor.
+
+        Raises:
+            ValueError: If there is no trustworthy cache there, or it is another one.
+        """
+        store = cls.__new__(cls)
+        store._setup(directory, num_samples, capacity_bytes, segment_bytes, drop_after_read)
+        store._allow_pickle = bool(allow_pickle)
+        check_cache_files(store._path)
+        found = manifest.read_manifest(store._path)
+        wanted = manifest.manifest_for(fingerprint or {}, num_samples)
+        reason = "it has no valid manifest" if found is None else None
+        if found is not None and (fingerprint is not None or found["num_samples"] != num_samples):
+            reason = manifest.mismatch(found, wanted)
+        have = None if found is None else manifest.run_id_of(found)
+        if reason is None and run_id is not None and have != run_id:
+            reason = "it is another incarnation of the cache (run id)"
+        if reason is not None:
+            raise ValueError(f"cannot attach to the disk cache in {store._path}: {reason}")
+        assert have is not None
+        store._run_id = have
+        store._proc()  # open the files now: errors show here, not in the first get
+        return store
+
+    # -- set-up ---------------------------------------------------------------------------------
     def _open_or_reset(self, fingerprint: Mapping[str, Any] | None) -> None:
         path = self._path
-        lock_fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        lock_fd = permissions.open_private(path / "lock", os.O_RDWR, create=True)
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)  # one process sets a directory up at a time
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)  # attached processes wait for the set-up
             found = manifest.read_manifest(path)
             wanted = manifest.manifest_for(fingerprint or {}, self._num_samples)
-            reason = None
-            if found is None:
-                reason = "no cache there yet" if not (path / "index").exists() else "no manifest"
-            elif fingerprint is not None or found.get("num_samples") != self._num_samples:
-                reason = manifest.mismatch(found, wanted)
-                if reason is not None:
-                    logger.warning("discarding the disk cache in %s: %s", path, reason)
+            reason = self._reuse_problem(found, fingerprint, wanted)
             if reason is not None:
-                self._reset_files()
-                manifest.write_manifest(path, wanted)
+                if found is not None or (path / "index").exists():
+                    logger.warning("discarding the disk cache in %s: %s", path, reason)
+                self._reset_files(wanted)
             else:
                 logger.info("reusing the disk cache in %s", path)
+            run_id = manifest.run_id_of(wanted if found is None or reason else found)
+            assert run_id is not None
+            self._run_id = run_id
+            self._verified_pid = os.getpid()
             self._recount()
         finally:
             os.close(lock_fd)
 
-    def _reset_files(self) -> None:
+    def _reuse_problem(
+        self,
+        found: Mapping[str, Any] | None,
+        fingerprint: Mapping[str, Any] | None,
+        wanted: Mapping[str, Any],
+    ) -> str | None:
+        """Why the cache found cannot be reused, or ``None``."""
+        if found is None:
+            return "no cache there yet" if not (self._path / "index").exists() else "no manifest"
+        if fingerprint is not None or found["num_samples"] != self._num_samples:
+            reason = manifest.mismatch(found, wanted)
+            if reason is not None:
+                return reason
+        try:
+            table = SlotTable(self._path / "index", self._num_samples)
+        except FileNotFoundError:
+            return "its slot table is missing"
+        try:
+            if not table.size_ok():
+                return "its slot table has the wrong size (damaged)"
+        finally:
+            table.close()
+        if not (self._path / "counters").exists() or not (self._path / "segments").is_dir():
+            return "its counters or segments are missing"
+        return None
+
+    def _reset_files(self, wanted: Mapping[str, Any]) -> None:
+        """Rebuild an empty cache; the manifest goes first and comes back last."""
+        path = self._path
+        manifest.remove_manifest(path)
         for name in ("index", "counters"):
             with contextlib.suppress(FileNotFoundError):
-                (self._path / name).unlink()
-        shutil.rmtree(self._path / "segments", ignore_errors=True)
-        (self._path / "segments").mkdir()
+                (path / name).unlink()  # unlink never follows a link
+        shutil.rmtree(path / "segments", ignore_errors=True)
+        permissions.make_private_dir(path / "segments")
+        SlotTable.create(path / "index", self._num_samples)
+        Counters.create(path, _EXTRA_COUNTERS)
+        manifest.write_manifest(path, wanted)
 
     def _recount(self) -> None:
         # Counters are statistics; after a crash they may be off, so rebuild them from the slots.
         Counters.create(self._path, _EXTRA_COUNTERS)
-        (self._path / "segments").mkdir(exist_ok=True)
-        proc = self._proc()
+        permissions.make_private_dir(self._path / "segments")
+        self._rebuild_counters(self._proc(), quiet=True)  # the caller holds the lock file
+
+    def _rebuild_counters(self, proc: _Process, *, quiet: bool) -> None:
+        """Make ``bytes``, ``entries`` and ``next_segment`` agree with the files (hold the lock)."""
         entries, used = proc.slots.totals()
-        numbers = [int(p.stem) for p in (self._path / "segments").iterdir() if p.stem.isdigit()]
         counters = proc.counters
+        numbers = [n for n in self._segment_numbers() if n <= MAX_SEGMENT]
+        following = counters.value("next_segment")
+        if not 0 <= following <= MAX_SEGMENT:
+            following = 0
+        following = max([following - 1, *numbers], default=-1) + 1
+        wrong = [
+            name
+            for name, value in (("bytes", used), ("entries", entries), ("next_segment", following))
+            if counters.value(name) != value
+        ]
+        if wrong and not quiet:
+            logger.warning(
+                "the disk cache %s had damaged counters (%s); rebuilt from its slot table",
+                self._path,
+                ", ".join(wrong),
+            )
         counters.set("bytes", used)
         counters.set("entries", entries)
-        following = max([counters.value("next_segment") - 1, *numbers], default=-1) + 1
         counters.set("next_segment", following)
+
+    def _segment_numbers(self) -> list[int]:
+        try:
+            names = os.listdir(self._path / "segments")
+        except OSError:
+            return []
+        return [int(n[:-4]) for n in names if n.endswith(".seg") and n[:-4].isdigit()]
+
+    def _disable(self, reason: str) -> None:
+        """Cache nothing from now on (a full disk at construction), and say so once."""
+        self._disabled = reason
+        self._warn_once(
+            "disabled",
+            f"revamper: the disk cache {self._path} cannot be used: {reason}. Nothing is "
+            "cached; every entry is recomputed when needed. Free space or use another cache_dir.",
+        )
+
+    def _release_owner(self) -> None:
+        if self._owner is not None:
+            self._owner.release()
+            self._owner = None
 
     # -- pickling: workers get attached instances ------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -195,6 +398,9 @@ class DiskStore(CacheStore):
             "capacity": self._capacity,
             "segment_bytes": self._segment_bytes,
             "drop_after_read": self._drop_after_read,
+            "allow_pickle": self._allow_pickle,
+            "run_id": self._run_id,
+            "disabled": self._disabled,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -203,9 +409,15 @@ class DiskStore(CacheStore):
         self._capacity = state["capacity"]
         self._segment_bytes = state["segment_bytes"]
         self._drop_after_read = state["drop_after_read"]
+        self._allow_pickle = state["allow_pickle"]
+        self._run_id = state["run_id"]
+        self._disabled = state["disabled"]
+        self._owner = None
         self._proc_state = None
         self._closed = False
         self._warned = set()
+        self._failed_here = 0
+        self._verified_pid = None
 
     @property
     def path(self) -> Path:
@@ -217,6 +429,16 @@ class DiskStore(CacheStore):
         """Slots in the table."""
         return self._num_samples
 
+    @property
+    def run_id(self) -> bytes:
+        """The random identity of this incarnation of the cache (in its manifest and records)."""
+        return self._run_id
+
+    @property
+    def owner(self) -> bool:
+        """Whether this instance owns the directory (it was built by the constructor)."""
+        return self._owner is not None
+
     # -- helpers ------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
@@ -226,8 +448,33 @@ class DiskStore(CacheStore):
         self._check_open()
         proc = self._proc_state
         if proc is None or proc.pid != os.getpid():
+            if self._owner is not None:
+                self._owner.drop_inherited()  # a forked worker: the owner keeps the lock
             proc = self._proc_state = _Process(self._path, self._num_samples)
+            if proc.pid != self._verified_pid:
+                self._verify_incarnation()
         return proc
+
+    def _verify_incarnation(self) -> None:
+        """A process that opens the cache checks that it is still the incarnation it knows."""
+        found = manifest.read_manifest(self._path)
+        if found is None or manifest.run_id_of(found) != self._run_id:
+            raise _Gone("the cache was reset or replaced by another process meanwhile")
+        self._verified_pid = os.getpid()
+
+    def _live(self) -> _Process | None:
+        """This process's handles, or ``None`` if the cache cannot be used (said once)."""
+        if self._disabled is not None:
+            self._check_open()
+            return None
+        try:
+            return self._proc()
+        except (OSError, ValueError, _Gone) as exc:  # files gone, unsafe, full, reset
+            if self._proc_state is not None and self._proc_state.pid == os.getpid():
+                self._proc_state.close()
+            self._proc_state = None
+            self._disable(str(exc))
+            return None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[_Process]:
@@ -244,6 +491,15 @@ class DiskStore(CacheStore):
             self._warned.add(key)
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
+    def _damaged(self, proc: _Process, count: int, what: str) -> None:
+        with contextlib.suppress(OSError), self._locked() as locked:
+            locked.counters.add("invalid", count)
+        self._warn_once(
+            "corrupt",
+            f"revamper: {what} in the disk cache {self._path} was not used; damaged entries "
+            "are recomputed",
+        )
+
     # -- reading --------------------------------------------------------------------------------
     def get(self, index: int, generation: int) -> Any:
         """See :meth:`CacheStore.get`."""
@@ -255,49 +511,65 @@ class DiskStore(CacheStore):
             raise ValueError(
                 f"get_many: got {len(indices)} indices but {len(generations)} generations"
             )
-        proc = self._proc()
-        out: list[Any] = [MISS] * len(indices)
-        wanted = []
-        for position, (index, generation) in enumerate(zip(indices, generations, strict=True)):
+        for index in indices:
             self._check_index(index)
-            slot = proc.slots.read(index)
+        out: list[Any] = [MISS] * len(indices)
+        proc = self._live()
+        if proc is None or not indices:
+            return out
+        try:
+            slots = proc.slots.read_many(indices)
+        except OSError:
+            return out
+        self._note_damaged_slots(proc)
+        wanted: dict[int, list[tuple[int, int, int, Slot]]] = {}
+        for position, (slot, generation) in enumerate(zip(slots, generations, strict=True)):
             if slot is not None and slot.generation == generation:
-                wanted.append((slot.segment, slot.offset, position, index, slot))
-        drops: dict[int, list[tuple[int, int]]] = {}
-        for segment, offset, position, index, slot in sorted(wanted):
-            out[position] = self._read(proc, index, slot)
+                wanted.setdefault(slot.segment, []).append((slot.offset, position, 0, slot))
+        for segment, items in sorted(wanted.items()):
+            items.sort()
+            datas = proc.reader.read_many(segment, [(s.offset, s.length) for *_, s in items])
+            for (_, position, _, slot), data in zip(items, datas, strict=True):
+                out[position] = self._open(proc, indices[position], slot, data)
             if self._drop_after_read:
-                drops.setdefault(segment, []).append((offset, slot.length))
-        for segment, ranges in drops.items():
-            proc.reader.release(segment, ranges)
+                proc.reader.release(segment, [(s.offset, s.length) for *_, s in items])
         return out
 
-    def _read(self, proc: _Process, index: int, slot: Slot) -> Any:
-        data = proc.reader.read(slot.segment, slot.offset, slot.length)
+    def _note_damaged_slots(self, proc: _Process) -> None:
+        new = proc.slots.damaged - proc.damaged_seen
+        if new:
+            proc.damaged_seen = proc.slots.damaged
+            self._damaged(proc, new, f"{new} damaged slot(s) of the index")
+
+    def _open(self, proc: _Process, index: int, slot: Slot, data: Any) -> Any:
         try:
             if data is None:
                 raise record.RecordError("its segment file is missing or cut short")
             proc.disk_read += slot.length
-            header, meta, payload = record.open_record(data, index)
+            header, meta, payload = record.open_record(
+                data, index, run_id=self._run_id, require_checksum=True
+            )
             if header.generation != slot.generation:
                 raise record.RecordError("record and slot disagree on the generation")
-            return codec.decode(meta, payload)
-        except (record.RecordError, codec.CodecError) as exc:
-            with self._locked() as locked:
-                locked.counters.add("invalid", 1)
-            self._warn_once(
-                "corrupt",
-                f"revamper: a damaged record in the disk cache {self._path} (sample {index}: "
-                f"{exc}) was not used; damaged records are recomputed",
-            )
+            return codec.decode(meta, payload, allow_pickle=self._allow_pickle)
+        except _DAMAGE as exc:
+            self._damaged(proc, 1, f"a damaged record (sample {index}: {exc})")
             return MISS
 
     def prefetch(self, indices: Sequence[int], generations: Sequence[int]) -> None:
         """Start reading these entries from disk in the background (``POSIX_FADV_WILLNEED``)."""
-        proc = self._proc()
+        proc = self._live()
+        if proc is None:
+            return
+        keep = [
+            (i, g) for i, g in zip(indices, generations, strict=True) if 0 <= i < self._num_samples
+        ]
+        try:
+            slots = proc.slots.read_many([i for i, _ in keep])
+        except OSError:
+            return
         ranges: dict[int, list[tuple[int, int]]] = {}
-        for index, generation in zip(indices, generations, strict=True):
-            slot = proc.slots.read(index) if 0 <= index < self._num_samples else None
+        for slot, (_, generation) in zip(slots, keep, strict=True):
             if slot is not None and slot.generation == generation:
                 ranges.setdefault(slot.segment, []).append((slot.offset, slot.length))
         for segment, spans in ranges.items():
@@ -306,38 +578,49 @@ class DiskStore(CacheStore):
     def contains(self, index: int, generation: int | None = None) -> bool:
         """See :meth:`CacheStore.contains` (checks the slot, not the record)."""
         self._check_index(index)
-        slot = self._proc().slots.read(index)
+        proc = self._live()
+        if proc is None:
+            return False
+        try:
+            slot = proc.slots.read(index)
+        except OSError:
+            return False
         return slot is not None and (generation is None or slot.generation == generation)
 
     # -- writing --------------------------------------------------------------------------------
     def put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
         """See :meth:`CacheStore.put_encoded`."""
         self._check_index(index)
-        proc = self._proc()
-        size = record.record_size(encoded)
-        if self._capacity is not None and not self._fits(proc, index, size):
-            with self._locked() as locked:
-                self._drop_slot(locked, index)
-                locked.counters.add("rejected", 1)
+        proc = self._live()
+        if proc is None:
+            self._failed_here += 1
             return False
+        size = record.record_size(encoded)
         try:
+            if self._capacity is not None and not self._fits(proc, index, size):
+                with self._locked() as locked:
+                    self._drop_slot(locked, index)
+                    locked.counters.add("rejected", 1)
+                return False
             active = self._active(proc, generation)
             offset = active.append(
-                record.record_segments(index, generation, encoded, checksum=True)
+                record.record_segments(
+                    index, generation, encoded, checksum=True, run_id=self._run_id
+                )
             )
-        except OSError as exc:
+            proc.disk_written += size
+            with self._locked() as locked:
+                if self._capacity is not None and not self._fits(locked, index, size):
+                    self._drop_slot(locked, index)
+                    locked.counters.add("rejected", 1)
+                    return False
+                old = locked.slots.clear(index)
+                locked.slots.write(index, Slot(generation, offset, size, active.number))
+                locked.counters.add("bytes", size - old)
+                locked.counters.add("entries", 0 if old else 1)
+                locked.counters.add("puts", 1)
+        except (OSError, ValueError) as exc:
             return self._write_failed(proc, index, exc)
-        proc.disk_written += size
-        with self._locked() as locked:
-            if self._capacity is not None and not self._fits(locked, index, size):
-                self._drop_slot(locked, index)
-                locked.counters.add("rejected", 1)
-                return False
-            old = locked.slots.clear(index)
-            locked.slots.write(index, Slot(generation, offset, size, active.number))
-            locked.counters.add("bytes", size - old)
-            locked.counters.add("entries", 0 if old else 1)
-            locked.counters.add("puts", 1)
         if self._drop_after_read:
             proc.reader.advise(active.number, [(offset, size)], os.POSIX_FADV_DONTNEED)
         return True
@@ -365,11 +648,17 @@ class DiskStore(CacheStore):
         if active is not None:
             active.close()
             proc.active = None
-        while True:
+        for _ in range(64):
             with self._locked() as locked:
                 number = locked.counters.add("next_segment", 1)
+                if not 0 <= number <= MAX_SEGMENT:  # a damaged counter
+                    self._rebuild_counters(locked, quiet=False)
+                    number = locked.counters.add("next_segment", 1)
             path = segment_path(self._path / "segments", number)
-            created = ActiveSegment(path, number, generation)
+            try:
+                created = ActiveSegment(path, number, generation)
+            except FileExistsError:
+                continue  # a damaged counter named a segment that exists: take the next
             # Another process's garbage collection (on_epoch_start of another rank sharing this
             # directory) may unlink a fresh segment between its creation and its lock: records
             # appended there would be lost, so take a new one.
@@ -377,12 +666,13 @@ class DiskStore(CacheStore):
                 proc.active = created
                 return created
             created.close()
+        raise OSError(errno.EEXIST, "could not create a new segment file", str(self._path))
 
-    def _write_failed(self, proc: _Process, index: int, exc: OSError) -> bool:
-        with self._locked() as locked:
+    def _write_failed(self, proc: _Process, index: int, exc: Exception) -> bool:
+        with contextlib.suppress(OSError), self._locked() as locked:
             locked.counters.add("failed", 1)
             self._drop_slot(locked, index)  # the old entry is outdated by this put anyway
-        kind = "full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "error"
+        kind = "full" if _is_full(exc) else "error"
         self._warn_once(
             f"write-{kind}",
             f"revamper: could not write sample {index} to the disk cache {self._path} ({exc}); "
@@ -394,21 +684,32 @@ class DiskStore(CacheStore):
     def evict(self, index: int) -> None:
         """See :meth:`CacheStore.evict`."""
         self._check_index(index)
-        with self._locked() as locked:
+        proc = self._live()
+        if proc is None:
+            return
+        with contextlib.suppress(OSError), self._locked() as locked:
             self._drop_slot(locked, index)
 
     # -- maintenance ----------------------------------------------------------------------------
     def on_epoch_start(self, epoch: int) -> None:
-        """Delete the segments no slot points into and no writer holds.
+        """Check the counters, and delete the segments no slot points into and no writer holds.
 
-        With ``drop_after_read``, also flush the segments and drop them from the page cache:
-        pages written last epoch could not be dropped while they were dirty, and the disk tier
-        must not hold RAM behind the budget's back.
+        Counters that disagree with the slot table (damaged) are rebuilt from it, with a log
+        message. With ``drop_after_read``, also flush the segments and drop them from the page
+        cache: pages written last epoch could not be dropped while they were dirty, and the disk
+        tier must not hold RAM behind the budget's back.
         """
-        proc = self._proc()
-        live = proc.slots.live_segments()
-        for path in sorted((self._path / "segments").glob("*.seg")):
-            number = int(path.stem)
+        proc = self._live()
+        if proc is None:
+            return
+        try:
+            with self._locked() as locked:
+                self._rebuild_counters(locked, quiet=False)
+                live = locked.slots.live_segments()
+        except OSError:
+            return
+        for number in sorted(self._segment_numbers()):
+            path = segment_path(self._path / "segments", number)
             if number not in live and try_delete(path):
                 proc.reader.forget(number)
             elif self._drop_after_read:
@@ -416,15 +717,22 @@ class DiskStore(CacheStore):
 
     def clear(self) -> None:
         """Delete every entry (the directory stays, with a fresh, empty cache)."""
+        proc = self._live()
+        if proc is None:
+            return
         with self._locked() as locked:
-            locked.slots.slots["length"] = 0
+            locked.slots.clear_all()
             locked.counters.set("bytes", 0)
             locked.counters.set("entries", 0)
         self.on_epoch_start(-1)
 
     def disk_bytes(self) -> int:
         """Bytes the segment files take, live and dead records together."""
-        return sum(p.stat().st_size for p in (self._path / "segments").glob("*.seg"))
+        total = 0
+        for number in self._segment_numbers():
+            with contextlib.suppress(OSError):
+                total += os.lstat(segment_path(self._path / "segments", number)).st_size
+        return total
 
     def io_counters(self) -> IoCounters:
         """See :meth:`CacheStore.io_counters`."""
@@ -435,16 +743,24 @@ class DiskStore(CacheStore):
 
     def stats(self) -> StoreStats:
         """See :meth:`CacheStore.stats`."""
-        return self._proc().counters.stats(self._capacity)
+        proc = self._live()
+        if proc is None:
+            return StoreStats(0, 0, self._capacity, 0, 0, self._failed_here, 0)
+        return proc.counters.stats(self._capacity)
 
     def close(self) -> None:
-        """Release this process's handles; the cache stays on disk."""
+        """Release this process's handles (and the directory, if it owns it); the cache stays."""
         if self._closed:
             return
         if self._proc_state is not None and self._proc_state.pid == os.getpid():
             self._proc_state.close()
         self._proc_state = None
+        self._release_owner()
         self._closed = True
 
     def __repr__(self) -> str:
         return f"DiskStore({str(self._path)!r}, num_samples={self._num_samples})"
+
+
+class _Gone(Exception):
+    """The cache this process knew is no longer there (reset or replaced by another process)."""

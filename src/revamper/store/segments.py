@@ -7,24 +7,31 @@ holds, so a segment being filled is never deleted under its writer. A writer sta
 when the current one is full or a newer generation (epoch) begins, so that each segment's records
 age together and whole segments become garbage once the plan has recomputed them.
 
-Readers map segments into memory and copy records out: reading the entries of a whole batch costs
-no system call per entry, which matters for small entries (a 32x32 image is 3 KB).
+Readers copy records into private buffers with ``preadv``, never through a memory map: a segment
+cut short (a full disk, a damaged or truncated file) then reads short and the record is a miss,
+where a map would kill the process with ``SIGBUS``. Records that lie back to back in a segment
+(the usual case: a batch's entries were mostly written in order) are read with one ``preadv``
+into their separate buffers, so small entries (a 32x32 image is 3 KB) do not cost a system call
+each. Every file is opened without following links and must be a private file of ours
+(:mod:`revamper.store.permissions`); a new segment is created exclusively.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
-import mmap
 import os
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from revamper.store import record
+from revamper.store import permissions, record
 
 SEGMENT_SUFFIX: Final = ".seg"
+_IOV_MAX: Final = 512  # buffers per preadv, well under the kernel's limit
+_GAP: Final = 4096  # bytes between two records still read in one preadv (into a scratch buffer)
 
 
 def segment_path(directory: Path, segment: int) -> Path:
@@ -36,18 +43,22 @@ class ActiveSegment:
     """The segment one process appends to.
 
     Args:
-        path: The segment's file (created).
+        path: The segment's file (created; it must not exist).
         number: Its segment number.
         generation: The newest generation written to it so far.
+
+    Raises:
+        FileExistsError: If a file of that name exists (take another number).
+        OSError: If it cannot be created (``ENOSPC``, ...).
     """
 
     def __init__(self, path: Path, number: int, generation: int) -> None:
         self.path = path
         self.number = number
         self.generation = generation
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.fd = permissions.open_private(path, os.O_WRONLY | os.O_APPEND | os.O_EXCL, create=True)
         fcntl.flock(self.fd, fcntl.LOCK_SH)
-        self.size = os.fstat(self.fd).st_size
+        self.size = 0
 
     def append(self, segments: list[bytes | memoryview]) -> int:
         """Append one record; returns its offset. On an error, the size is re-read.
@@ -72,44 +83,59 @@ class ActiveSegment:
 
 
 class SegmentReader:
-    """Reads records from segments through per-process memory maps, remapping as they grow."""
+    """Reads records from segments into private buffers (``preadv``), checking every length."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._maps: dict[int, mmap.mmap] = {}
         self._fds: dict[int, int] = {}
 
     def read(self, segment: int, offset: int, length: int) -> np.ndarray[Any, Any] | None:
         """Copy one record into a private, writable array; ``None`` if it is not there."""
-        mapped = self._map(segment, offset + length)
-        if mapped is None:
-            return None
-        out = np.empty(length, dtype=np.uint8)
-        out[:] = np.frombuffer(mapped, dtype=np.uint8, count=length, offset=offset)
-        return out
+        return self.read_many(segment, [(offset, length)])[0]
 
-    def _map(self, segment: int, needed: int) -> mmap.mmap | None:
-        mapped = self._maps.get(segment)
-        if mapped is not None and len(mapped) >= needed:
-            return mapped
+    def read_many(
+        self, segment: int, spans: list[tuple[int, int]]
+    ) -> list[np.ndarray[Any, Any] | None]:
+        """Copy the records at ``(offset, length)`` ``spans`` (sorted) of one segment.
+
+        Returns:
+            One private, writable array per span, or ``None`` where the segment is missing or
+            ends before the record does.
+        """
+        out: list[np.ndarray[Any, Any] | None] = [None] * len(spans)
         fd = self.fd(segment)
         if fd is None:
-            return None
-        size = os.fstat(fd).st_size
-        if size < needed or size == 0:
-            return None
-        if mapped is not None:
-            mapped.close()
-        mapped = self._maps[segment] = mmap.mmap(fd, size, prot=mmap.PROT_READ)
-        return mapped
+            return out
+        for run in _runs(spans):
+            start = spans[run[0]][0]
+            views: list[memoryview] = []
+            ends: list[tuple[int, int]] = []  # (end offset of the span's bytes, span position)
+            cursor = start
+            for position in run:
+                offset, length = spans[position]
+                if offset > cursor:
+                    views.append(memoryview(bytearray(offset - cursor)))
+                buffer = np.empty(length, dtype=np.uint8)
+                out[position] = buffer
+                views.append(buffer.data)
+                cursor = offset + length
+                ends.append((cursor, position))
+            try:
+                got = os.preadv(fd, views, start)
+            except OSError:
+                got = 0
+            for end, position in ends:
+                if start + got < end:
+                    out[position] = None  # cut short: a miss
+        return out
 
     def fd(self, segment: int) -> int | None:
         """A read descriptor of ``segment`` (kept open), or ``None`` if it does not exist."""
         fd = self._fds.get(segment)
         if fd is None:
             try:
-                fd = os.open(segment_path(self.directory, segment), os.O_RDONLY)
-            except FileNotFoundError:
+                fd = permissions.open_private(segment_path(self.directory, segment), os.O_RDONLY)
+            except (OSError, ValueError):  # missing, a link, not ours: nothing to read
                 return None
             self._fds[segment] = fd
         return fd
@@ -124,36 +150,36 @@ class SegmentReader:
                 os.posix_fadvise(fd, offset, length, advice)
 
     def release(self, segment: int, ranges: list[tuple[int, int]]) -> None:
-        """Drop these ranges from this process's map and from the page cache.
+        """Ask the kernel to drop these ranges from the page cache (``POSIX_FADV_DONTNEED``).
 
-        The kernel keeps a page cached while any process maps it, so the map's pages are let go
-        first (``MADV_DONTNEED`` on a shared file map only unmaps them), then the page cache is
-        asked to drop them (``POSIX_FADV_DONTNEED``; pages not yet written back stay).
+        Records are copied out with ``preadv``, so no map of this process keeps them cached;
+        pages not yet written back stay.
         """
-        mapped = self._maps.get(segment)
-        if mapped is not None:
-            page = mmap.PAGESIZE
-            for offset, length in _merge(ranges):
-                start = offset // page * page
-                end = min(len(mapped), -(-(offset + length) // page) * page)
-                with contextlib.suppress(OSError, ValueError):
-                    mapped.madvise(mmap.MADV_DONTNEED, start, end - start)
         self.advise(segment, ranges, os.POSIX_FADV_DONTNEED)
 
     def forget(self, segment: int) -> None:
-        """Drop the map and descriptor of a segment (it was deleted)."""
-        mapped = self._maps.pop(segment, None)
-        if mapped is not None:
-            with contextlib.suppress(BufferError):
-                mapped.close()
+        """Drop the descriptor of a segment (it was deleted)."""
         fd = self._fds.pop(segment, None)
         if fd is not None:
             os.close(fd)
 
     def close(self) -> None:
-        """Drop every map and descriptor."""
-        for segment in list(self._fds) + list(self._maps):
+        """Drop every descriptor."""
+        for segment in list(self._fds):
             self.forget(segment)
+
+
+def _runs(spans: list[tuple[int, int]]) -> list[list[int]]:
+    """Group sorted, non-overlapping spans into runs read by one ``preadv`` each."""
+    runs: list[list[int]] = []
+    end = -1
+    for position, (offset, length) in enumerate(spans):
+        if runs and end <= offset <= end + _GAP and len(runs[-1]) < _IOV_MAX // 2:
+            runs[-1].append(position)
+        else:
+            runs.append([position])
+        end = offset + length
+    return runs
 
 
 def _merge(ranges: list[tuple[int, int]], gap: int = 65536) -> list[tuple[int, int]]:
@@ -170,9 +196,13 @@ def _merge(ranges: list[tuple[int, int]], gap: int = 65536) -> list[tuple[int, i
 def try_delete(path: Path) -> bool:
     """Delete a segment file unless a writer holds it; returns whether it was deleted."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        return False  # a link: not ours to delete or follow
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

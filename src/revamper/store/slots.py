@@ -1,26 +1,55 @@
-"""A table of one fixed-size slot per sample in a shared, memory-mapped file.
+"""A table of one fixed-size, self-checking slot per sample in a shared file.
 
 The disk store's index: slot ``i`` says where sample ``i``'s current record lives (segment, offset,
-length) and which generation it holds. Every process maps the same file, so a slot written by
-one worker is seen by all. A slot is not updated atomically, but a reader never trusts it alone:
-the record it points to carries its own index, generation, length and checksum, so a slot read
-half-way through an update leads to a rejected record (a miss), never to wrong data.
+length) and which generation it holds. Every process reads and writes the same file with
+``pread``/``pwrite``, so a slot written by one worker is seen by all. The file is never written
+through a memory map: on a full file system, the first write through a map into an unallocated
+page kills the process with ``SIGBUS``, and so does any access to a file cut short under a map.
+The table is allocated whole when the cache is created (:meth:`SlotTable.create`).
+
+Everything read from the file is untrusted. Each slot carries a check word (a mix of its fields
+and its own index), so a slot damaged on disk, or copied from elsewhere, reads as a miss; fields
+are range-checked as well. A slot is written with one ``pwrite``; a reader never trusts it alone:
+the record it points to carries its own index, generation, run id, length and checksum, so a slot
+read half-way through an update leads to a rejected record (a miss), never to wrong data.
 """
 
 from __future__ import annotations
 
-import mmap
+import contextlib
+import errno
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 import numpy as np
 
+from revamper.store import permissions
+from revamper.store.record import HEADER_SIZE
+
 SLOT_DTYPE: Final = np.dtype(
     [("generation", "<i8"), ("offset", "<u8"), ("length", "<u4"), ("segment", "<u4"),
-     ("reserved", "<u8")]
+     ("check", "<u8")]
 )  # fmt: skip
-"""32 bytes per sample; ``length == 0`` marks an empty slot."""
+"""32 bytes per sample; an all-zero slot (``length == 0``) is empty."""
+
+MAX_SEGMENT: Final = 2**32 - 2
+"""The largest segment number a slot can name."""
+MAX_OFFSET: Final = 2**48
+"""No segment grows beyond this (a slot that says otherwise is damaged)."""
+_CHUNK: Final = 1 << 20
+_K = tuple(
+    np.uint64(k)
+    for k in (
+        0x9E3779B97F4A7C15,
+        0xBF58476D1CE4E5B9,
+        0x94D049BB133111EB,
+        0xD6E8FEB86659FD93,
+        0xA0761D6478BD642F,
+        0x5265564D50534C54,  # salt
+    )
+)
 
 
 class Slot(NamedTuple):
@@ -32,59 +61,190 @@ class Slot(NamedTuple):
     segment: int
 
 
+def slot_checks(rows: np.ndarray[Any, Any], indices: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The check words slots ``rows`` of samples ``indices`` must carry.
+
+    Each field goes through a bijection before the fields are combined, so any change to one
+    field (or to the index) changes the check word; changes to several cancel out with
+    probability about 2**-64.
+    """
+    with np.errstate(over="ignore"):
+        h: np.ndarray[Any, Any] = (
+            rows["generation"].view(np.uint64) ^ (rows["offset"] * _K[0])
+        ) * _K[1]
+        packed = rows["length"].astype(np.uint64) | (rows["segment"].astype(np.uint64) << 32)
+        h ^= packed * _K[2]
+        h ^= (indices.astype(np.uint64) * _K[3]) ^ _K[5]
+        h ^= h >> np.uint64(31)
+        h *= _K[4]
+        h ^= h >> np.uint64(29)
+    return h
+
+
+def _slot(row: Any) -> Slot:
+    return Slot(int(row["generation"]), int(row["offset"]), int(row["length"]), int(row["segment"]))
+
+
+def _valid(rows: np.ndarray[Any, Any], indices: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Which ``rows`` are plausible, intact, non-empty slots."""
+    length = rows["length"]
+    ok: np.ndarray[Any, Any] = (
+        (length >= HEADER_SIZE)
+        & (rows["generation"] >= 0)
+        & (rows["offset"] < MAX_OFFSET)
+        & (rows["segment"] <= MAX_SEGMENT)
+        & (rows["check"] == slot_checks(rows, indices))
+    )
+    return ok
+
+
 class SlotTable:
-    """The memory-mapped slot table of one store, in one process.
+    """The slot table of one store, in one process.
 
     Args:
-        path: The table's file (created, zero-filled, if missing).
+        path: The table's file (it must exist: see :meth:`create`).
         num_samples: Number of slots.
+
+    Raises:
+        UnsafeCacheError: If the file is a link, not a regular file, or not private.
+        FileNotFoundError: If it does not exist.
     """
 
     def __init__(self, path: Path, num_samples: int) -> None:
+        self.path = path
+        self.num_samples = num_samples
+        self.fd = permissions.open_private(path, os.O_RDWR)
+        self.damaged = 0
+        """Damaged slots met by this process (read as empty)."""
+
+    @staticmethod
+    def create(path: Path, num_samples: int) -> None:
+        """Create a new, empty table at ``path`` (which must not exist), allocated whole.
+
+        Raises:
+            FileExistsError: If something is there already.
+            OSError: If the space cannot be allocated (``ENOSPC``); nothing is left behind.
+        """
         size = num_samples * SLOT_DTYPE.itemsize
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = permissions.open_private(path, os.O_RDWR | os.O_EXCL, create=True)
         try:
-            if os.fstat(fd).st_size != size:
-                os.ftruncate(fd, size)
-            self._map = mmap.mmap(fd, size)
-        finally:
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                _write_zeros(fd, 0, size)  # a file system without fallocate
+        except BaseException:
             os.close(fd)
-        self.slots: np.ndarray[Any, Any] = np.frombuffer(self._map, dtype=SLOT_DTYPE)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        os.close(fd)
+
+    def size_ok(self) -> bool:
+        """Whether the file has the size of ``num_samples`` slots."""
+        return os.fstat(self.fd).st_size == self.num_samples * SLOT_DTYPE.itemsize
+
+    def _rows(self, indices: Sequence[int]) -> np.ndarray[Any, Any]:
+        rows = np.zeros(len(indices), dtype=SLOT_DTYPE)
+        raw = rows.view(np.uint8)
+        item = SLOT_DTYPE.itemsize
+        for k, index in enumerate(indices):
+            got = os.preadv(self.fd, [raw.data[k * item : (k + 1) * item]], index * item)
+            if got != item:
+                rows[k] = 0  # the file was cut short: empty
+        return rows
+
+    def read_many(self, indices: Sequence[int]) -> list[Slot | None]:
+        """The slots of ``indices`` (``None`` where empty or damaged)."""
+        rows = self._rows(indices)
+        valid = _valid(rows, np.asarray(indices, dtype=np.int64))
+        self.damaged += int(np.count_nonzero(~valid & (rows["length"] != 0)))
+        return [
+            Slot(
+                int(row["generation"]), int(row["offset"]), int(row["length"]), int(row["segment"])
+            )
+            if ok
+            else None
+            for row, ok in zip(rows, valid, strict=True)
+        ]
 
     def read(self, index: int) -> Slot | None:
-        """The slot of ``index``, or ``None`` if it is empty."""
-        row = self.slots[index]
-        length = int(row["length"])
-        if length == 0:
-            return None
-        return Slot(int(row["generation"]), int(row["offset"]), length, int(row["segment"]))
+        """The slot of ``index``, or ``None`` if it is empty or damaged."""
+        return self.read_many([index])[0]
 
     def write(self, index: int, slot: Slot) -> None:
-        """Point ``index`` at a record: length last, so a reader sees empty, then the new slot."""
-        row = self.slots[index : index + 1]
-        row["length"] = 0
-        row["generation"] = slot.generation
-        row["offset"] = slot.offset
-        row["segment"] = slot.segment
-        row["length"] = slot.length
+        """Point ``index`` at a record, with one ``pwrite``.
+
+        Raises:
+            ValueError: If a field is out of range.
+            OSError: If the write fails.
+        """
+        if not (
+            slot.generation >= 0
+            and 0 <= slot.offset < MAX_OFFSET
+            and HEADER_SIZE <= slot.length < 2**32
+            and 0 <= slot.segment <= MAX_SEGMENT
+        ):
+            raise ValueError(f"slot {slot} is out of range")
+        row = np.array([(*slot, 0)], dtype=SLOT_DTYPE)
+        row["check"] = slot_checks(row, np.array([index]))
+        self._pwrite(row.tobytes(), index * SLOT_DTYPE.itemsize)
+
+    def _pwrite(self, data: bytes, offset: int) -> None:
+        if os.pwrite(self.fd, data, offset) != len(data):
+            raise OSError(f"short write to the slot table {self.path}")
 
     def clear(self, index: int) -> int:
-        """Empty the slot of ``index``; returns the length it pointed to (0 if empty)."""
-        length = int(self.slots[index]["length"])
-        self.slots[index : index + 1]["length"] = 0
-        return length
+        """Empty the slot of ``index``; returns the length it pointed to (0 if empty or damaged).
+
+        Raises:
+            OSError: If the write fails.
+        """
+        slot = self.read(index)
+        self._pwrite(bytes(SLOT_DTYPE.itemsize), index * SLOT_DTYPE.itemsize)
+        return 0 if slot is None else slot.length
+
+    def clear_all(self) -> None:
+        """Empty every slot."""
+        _write_zeros(self.fd, 0, self.num_samples * SLOT_DTYPE.itemsize)
+
+    def scan(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Every slot and which of them are valid (the whole table in one read)."""
+        size = self.num_samples * SLOT_DTYPE.itemsize
+        rows = np.zeros(self.num_samples, dtype=SLOT_DTYPE)
+        raw = rows.view(np.uint8)
+        done = 0
+        while done < size:
+            got = os.preadv(self.fd, [raw.data[done : done + _CHUNK * 16]], done)
+            if got <= 0:
+                break
+            done += got
+        return rows, _valid(rows, np.arange(self.num_samples))
 
     def live_segments(self) -> set[int]:
         """Segments that hold at least one current record."""
-        used = self.slots["length"] > 0
-        return {int(s) for s in np.unique(self.slots["segment"][used])}
+        rows, valid = self.scan()
+        return {int(s) for s in np.unique(rows["segment"][valid])}
 
     def totals(self) -> tuple[int, int]:
-        """``(entries, bytes)`` of the current records."""
-        lengths = self.slots["length"]
-        return int(np.count_nonzero(lengths)), int(lengths.sum(dtype=np.int64))
+        """``(entries, bytes)`` of the current (valid) records."""
+        rows, valid = self.scan()
+        return int(np.count_nonzero(valid)), int(rows["length"][valid].sum(dtype=np.int64))
 
     def close(self) -> None:
-        """Unmap the table (views into it must be gone)."""
-        del self.slots
-        self._map.close()
+        """Release the descriptor."""
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.fd = -1
+
+
+def _write_zeros(fd: int, start: int, size: int) -> None:
+    zeros = bytes(min(size, _CHUNK))
+    offset = start
+    while offset < start + size:
+        count = min(len(zeros), start + size - offset)
+        written = os.pwrite(fd, zeros[:count], offset)
+        if written <= 0:
+            raise OSError(f"could not write zeros at offset {offset}")
+        offset += written

@@ -1,0 +1,105 @@
+"""Exclusive use of a cache directory: one owning store at a time, for its whole lifetime.
+
+Two loaders on one ``cache_dir`` (another data set of the same length, another ``cache_key``)
+would reset each other's cache, and one would serve the other's samples. So the store that
+*creates* (owns) a disk cache holds an exclusive ``flock`` on a lock file in it for as long as it
+lives, with its pid written in the file; a second owner gets :class:`CacheInUseError` naming the
+directory and that pid. Processes that *attach* to the cache (DataLoader workers, the other
+ranks of one distributed run) take no such lock: they share the owner's cache by design.
+
+``flock`` locks belong to the open file, which ``fork`` shares: a forked worker drops its copy
+of the descriptor (:meth:`OwnerLock.drop_inherited`) so that the lock goes when the owner lets
+go of it, not when the last worker exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import weakref
+from pathlib import Path
+from typing import Final
+
+from revamper.store import permissions
+
+OWNER_LOCK_NAME: Final = "owner.lock"
+
+
+class CacheInUseError(RuntimeError):
+    """Another live store owns this cache directory.
+
+    Attributes:
+        directory: The cache directory.
+        pid: The process that holds it, if it could be read.
+    """
+
+    def __init__(self, directory: Path, pid: int | None) -> None:
+        self.directory = str(directory)
+        self.pid = pid
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"the disk cache {self.directory!r} is in use by {holder} (another loader or store "
+            "owns it; a cache directory serves one loader at a time). Use another cache_dir, or "
+            "close that loader first; the ranks of one distributed run share it by themselves"
+        )
+
+
+def _close(holder: list[int]) -> None:
+    fd, pid = holder
+    if fd >= 0 and pid == os.getpid():
+        holder[0] = -1
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+class OwnerLock:
+    """The exclusive lock of one owning store on its directory (released by :meth:`release`).
+
+    Args:
+        directory: The cache directory (already checked).
+
+    Raises:
+        CacheInUseError: If another live store owns it.
+        UnsafeCacheError: If the lock file is a link or not a private file of ours.
+        OSError: If the lock file cannot be created (``ENOSPC`` included).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        path = directory / OWNER_LOCK_NAME
+        fd = permissions.open_private(path, os.O_RDWR, create=True)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise CacheInUseError(directory, pid) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        with contextlib.suppress(OSError):  # a full disk: the lock holds all the same
+            os.ftruncate(fd, 0)  # ours: checked by open_private
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._holder = [fd, os.getpid()]
+        self._finalizer = weakref.finalize(self, _close, self._holder)
+
+    def drop_inherited(self) -> None:
+        """In a forked child: close this process's copy of the descriptor (the lock stays)."""
+        fd, pid = self._holder
+        if fd >= 0 and pid != os.getpid():
+            self._holder[:] = [-1, os.getpid()]
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def release(self) -> None:
+        """Let go of the directory (in the owning process)."""
+        _close(self._holder)
+
+
+def _read_pid(fd: int) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        text = os.pread(fd, 32, 0).decode("ascii").strip()
+        pid = int(text)
+        if 0 < pid < 2**31:
+            return pid
+    return None
