@@ -36,6 +36,8 @@ _TENSOR_HEAD = w.TENSOR_HEAD.unpack_from
 _uint8 = torch.uint8
 _from_numpy = torch.from_numpy
 _mode_bits: dict[str, int] = {}
+_simple_dtypes = w.SIMPLE_DTYPES
+_INT, _STR = w.INT, w.STR
 _MEMO_SIZE = 1024
 _subclass_memo: dict[bytes, tuple[type, dict[str, Any]]] = {}
 _IMMUTABLE = frozenset({int, float, complex, bool, str, bytes, type(None)})
@@ -43,6 +45,8 @@ _IMMUTABLE = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
 class _Reader:
     """One pass over one meta blob and its payload."""
+
+    __slots__ = ("allow_pickle", "end", "meta", "next_buf", "pos", "views")
 
     def __init__(
         self,
@@ -153,12 +157,26 @@ class _Reader:
         return result
 
 
+def _item(r: _Reader, depth: int) -> Any:
+    """:meth:`_Reader.node`, with small ints and strings (labels, keys) read inline."""
+    meta, pos = r.meta, r.pos
+    if pos + 9 <= r.end:
+        tag = meta[pos]
+        if tag == _INT:
+            r.pos = pos + 9
+            return _i64(meta, pos + 1)[0]
+        if tag == _STR:
+            r.pos = pos + 1
+            return r.string()
+    return r.node(depth)
+
+
 def _sequence(r: _Reader, depth: int) -> list[Any]:
-    return [r.node(depth + 1) for _ in range(r.count())]
+    return [_item(r, depth + 1) for _ in range(r.count())]
 
 
 def _mapping(r: _Reader, depth: int) -> list[tuple[Any, Any]]:
-    return [(r.node(depth + 1), r.node(depth + 1)) for _ in range(r.count())]
+    return [(_item(r, depth + 1), _item(r, depth + 1)) for _ in range(r.count())]
 
 
 def _bigint(r: _Reader, depth: int) -> int:
@@ -205,7 +223,14 @@ def _npscalar(r: _Reader, depth: int) -> Any:
 
 
 def _ndarray(r: _Reader, depth: int) -> np.ndarray[Any, Any]:
-    dtype = r.dtype(depth + 1)
+    dtype = None
+    start = r.pos
+    if start < r.end and r.meta[start] == w.DT_SIMPLE:  # the common case, in fewer calls
+        r.pos = start + 1
+        dtype = _simple_dtypes.get(r.string())
+    if dtype is None:
+        r.pos = start
+        dtype = r.dtype(depth + 1)
     shape = r.shape(r.u8())
     buf = r.buffer()
     if math.prod(shape) * dtype.itemsize != buf.size:

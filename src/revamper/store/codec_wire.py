@@ -234,7 +234,8 @@ def _dtype_descr(dtype: np.dtype[Any], depth: int) -> bytes | None:
     return bytes((DT_SIMPLE,)) + pack_str(text)
 
 
-_simple_dtypes: dict[str, np.dtype[Any]] = {}
+SIMPLE_DTYPES: Final[dict[str, np.dtype[Any]]] = {}
+"""Validated simple dtypes by their ``dtype.str`` (only ever filled by :func:`simple_dtype`)."""
 
 
 def simple_dtype(text: str) -> np.dtype[Any]:
@@ -243,7 +244,7 @@ def simple_dtype(text: str) -> np.dtype[Any]:
     Raises:
         CodecError: If ``text`` is not a plain, non-object dtype string.
     """
-    dtype = _simple_dtypes.get(text)
+    dtype = SIMPLE_DTYPES.get(text)
     if dtype is not None:
         return dtype
     if _SIMPLE_DTYPE.fullmatch(text) is None:
@@ -254,6 +255,6 @@ def simple_dtype(text: str) -> np.dtype[Any]:
         raise CodecError(f"invalid dtype {text!r} in cache entry meta") from exc
     if dtype.hasobject or dtype.itemsize == 0:
         raise CodecError(f"refused dtype {text!r} in cache entry meta")
-    if len(_simple_dtypes) < 4096:
-        _simple_dtypes[text] = dtype
+    if len(SIMPLE_DTYPES) < 4096:
+        SIMPLE_DTYPES[text] = dtype
     return dtype
