@@ -14,11 +14,11 @@ the same batch size, workers and seed, so they differ only in what is augmented 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from revamper.baselines import loader_of_kind
-from revamper.experiments.augment import augmentation
+from revamper.experiments.augment import Augmentation, augmentation
 from revamper.loader import RevamperLoader
 
 Kind = Literal["none", "standard", "simplified", "echo", "refurbish"]
@@ -76,14 +76,21 @@ class Arm:
             raise ValueError(f"the reuse factor of {spec!r} must be at least 2 (1 is standard)")
         return cls(kind, r)
 
-    def make_loader(self, dataset: Any, **loader_kwargs: Any) -> RevamperLoader:
-        """Build this arm's loader over ``dataset`` (items ``(uint8 image, label, index)``).
+    def make_loader(
+        self,
+        dataset: Any,
+        pipelines: Callable[[str], Augmentation] = augmentation,
+        **loader_kwargs: Any,
+    ) -> RevamperLoader:
+        """Build this arm's loader over ``dataset`` (items ``(input, label, index)``).
 
         Args:
             dataset: The training data set.
+            pipelines: Gives the task's pipeline by name (``full``, ``simplified``, ``none``);
+                the digits' pipelines by default.
             **loader_kwargs: Passed to the loader (batch size, shuffle, workers, seed, ...).
         """
-        pipeline = augmentation(self.pipeline)
+        pipeline = pipelines(self.pipeline)
         return loader_of_kind(
             self.kind if self.kind in ("echo", "refurbish") else "standard",
             dataset,

@@ -52,13 +52,14 @@ def register(subparsers: Any) -> None:
             "cores."
         ),
     )
+    from revamper.experiments import sweep_command
     from revamper.experiments.arms import DEFAULT_ARMS
+    from revamper.experiments.sweep import SWEEP_ARMS
 
     parser.add_argument(
         "--arms",
-        default=DEFAULT_ARMS,
         help="comma-separated: none, standard, simplified, echo:R, refurbish:R "
-        f"(default: {DEFAULT_ARMS})",
+        f"(default: {DEFAULT_ARMS}; with --sweep: {SWEEP_ARMS})",
     )
     parser.add_argument(
         "--seeds", type=positive_int, help=f"seeds per arm (default: {DEFAULTS['seeds']})"
@@ -100,6 +101,7 @@ def register(subparsers: Any) -> None:
         help="folder for accuracy.jsonl and accuracy.png (default: results/accuracy-<time>)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep_command.add_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -110,7 +112,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def _resolve(args: argparse.Namespace) -> ExperimentOptions:
     """Fill the defaults, check the arguments, and return the experiment's options."""
-    from revamper.experiments.arms import parse_arms
+    from revamper.experiments.arms import DEFAULT_ARMS, parse_arms
     from revamper.experiments.digits import NUM_DIGITS, TEST_SIZE, TRAIN_SIZE
     from revamper.experiments.runner import ExperimentOptions
 
@@ -125,8 +127,10 @@ def _resolve(args: argparse.Namespace) -> ExperimentOptions:
             f"--train-size {args.train_size} + --test-size {args.test_size} is more than the "
             f"{NUM_DIGITS} digits"
         )
+    if args.jobs != 2 or args.tasks or args.digit_sizes or args.photo_sizes or args.figures:
+        raise CliError("--jobs, --tasks, --digit-sizes, --photo-sizes, --figures need --sweep")
     try:
-        arms = parse_arms(args.arms)
+        arms = parse_arms(args.arms or DEFAULT_ARMS)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     return ExperimentOptions(
@@ -156,7 +160,16 @@ def command_line(options: ExperimentOptions) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the accuracy experiment and write its report."""
+    """Run the accuracy experiment (or, with ``--sweep``, the sweep) and write its report."""
+    if args.sweep or args.report_only:
+        try:
+            import matplotlib
+            import rich  # noqa: F401
+        except ImportError as exc:
+            raise CliError(f"the accuracy sweep needs its extra: {EXTRA_HINT} ({exc})") from None
+        from revamper.experiments import sweep_command
+
+        return sweep_command.run(args)
     options = _resolve(args)
     try:  # checked before an hour of training, not after
         import matplotlib  # noqa: F401

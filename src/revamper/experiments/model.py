@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -44,6 +45,10 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))  # type: ignore[no-any-return]
 
 
+def _digits_cnn(dropout: float) -> nn.Module:
+    return SmallCNN(dropout=dropout)
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """How the model is trained (the same for every arm).
@@ -55,6 +60,8 @@ class Recipe:
         weight_decay: L2 weight decay.
         warmup_epochs: Epochs of linear warm-up from 0 to the peak learning rate.
         dropout: Dropout before the last layer.
+        warmup_steps: Warm-up length in steps instead of epochs, when set (the sweep keeps it
+            fixed while the epochs change with the training-set size).
     """
 
     batch_size: int = 64
@@ -63,15 +70,24 @@ class Recipe:
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     dropout: float = 0.25
+    warmup_steps: int | None = None
 
     def build(
-        self, steps_per_epoch: int, epochs: int
-    ) -> tuple[SmallCNN, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        self,
+        steps_per_epoch: int,
+        epochs: int,
+        model_factory: Callable[[float], nn.Module] | None = None,
+    ) -> tuple[nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         """A fresh model, its optimiser and its per-step learning-rate schedule.
 
         Seed torch's RNG first (the initial weights are drawn from it).
+
+        Args:
+            steps_per_epoch: Optimisation steps per epoch.
+            epochs: Epochs of the run.
+            model_factory: Builds the model from the dropout rate (the digits' CNN by default).
         """
-        model = SmallCNN(dropout=self.dropout)
+        model = (model_factory or _digits_cnn)(self.dropout)
         optimizer = torch.optim.SGD(
             model.parameters(),
             lr=self.learning_rate,
@@ -80,7 +96,10 @@ class Recipe:
             weight_decay=self.weight_decay,
         )
         total = max(1, steps_per_epoch * epochs)
-        warmup = min(total - 1, round(self.warmup_epochs * steps_per_epoch))
+        wanted = self.warmup_steps
+        if wanted is None:
+            wanted = round(self.warmup_epochs * steps_per_epoch)
+        warmup = min(total - 1, wanted)
 
         def factor(step: int) -> float:
             if step < warmup:

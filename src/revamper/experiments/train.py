@@ -22,6 +22,7 @@ from revamper.experiments.augment import augmentation
 from revamper.experiments.digits import DigitDataset, DigitSplit
 from revamper.experiments.diversity import DiversityCounter
 from revamper.experiments.model import Recipe
+from revamper.experiments.tasks import TaskData, digits_data
 
 STAGES = ("load", "partial", "final", "cache_read", "cache_write", "collate")
 
@@ -35,12 +36,16 @@ class TrainSettings:
         recipe: Model, optimiser and schedule.
         num_workers: Loader worker processes.
         eval_batch_size: Batch size of the evaluation on the test part.
+        eval_each_epoch: Evaluate after every epoch (the per-epoch test accuracy), or only
+            after the last (``test_accuracy`` of the other epochs is NaN): runs of a hundred
+            short epochs would otherwise spend most of their time evaluating.
     """
 
     epochs: int
     recipe: Recipe = dataclasses.field(default_factory=Recipe)
     num_workers: int = 1
     eval_batch_size: int = 500
+    eval_each_epoch: bool = True
 
 
 @dataclasses.dataclass
@@ -144,7 +149,7 @@ def evaluate(
 def train_arm(
     arm: Arm,
     seed: int,
-    split: DigitSplit,
+    split: DigitSplit | TaskData,
     settings: TrainSettings,
     on_epoch: Callable[[EpochResult], None] | None = None,
 ) -> RunResult:
@@ -153,15 +158,17 @@ def train_arm(
     Args:
         arm: What to train with.
         seed: Seeds torch's RNG (initial weights, dropout) and the loader (order, plan, workers).
-        split: The data.
+        split: The data: the digits' split, or any task's :class:`TaskData`.
         settings: Epochs, recipe and workers.
         on_epoch: Called after every epoch (for progress reports).
     """
     started = time.perf_counter()
+    data = split if isinstance(split, TaskData) else digits_data(split)
     torch.manual_seed(seed)
     recipe = settings.recipe
     loader = arm.make_loader(
-        split.train,
+        data.train,
+        data.pipelines,
         batch_size=recipe.batch_size,
         shuffle=True,
         num_workers=settings.num_workers,
@@ -169,16 +176,17 @@ def train_arm(
         persistent_workers=settings.num_workers > 0,
     )
     try:
-        model, optimizer, scheduler = recipe.build(len(loader), settings.epochs)
-        test_x, test_y = evaluation_inputs(split.test)
-        counter = DiversityCounter(len(split.train))
+        model, optimizer, scheduler = recipe.build(len(loader), settings.epochs, data.model_factory)
+        test_x, test_y = data.test_inputs, data.test_labels
+        counter = DiversityCounter(len(data.train))
         epochs: list[EpochResult] = []
         train_cpu = 0.0
         for _ in range(settings.epochs):
             cpu_start = time.process_time()
             result = _train_epoch(loader, model, optimizer, scheduler, counter)
             train_cpu += time.process_time() - cpu_start
-            result.test_accuracy, _ = evaluate(model, test_x, test_y, settings.eval_batch_size)
+            if settings.eval_each_epoch or len(epochs) == settings.epochs - 1:
+                result.test_accuracy, _ = evaluate(model, test_x, test_y, settings.eval_batch_size)
             epochs.append(result)
             if on_epoch is not None:
                 on_epoch(result)
