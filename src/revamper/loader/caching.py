@@ -25,19 +25,22 @@ def cache_fingerprint(
     partial_transform: Any,
     whole_sample: bool,
     cache_key: str | None,
+    transform_keys: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """What a persistent cache's entries depend on; a cache made for anything else is discarded.
 
     The sample order and batch size do not matter (entries are per sample), but the eviction
     plan does (seed, reuse factor, data set length) and so does what the partial transform
     computes: ``cache_key`` names it when its description is not enough (a changed function
-    body, new data behind the same length).
+    body, new data behind the same length), and which part of an item it applies to
+    (``whole_sample``, ``transform_keys``).
     """
     return {
         "num_samples": num_samples,
         "reuse_factor": reuse_factor,
         "seed": seed,
         "whole_sample": whole_sample,
+        "transform_keys": None if transform_keys is None else list(transform_keys),
         "partial": cache_key if cache_key is not None else transform_identity(partial_transform),
         "codec_version": CODEC_VERSION,
     }

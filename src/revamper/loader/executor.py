@@ -6,13 +6,13 @@ figures measured in one place. :class:`CollateWithStats` then collates the sampl
 ``collate_fn`` and returns ``(batch, stats)``; the loader unpacks that in the main process.
 
 A cache entry holds the *partially augmented sample*: the data set item with the partial
-transform applied to its input (or to the whole item, with ``whole_sample``). Targets and other
-fields are cached with it, so a hit never touches the data set.
+transform applied to its input (or to the whole item, with ``whole_sample``, or to the fields
+named by ``transform_keys``; see :mod:`revamper.loader.layout`). Targets and other fields are
+cached with it, so a hit never touches the data set.
 """
 
 from __future__ import annotations
 
-import collections.abc
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,49 +20,14 @@ from typing import Any
 import torch.utils.data
 
 from revamper.errors import SampleError
+from revamper.loader.layout import SampleLayout, Transform, TransformKeys, identity
 from revamper.loader.stats import BatchStats
 from revamper.loader.tickets import BatchTicket
 from revamper.store.base import MISS, CacheStore
 
-Transform = Callable[[Any], Any]
+__all__ = ["CollateWithStats", "FetchedBatch", "RefurbishingDataset", "SampleLayout", "Transform"]
+
 _now = time.thread_time
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-class SampleLayout:
-    """How a data set item splits into the transformed input and the fields passed through.
-
-    By default, like torchvision's ``transform=``, the transforms apply to the input: the item
-    itself, or its first element if it is a tuple or list (``(image, target, ...)``); the other
-    elements pass through unchanged. With ``whole_sample=True`` the transforms receive the whole
-    item (torchvision v2 transforms accept whole samples with boxes and masks).
-    """
-
-    def __init__(self, whole_sample: bool) -> None:
-        self.whole_sample = whole_sample
-
-    def apply(self, index: int, item: Any, transform: Transform) -> Any:
-        """Return ``item`` with ``transform`` applied to its input part."""
-        if self.whole_sample:
-            return transform(item)
-        if isinstance(item, (tuple, list)):
-            if len(item) == 0:
-                raise ValueError(f"sample {index} is an empty {type(item).__name__}")
-            fields = [transform(item[0]), *item[1:]]
-            if isinstance(item, list):
-                return fields
-            if hasattr(item, "_fields"):
-                return type(item)(*fields)
-            return tuple(fields)
-        if isinstance(item, collections.abc.Mapping):
-            raise TypeError(
-                f"sample {index} is a {type(item).__name__}, so revamper cannot tell which field "
-                "is the input; pass whole_sample=True and transforms that take the whole mapping"
-            )
-        return transform(item)
 
 
 class FetchedBatch:
@@ -86,6 +51,8 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
         partial_transform: The expensive first part of the augmentation (cached), or ``None``.
         final_transform: The cheap last part (re-run on every use), or ``None``.
         whole_sample: Apply the transforms to whole items instead of their first element.
+        transform_keys: The fields of mapping items the transforms apply to (see
+            :class:`~revamper.loader.layout.SampleLayout`).
     """
 
     def __init__(
@@ -95,12 +62,13 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
         partial_transform: Transform | None,
         final_transform: Transform | None,
         whole_sample: bool,
+        transform_keys: TransformKeys | None = None,
     ) -> None:
         self.dataset = dataset
         self.store = store
-        self.partial_transform = partial_transform or _identity
-        self.final_transform = final_transform or _identity
-        self.layout = SampleLayout(whole_sample)
+        self.partial_transform = partial_transform or identity
+        self.final_transform = final_transform or identity
+        self.layout = SampleLayout(whole_sample, transform_keys)
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -20,6 +20,7 @@ from revamper.loader.caching import (
 )
 from revamper.loader.epoch import Delivery, EpochIterator
 from revamper.loader.executor import CollateWithStats, RefurbishingDataset, Transform
+from revamper.loader.layout import check_transform_keys
 from revamper.loader.sampler import PlanBatchSampler
 from revamper.loader.state import _DEFAULTED_KEYS, STATE_VERSION, check_state, make_state  # noqa: F401
 from revamper.loader.stats import EpochStats, LoaderStats
@@ -89,7 +90,8 @@ class RevamperLoader:
 
     Args:
         dataset: A map-style data set (``__getitem__`` and ``__len__``). Its items are a single
-            input or a tuple/list ``(input, target, ...)``.
+            input, a tuple/list ``(input, target, ...)``, or a mapping (a dict, e.g. a Hugging
+            Face ``datasets`` row; name its input fields with ``transform_keys``).
         batch_size: Samples per batch.
         shuffle: Shuffle every epoch (with the cache-aware shuffle). ``False`` keeps sequential
             order, and batches are then not balanced in their share of recomputed samples.
@@ -125,6 +127,14 @@ class RevamperLoader:
             own shared ``cache`` store).
         whole_sample: Apply the transforms to the whole item instead of its first element
             (for torchvision v2 transforms on samples with boxes or masks, or dict items).
+        transform_keys: For mapping items: the key (a str) or keys (a sequence of str) of the
+            fields the transforms apply to, each field on its own (e.g. ``"image"``, or
+            ``("image", "depth")``); the other fields pass through and are cached with them. A
+            named key missing from an item, or an item that is not a mapping, is a
+            :class:`~revamper.SampleError` naming the sample. Without it, the transforms apply
+            to an item, or to the first element of a tuple/list; a mapping item then needs
+            ``transform_keys`` or ``whole_sample`` unless there is no transform (it is cached
+            and collated as it is, like ``DataLoader``'s dicts).
         balance_misses: The cache-aware shuffle; ``False`` gives a plain shuffle (for comparison).
         seed: Seed of the sample order and the eviction plan; the same seed reproduces both
             exactly. ``None`` draws one from ``generator`` or torch's global RNG (rank 0's,
@@ -171,6 +181,7 @@ class RevamperLoader:
         local_world_size: int | None = None,
         cache_scope: CacheScope = "machine",
         whole_sample: bool = False,
+        transform_keys: str | Sequence[str] | None = None,
         balance_misses: bool = True,
         seed: int | None = None,
         num_workers: int = 0,
@@ -191,6 +202,7 @@ class RevamperLoader:
         _check_int("num_workers", num_workers, 0)
         partial_transform = _check_transform("partial_transform", partial_transform)
         final_transform = _check_transform("final_transform", final_transform)
+        keys = check_transform_keys(transform_keys, bool(whole_sample))
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"collate_fn must be callable or None, got {collate_fn!r}")
         if cache_bytes is not None:
@@ -208,6 +220,7 @@ class RevamperLoader:
             "reuse_factor": reuse_factor,
             "partial_transform": partial_transform,
             "whole_sample": bool(whole_sample),
+            "transform_keys": keys,
             "cache_key": cache_key,
         }
 
@@ -239,6 +252,7 @@ class RevamperLoader:
                     "cache_scope": setup.cache_scope,
                     "local_world_size": setup.local_world_size,
                     "whole_sample": bool(whole_sample),
+                    "transform_keys": keys,
                     "cache": cache if isinstance(cache, str) else type(cache).__name__,
                     "partial_transform": cache_key or transform_identity(partial_transform),
                 },
@@ -293,7 +307,7 @@ class RevamperLoader:
         self._dataset = dataset
         self._sampler = PlanBatchSampler(self._config, self._store)
         executor = RefurbishingDataset(
-            dataset, self._store, partial_transform, final_transform, bool(whole_sample)
+            dataset, self._store, partial_transform, final_transform, bool(whole_sample), keys
         )
         self._dataloader: DataLoader[Any] | None = DataLoader(
             executor,

@@ -1,0 +1,176 @@
+"""Items of every shape DataLoader accepts: dicts (Hugging Face rows), tuples, single inputs.
+
+Issue 12.7: a dict item raised on the first batch even without transforms; DataLoader collates it
+into a dict of tensors. ``transform_keys`` names the field(s) a transform applies to.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from revamper import RevamperLoader, SampleError
+from revamper.loader.caching import cache_fingerprint
+
+
+class Rows(torch.utils.data.Dataset[dict[str, Any]]):
+    """Item i is ``{"image": array([i]), "depth": array([-i]), "label": i, "name": "s<i>"}``."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {
+            "image": np.array([index], dtype=np.int64),
+            "depth": np.array([-index], dtype=np.int64),
+            "label": index,
+            "name": f"s{index}",
+        }
+
+
+def stamp(x: np.ndarray) -> np.ndarray:
+    """Partial: append an id of this computation (a hit must serve it again)."""
+    return np.concatenate([x, np.array([random.getrandbits(62)], dtype=np.int64)])
+
+
+def times_ten(x: np.ndarray) -> np.ndarray:
+    return x * 10
+
+
+@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+def test_dict_items_without_transforms_collate_like_dataloader(num_workers: int) -> None:
+    items = [{"x": torch.zeros(2), "y": 0}] * 4
+    expected = list(DataLoader(items, batch_size=2))  # type: ignore[arg-type]
+    with RevamperLoader(items, batch_size=2, num_workers=num_workers, seed=0) as loader:
+        for _ in range(3):  # epoch 0 computes, the later ones read the cache
+            got = list(loader)
+            assert len(got) == len(expected)
+            for batch, want in zip(got, expected, strict=True):
+                assert batch.keys() == want.keys()
+                assert torch.equal(batch["x"], want["x"]) and torch.equal(batch["y"], want["y"])
+        assert loader.stats[2].hits > 0 and loader.stats[2].unplanned_misses == 0
+
+
+@pytest.mark.parametrize("keys", ["image", ("image",), ["image", "depth"]])
+def test_transform_keys_apply_the_transforms_to_the_named_fields_only(keys: Any) -> None:
+    named = (keys,) if isinstance(keys, str) else tuple(keys)
+    loader = RevamperLoader(
+        Rows(12),
+        batch_size=4,
+        shuffle=True,
+        partial_transform=stamp,
+        final_transform=times_ten,
+        transform_keys=keys,
+        reuse_factor=3,
+        seed=1,
+    )
+    seen: dict[tuple[str, int], int] = {}
+    with loader:
+        for epoch in range(4):
+            for batch in loader:
+                assert batch["name"] == [f"s{i}" for i in batch["label"].tolist()]
+                for field in ("image", "depth"):
+                    values = batch[field]
+                    sign = 1 if field == "image" else -1
+                    if field in named:
+                        assert (values[:, 0] == 10 * sign * batch["label"]).all()
+                        for label, computed in zip(
+                            batch["label"].tolist(), values[:, 1].tolist(), strict=True
+                        ):
+                            seen.setdefault((field, label), computed)
+                    else:
+                        assert values.shape == (4, 1)  # untouched, but cached with the rest
+                        assert (values[:, 0] == sign * batch["label"]).all()
+            assert loader.stats[epoch].unplanned_misses == 0
+        assert loader.stats[1].hits > 0
+
+
+def test_whole_sample_hands_the_whole_dict_to_the_transforms() -> None:
+    def swap(row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "image": row["depth"], "depth": row["image"]}
+
+    with RevamperLoader(
+        Rows(4), batch_size=4, partial_transform=swap, whole_sample=True, seed=0
+    ) as loader:
+        for _ in range(2):
+            batch = next(iter(loader))
+            assert (batch["image"][:, 0] == -batch["label"]).all()
+
+
+class OddOne(Rows):
+    """Like :class:`Rows`, but item 3 is ``odd``."""
+
+    def __init__(self, size: int, odd: Any) -> None:
+        super().__init__(size)
+        self.odd = odd
+
+    def __getitem__(self, index: int) -> Any:
+        return self.odd if index == 3 else super().__getitem__(index)
+
+
+@pytest.mark.parametrize(
+    ("odd", "keys", "match"),
+    [
+        (
+            {"depth": np.zeros(1)},
+            "image",
+            r"sample 3 failed in stage 'partial_transform'.*"
+            r"sample 3 has no key 'image' named by transform_keys=\('image',\); "
+            r"its keys: \['depth'\]",
+        ),
+        ((np.zeros(1), 3), "image", r"sample 3 .*: sample 3 is a tuple, not a mapping"),
+    ],
+)
+def test_an_item_that_does_not_fit_transform_keys_is_named(odd: Any, keys: Any, match: str) -> None:
+    loader = RevamperLoader(
+        OddOne(6, odd), batch_size=2, partial_transform=stamp, transform_keys=keys, seed=0
+    )
+    with loader, pytest.raises(SampleError, match=match) as info:
+        list(loader)
+    assert info.value.index == 3
+
+
+def test_a_dict_item_with_a_transform_needs_transform_keys_or_whole_sample() -> None:
+    loader = RevamperLoader(Rows(4), batch_size=2, final_transform=times_ten, seed=0)
+    with loader, pytest.raises(SampleError, match=r"transform_keys.*whole_sample=True"):
+        list(loader)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"transform_keys": 3}, TypeError, "transform_keys must be a str or a sequence"),
+        ({"transform_keys": []}, TypeError, "non-empty"),
+        ({"transform_keys": ["image", 1]}, TypeError, "sequence of str"),
+        ({"transform_keys": ("a", "a")}, ValueError, "twice"),
+        ({"transform_keys": "image", "whole_sample": True}, ValueError, "not both"),
+    ],
+)
+def test_bad_transform_keys_are_refused(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        RevamperLoader(Rows(4), seed=0, **kwargs)
+
+
+def test_transform_keys_are_part_of_a_disk_caches_identity() -> None:
+    common: dict[str, Any] = {
+        "num_samples": 4,
+        "reuse_factor": 3,
+        "seed": 0,
+        "partial_transform": stamp,
+        "whole_sample": False,
+        "cache_key": None,
+    }
+    assert cache_fingerprint(**common) != cache_fingerprint(**common, transform_keys=("image",))
+    assert cache_fingerprint(**common, transform_keys=("image",)) != cache_fingerprint(
+        **common, transform_keys=("depth",)
+    )
