@@ -1,0 +1,390 @@
+"""The disk store under attack: planted files, links, other users, two owners, full disks.
+
+Each test reproduces an attack of issue 11 that the store used to lose: another user's planted
+cache, a symbolic link where a cache file should be, two loaders on one directory, a record of
+another incarnation of the cache, a disk that fills up (``SIGBUS`` through a map), a segment
+cut short under a reader. Attacks that would kill the process on old code run in a forked child,
+so that the test sees the exit status instead of dying with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from revamper.store import MISS, DiskStore
+from revamper.store.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from revamper.store.ownership import CacheInUseError
+from revamper.store.permissions import UnsafeCacheError
+
+FINGERPRINT = {"num_samples": 100, "reuse_factor": 3, "seed": 0, "partial": "crop"}
+NOBODY = 65534
+CACHE_FILES = ("index", "counters", "lock", "owner.lock", MANIFEST_NAME)
+
+
+def disk(path: Path, **kwargs: Any) -> DiskStore:
+    kwargs.setdefault("num_samples", 100)
+    kwargs.setdefault("fingerprint", FINGERPRINT)
+    return DiskStore(path, **kwargs)
+
+
+def private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700)
+    return path
+
+
+def run_in_child(target: Callable[..., None], *args: Any) -> int | None:
+    """Run ``target`` in a forked child; its exit code (negative: killed by that signal)."""
+    child = mp.get_context("fork").Process(target=target, args=args)
+    child.start()
+    child.join(120)
+    return child.exitcode
+
+
+def as_nobody(target: Callable[..., None], *args: Any) -> None:
+    """Run ``target`` as another user (uid 65534) in a child; skip where that is impossible."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to act as another user with setuid")
+
+    def body() -> None:
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        target(*args)
+
+    assert run_in_child(body) == 0
+
+
+# -- item 1: ownership and modes -------------------------------------------------------------
+def test_what_the_store_creates_is_private(tmp_path: Path) -> None:
+    old = os.umask(0)  # the modes must not depend on the umask
+    try:
+        store = disk(tmp_path)
+        store.put(1, 0, np.zeros(10))
+    finally:
+        os.umask(old)
+    for name in CACHE_FILES:
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE((tmp_path / "segments").stat().st_mode) == 0o700
+    for segment in (tmp_path / "segments").iterdir():
+        assert stat.S_IMODE(segment.stat().st_mode) == 0o600
+    store.close()
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o1777])
+def test_a_directory_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    cache = private_dir(tmp_path / "cache")
+    cache.chmod(mode)
+    with pytest.raises(UnsafeCacheError) as caught:
+        disk(cache)
+    message = str(caught.value)
+    assert str(cache) in message and f"mode {mode:04o}" in message and "uid" in message
+    assert "chmod" in message  # says what to do
+    assert list(cache.iterdir()) == []  # nothing created in it
+
+
+@pytest.mark.parametrize("name", [*CACHE_FILES, "segments", "segments/00000000.seg"])
+@pytest.mark.parametrize("attack", ["other-owner", "group-writable"])
+def test_a_cache_file_someone_else_could_write_is_refused(
+    tmp_path: Path, name: str, attack: str
+) -> None:
+    if attack == "other-owner" and os.geteuid() != 0:
+        pytest.skip("needs root to give a file to another user")
+    store = disk(tmp_path)
+    store.put(1, 0, np.zeros(10))
+    store.close()
+    target = tmp_path / name
+    if attack == "other-owner":
+        os.chown(target, NOBODY, NOBODY)
+    else:
+        target.chmod(stat.S_IMODE(target.stat().st_mode) | 0o020)
+    with pytest.raises(UnsafeCacheError) as caught:
+        disk(tmp_path)
+    message = str(caught.value)
+    assert str(target) in message and "mode 0" in message
+    if attack == "other-owner":
+        assert f"uid {NOBODY}" in message and "another user" in message
+
+
+def _plant_cache(directory: Path) -> None:
+    """As the attacker: a cache in a world-writable directory, with a chosen seed."""
+    cache = directory / "cache"
+    cache.mkdir(mode=0o755)
+    write_manifest(
+        cache,
+        {
+            "format": "revamper-disk-cache",
+            "format_version": 3,
+            "codec_version": 2,
+            "num_samples": 100,
+            "fingerprint": {**FINGERPRINT, "seed": 1234},
+            "run_id": "00" * 16,
+        },
+    )
+    (cache / "index").write_bytes(b"\xff" * 3200)
+
+
+def test_a_cache_planted_by_another_user_is_refused_and_its_seed_never_adopted(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = Path(tempfile.mkdtemp(prefix="revamper-scratch-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(shared, ignore_errors=True))
+    shared.chmod(0o1777)  # a shared scratch directory the other user can reach
+    as_nobody(_plant_cache, shared)
+    planted = shared / "cache"
+    assert planted.stat().st_uid == NOBODY
+    with caplog.at_level(logging.WARNING):
+        assert read_manifest(planted) is None  # so persisted_seed adopts nothing
+    assert any("another user" in r.getMessage() for r in caplog.records)
+    with pytest.raises(UnsafeCacheError, match=f"uid {NOBODY}"):
+        disk(planted)
+    with pytest.raises(UnsafeCacheError, match="writable by group or others"):
+        disk(shared)
+
+
+def test_persisted_seed_ignores_a_manifest_of_another_user(tmp_path: Path) -> None:
+    from revamper.distributed import DistributedSetup
+    from revamper.loader.caching import persisted_seed
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file to another user")
+    store = disk(tmp_path, fingerprint={**FINGERPRINT, "seed": 7})
+    store.close()
+    fingerprint = {**FINGERPRINT, "seed": 0}
+    assert persisted_seed(tmp_path, fingerprint, DistributedSetup()) == 7
+    os.chown(tmp_path / MANIFEST_NAME, NOBODY, NOBODY)
+    assert persisted_seed(tmp_path, fingerprint, DistributedSetup()) is None
+
+
+# -- item 2: no symlink games ------------------------------------------------------------------
+@pytest.mark.parametrize("name", [*CACHE_FILES, "segments"])
+def test_a_planted_link_is_refused_and_its_target_untouched(tmp_path: Path, name: str) -> None:
+    cache = private_dir(tmp_path / "cache")
+    victim = tmp_path / "thesis.tex"
+    victim.write_bytes(b"years of work\n" * 100)
+    if name == "segments":
+        victim = private_dir(tmp_path / "photos")
+        (victim / "holiday.jpg").write_bytes(b"jpeg")
+    (cache / name).symlink_to(victim)
+    with pytest.raises(UnsafeCacheError, match="symbolic link"):
+        disk(cache)
+    if name == "segments":
+        assert (victim / "holiday.jpg").read_bytes() == b"jpeg"
+    else:
+        assert victim.read_bytes() == b"years of work\n" * 100
+
+
+def test_a_link_planted_while_the_store_runs_is_never_written_through(tmp_path: Path) -> None:
+    cache = private_dir(tmp_path / "cache")
+    store = disk(cache, segment_bytes=1)  # every put opens a new segment
+    store.put(0, 0, np.zeros(10))
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    for number in range(1, 50):  # where the next segments will be created
+        (cache / "segments" / f"{number:08d}.seg").symlink_to(victim)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for index in range(1, 5):
+            store.put(index, 0, np.zeros(10))
+    assert victim.read_bytes() == b"keep me"
+    store.close()
+
+
+def test_the_temporary_manifest_has_an_unpredictable_name(tmp_path: Path) -> None:
+    cache = private_dir(tmp_path / "cache")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    guessed = cache / f".{MANIFEST_NAME}.{os.getpid()}"  # the name it used to have
+    guessed.symlink_to(victim)
+    disk(cache).close()
+    assert victim.read_bytes() == b"keep me"
+    assert json.loads((cache / MANIFEST_NAME).read_text())["format"] == "revamper-disk-cache"
+    assert [p.name for p in cache.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# -- item 3: exclusive use and the run identity ------------------------------------------------
+def test_a_second_owner_is_refused_while_the_first_lives(tmp_path: Path) -> None:
+    first = disk(tmp_path)
+    first.put(1, 0, "first")
+    with pytest.raises(CacheInUseError) as caught:
+        disk(tmp_path, fingerprint={**FINGERPRINT, "partial": "other"})
+    assert str(tmp_path) in str(caught.value) and f"process {os.getpid()}" in str(caught.value)
+    assert caught.value.pid == os.getpid()
+    assert first.get(1, 0) == "first"  # untouched by the refused second store
+    first.close()
+    second = disk(tmp_path)  # free again
+    assert second.get(1, 0) == "first"
+    second.close()
+
+
+def _own_for_a_while(path: Path, ready: Any, done: Any) -> None:
+    store = disk(path)
+    ready.set()
+    done.wait(60)
+    store.close()
+
+
+def test_the_holders_pid_is_named_across_processes(tmp_path: Path) -> None:
+    ctx = mp.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_own_for_a_while, args=(tmp_path, ready, done))
+    child.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(CacheInUseError, match=f"process {child.pid}"):
+            disk(tmp_path)
+    finally:
+        done.set()
+        child.join(60)
+    disk(tmp_path).close()
+
+
+def test_a_record_of_another_incarnation_is_never_served(tmp_path: Path) -> None:
+    cache = private_dir(tmp_path / "cache")
+    old = disk(cache)
+    for index in range(10):
+        old.put(index, 0, np.full(100, index))
+    old.close()
+    backup = tmp_path / "backup"
+    shutil.copytree(cache, backup)
+    new = disk(cache, fingerprint={**FINGERPRINT, "partial": "other"})  # resets: a new run id
+    new.close()
+    # the old cache's slots and records come back (a restored backup, a stray copy): same
+    # indices, same generations, valid checksums, but another incarnation
+    shutil.copy2(backup / "index", cache / "index")
+    shutil.rmtree(cache / "segments")
+    shutil.copytree(backup / "segments", cache / "segments")
+    again = disk(cache, fingerprint={**FINGERPRINT, "partial": "other"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert all(v is MISS for v in again.get_many(list(range(10)), [0] * 10))
+    again.close()
+
+
+def test_an_attached_copy_shares_the_cache_without_owning_it(tmp_path: Path) -> None:
+    owner = disk(tmp_path)
+    owner.put(1, 0, "shared")
+    other_rank = DiskStore.attach(tmp_path, num_samples=100, run_id=owner.run_id)
+    assert not other_rank.owner and owner.owner
+    assert other_rank.get(1, 0) == "shared"
+    assert other_rank.put(2, 0, "from the other rank") and owner.get(2, 0) == "from the other rank"
+    with pytest.raises(ValueError, match="another incarnation"):
+        DiskStore.attach(tmp_path, num_samples=100, run_id=bytes(16))
+    with pytest.raises(ValueError, match="num_samples"):
+        DiskStore.attach(tmp_path, num_samples=101)
+    other_rank.close()
+    owner.close()
+
+
+# -- item 4: full disks and files cut short ----------------------------------------------------
+def _run(*command: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(command, capture_output=True, check=False, timeout=60)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A small file system to fill: ext4 on a loop device (where the old map-based slot table
+    died of ``SIGBUS``), else a 1 MiB tmpfs; root only, skipped where mounting is impossible."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    image = tmp_path / "small.img"
+    with open(image, "wb") as file:
+        file.truncate(8 * 2**20)
+    made = (
+        _run("mkfs.ext4", "-q", "-F", "-m", "0", str(image)) if shutil.which("mkfs.ext4") else None
+    )
+    mounted = made is not None and made.returncode == 0
+    mounted = mounted and _run("mount", "-o", "loop", str(image), str(mount_point)).returncode == 0
+    if not mounted:
+        result = _run("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point))
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a file system here: {result.stderr.decode().strip()}")
+    try:
+        mount_point.chmod(0o700)
+        yield mount_point
+    finally:
+        _run("umount", "-l", str(mount_point))
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the file system is full; returns it."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\1" * 4096):
+                pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def _full_at_construction(root: Path) -> None:
+    fill(root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store = DiskStore(root, num_samples=100)
+        for index in range(5):
+            assert not store.put(index, 0, np.zeros(100))
+            assert store.get(index, 0) is MISS
+        assert store.stats().failed_puts == 5
+        store.on_epoch_start(1)
+        store.close()
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    assert "full" in str(caught[0].message)
+
+
+def test_a_disk_full_at_construction_caches_nothing_with_one_warning(small_fs: Path) -> None:
+    assert run_in_child(_full_at_construction, small_fs) == 0
+
+
+def _full_mid_run(root: Path) -> None:
+    store = DiskStore(root, num_samples=20_000)  # a 640 KB slot table
+    assert store.put(0, 0, np.zeros(100))
+    filler = fill(root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for index in range(15_000, 15_010):  # slots on pages never touched before
+            assert not store.put(index, 0, np.zeros(20_000, dtype=np.uint8))
+            assert store.get(index, 0) is MISS
+    assert len(caught) == 1 and "could not write" in str(caught[0].message)
+    np.testing.assert_array_equal(store.get(0, 0), np.zeros(100))
+    filler.unlink()
+    assert store.put(15_000, 1, np.ones(100))  # training goes on once there is room
+    np.testing.assert_array_equal(store.get(15_000, 1), np.ones(100))
+    store.close()
+
+
+def test_a_disk_that_fills_mid_run_leaves_entries_uncached_not_sigbus(small_fs: Path) -> None:
+    assert run_in_child(_full_mid_run, small_fs) == 0
+
+
+def _read_truncated_segment(root: Path) -> None:
+    store = DiskStore(root, num_samples=10)
+    image = np.arange(150_000, dtype=np.uint32).astype(np.uint8)
+    for index in range(4):
+        assert store.put(index, 0, image)
+    assert all(v is not MISS for v in store.get_many([0, 1, 2, 3], [0] * 4))  # read once
+    (segment,) = (root / "segments").iterdir()
+    os.truncate(segment, 4096)  # cut short under the reader
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert all(v is MISS for v in store.get_many([0, 1, 2, 3], [0] * 4))
+    store.close()
+
+
+def test_a_segment_cut_short_while_open_gives_misses_not_sigbus(tmp_path: Path) -> None:
+    assert run_in_child(_read_truncated_segment, tmp_path) == 0
