@@ -92,6 +92,8 @@ def _ref(name: str) -> bytes:
         _meta(b"n", _ref("collections:namedtuple.__globals__"), w.U32.pack(0)),
         _meta(b"n", _ref("antigravity:Anything"), w.U32.pack(0)),  # not imported, not allowed
         _meta(b"n", _ref("os.path:join"), w.U32.pack(0)),
+        _meta(b"n", _ref("torch.utils.__main__:X"), w.U32.pack(0)),  # never import a __main__
+        _meta(b"n", _ref("time:struct_time"), w.U32.pack(0)),  # a tuple type, not a named tuple
         _meta(b"n", _ref("no module"), w.U32.pack(0)),  # malformed
         _meta(b"e", _ref("builtins:int"), b"i", w.I64.pack(1)),  # not an Enum
         _meta(b"e", _ref("torch:nonexistent_attr"), b"i", w.I64.pack(1)),

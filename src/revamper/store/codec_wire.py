@@ -98,7 +98,11 @@ KindCheck = Callable[[type], bool]
 
 def is_namedtuple_class(cls: type) -> bool:
     """A tuple subclass with ``_fields`` (``collections.namedtuple`` or ``typing.NamedTuple``)."""
-    return issubclass(cls, tuple) and isinstance(getattr(cls, "_fields", None), tuple)
+    return (
+        issubclass(cls, tuple)
+        and isinstance(getattr(cls, "_fields", None), tuple)
+        and callable(getattr(cls, "_make", None))
+    )
 
 
 def is_tensor_subclass(cls: type) -> bool:
@@ -128,14 +132,14 @@ def resolve_type(module_name: str, qualname: str, kind: KindCheck) -> type:
 
     Raises:
         CodecError: If the module is not imported and not in :data:`IMPORTABLE_PACKAGES`, a name
-            is malformed or private to Python (dunder), a step is not a plain attribute of a
-            module or class, or the result is not a class of the expected kind.
+            is malformed or holds a dunder (``__main__``, ``__globals__``), a step is not a plain
+            attribute of a module or class, or the result is not a class of the expected kind.
     """
     key = (module_name, qualname, kind)
     cached = _resolved.get(key)
     if cached is not None:
         return cached
-    if _MODULE_NAME.fullmatch(module_name) is None:
+    if _MODULE_NAME.fullmatch(module_name) is None or "__" in module_name:
         raise CodecError(f"malformed module name {module_name!r} in cache entry meta")
     module = sys.modules.get(module_name)
     if module is None:
@@ -201,7 +205,7 @@ def dtype_descr(dtype: np.dtype[Any], depth: int = 0) -> bytes | None:
     if cached != b"":
         return cached
     descr = _dtype_descr(dtype, depth)
-    if depth == 0:
+    if depth == 0 and len(_dtype_descrs) < 4096:
         _dtype_descrs[dtype] = descr
     return descr
 
