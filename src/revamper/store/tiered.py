@@ -36,6 +36,10 @@ class TieredStore(CacheStore):
     Both stores are owned by the tiered store: closing it closes them (the disk cache stays on
     disk). The disk store should be created with ``drop_after_read=True``.
 
+    A value is encoded once and may land in either tier, so it is pickled only if both tiers
+    allow pickle (:attr:`allow_pickle`); the disk tier's default (``False``) therefore decides
+    unless the disk store is created with ``allow_pickle=True``.
+
     Args:
         memory: The RAM tier; its ``capacity_bytes`` is the RAM budget.
         disk: The disk tier.
