@@ -5,20 +5,18 @@ default), so the data lives in RAM and every process that knows the store's dire
 write it: fork and spawn workers, persistent or not, and later other ranks on the same machine. No
 server process sits in the data path (a manager proxy would push every entry through a socket).
 
-Writes go to a temporary file that is then renamed over the entry, which is atomic: a reader sees
-the old record or the new one, never a torn one. Every record carries the store's random run
-identity and, by default, a CRC-32, and is read into a private buffer (never mapped) from a file
-opened without following links, so a damaged, truncated or replaced entry file reads as a miss
-(counted in ``invalid_reads``), never as a crash or as wrong data. A small shared counter block,
-updated under an ``flock``, tracks the bytes held so that an optional budget is exact across
-processes; a counter found out of range is recounted from the entries.
+Writes go to a temporary file renamed over the entry (atomic: a reader sees the old record or the
+new one). Every record carries the store's random run identity and, by default, a CRC-32; it is
+read into a private buffer (never mapped) from a file opened without following links, so a
+damaged, truncated or replaced entry reads as a miss (counted in ``invalid_reads``), never as a
+crash or wrong data (:mod:`revamper.store.memory_entry`). Shared counters under an ``flock``
+keep an optional budget exact across processes; one out of range is recounted.
 
 The owner (the instance that created the directory) removes it on :meth:`close`, on garbage
 collection and at interpreter exit; attached instances never do. Pickling an instance (as torch
 does for worker processes) attaches; so does :meth:`SharedMemoryStore.attach`, which takes only
-the directory's path (how the other ranks of a machine join the cache that the machine's first
-rank created) and refuses a directory that another user could have written. Where the directory
-lives and how abandoned ones are swept: :mod:`revamper.store.memory_dir`.
+the directory's path (how the other ranks of a machine join the first rank's cache) and refuses
+a directory another user could have written (:mod:`revamper.store.memory_dir`).
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ import contextlib
 import errno
 import logging
 import os
+import stat
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -50,11 +49,13 @@ from revamper.store.memory_dir import (
 )
 from revamper.store.memory_entry import (
     DamagedEntry,
-    clear_for_replace,
     entry_size,
+    max_entry_size,
     read_entry,
     read_head,
     remove_entry,
+    replace_entry,
+    write_new,
 )
 from revamper.store.memory_settings import MemorySettings
 from revamper.store.memory_usage import MAX_BYTES, checked_stats, checked_usage
@@ -64,7 +65,6 @@ __all__ = ["DIR_PREFIX", "SharedMemoryStore", "default_reserve", "sweep_abandone
 logger = logging.getLogger(__name__)
 
 _SHARD_BITS: Final = 10  # 1,024 entries per sub-directory
-_TMP_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class _Handles:
@@ -77,17 +77,6 @@ class _Handles:
 
     def close(self) -> None:
         self.counters.close()
-
-
-def _max_record(path: Path, capacity: int | None) -> int:
-    """The largest record the store could hold: a larger entry file is damaged."""
-    if capacity is not None:
-        return capacity
-    with contextlib.suppress(OSError):
-        info = os.statvfs(path)
-        if info.f_blocks:
-            return int(info.f_blocks * info.f_frsize)
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
 class SharedMemoryStore(CacheStore):
@@ -168,7 +157,7 @@ class SharedMemoryStore(CacheStore):
         self._reserve = settings.reserve_bytes
         self._allow_pickle = settings.allow_pickle
         self._run_id = settings.run_id
-        self._max_record = _max_record(path, settings.capacity_bytes)
+        self._max_record = max_entry_size(path, settings.capacity_bytes)
         self._max_used = MAX_BYTES if self._capacity is None else self._capacity
         self._owner_pid = -1
         self._finalizer = None
@@ -176,18 +165,17 @@ class SharedMemoryStore(CacheStore):
         self._closed = False
         self._warned: set[str] = set()
         self._bytes_read = 0
+        self._invalid_seen = 0
 
     @classmethod
     def attach(cls, path: str | os.PathLike[str]) -> SharedMemoryStore:
         """Open the store another process created at ``path``, as an attached instance.
 
-        The attached instance reads and writes the same entries under the same budget,
-        checksum, pickle policy and run identity as the owner (they are recorded in the
-        directory), and never removes the directory: the owner does, when it closes. This is how
-        the ranks of one machine share the cache that its first rank created; the path is all
-        that needs to travel. The directory is input: it must belong to the current user and
-        be writable by nobody else (the rule ``ssh`` applies to ``~/.ssh``), and so must its
-        files.
+        It shares the owner's entries, budget, checksum, pickle policy and run identity (all
+        recorded in the directory) and never removes the directory. This is how the ranks of
+        one machine share the cache of its first rank; only the path travels. The directory
+        is input: it and its files must belong to the current user and be writable by nobody
+        else (the rule ``ssh`` applies to ``~/.ssh``).
 
         Args:
             path: The owner's :attr:`path`.
@@ -297,10 +285,11 @@ class SharedMemoryStore(CacheStore):
         )
         return MISS
 
-    def _usage(self, counters: Counters) -> int:
+    def _usage(self, counters: Counters, *, recount: bool = False) -> int:
         """The bytes held (hold the lock); counters out of range are recounted first."""
-        used, recounted = checked_usage(counters, self._path / "data", self._max_used)
-        if recounted:
+        data = self._path / "data"
+        used, recounted = checked_usage(counters, data, self._max_used, force=recount)
+        if recounted and not recount:
             self._warn_once(
                 "recount",
                 f"revamper: the memory cache's counters in {self._path} were damaged; "
@@ -376,18 +365,12 @@ class SharedMemoryStore(CacheStore):
             return self._commit(counters, tmp, final, size)
 
     def _write_tmp(self, tmp: str, index: int, generation: int, enc: codec.EncodedValue) -> None:
-        try:
-            fd = os.open(tmp, _TMP_FLAGS, 0o600)
-        except FileExistsError:  # left by a process of this pid that died mid-write
-            remove_entry(tmp)
-            fd = os.open(tmp, _TMP_FLAGS, 0o600)
-        try:
-            segments = record.record_segments(
+        write_new(
+            tmp,
+            record.record_segments(
                 index, generation, enc, checksum=self._checksum, run_id=self._run_id
-            )
-            record.write_segments(fd, segments)
-        finally:
-            os.close(fd)
+            ),
+        )
 
     def _commit(self, counters: Counters, tmp: str, final: str, size: int) -> bool:
         """Rename the written record into place if it fits (hold the lock)."""
@@ -397,8 +380,7 @@ class SharedMemoryStore(CacheStore):
             self._reject_locked(counters, final, old)
             return False
         try:
-            clear_for_replace(final)
-            os.replace(tmp, final)
+            replace_entry(tmp, final)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -414,8 +396,12 @@ class SharedMemoryStore(CacheStore):
         if shard in handles.shards:
             return
         # os.mkdir, never makedirs: after close() the parent is gone and must stay gone.
+        path = f"{self._path}/data/{shard:x}"
         with contextlib.suppress(FileExistsError):
-            os.mkdir(f"{self._path}/data/{shard:x}", 0o700)
+            os.mkdir(path, 0o700)
+        if not stat.S_ISDIR(os.lstat(path).st_mode):  # a link or a file: never write through
+            remove_entry(path)
+            os.mkdir(path, 0o700)
         handles.shards.add(shard)
 
     def _reject(self, index: int) -> None:
@@ -471,6 +457,14 @@ class SharedMemoryStore(CacheStore):
             and header.run_id == self._run_id
             and (generation is None or header.generation == generation)
         )
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Recount the bytes held if damaged entries (which skew the count) were seen lately."""
+        with contextlib.suppress(_StoreGone, OSError), self._locked() as counters:
+            invalid = counters.value("invalid")
+            if invalid != self._invalid_seen:
+                self._invalid_seen = invalid
+                self._usage(counters, recount=True)
 
     def io_counters(self) -> IoCounters:
         """See :meth:`CacheStore.io_counters`: entries read here, all from memory."""

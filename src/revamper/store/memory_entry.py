@@ -10,9 +10,11 @@ anyway), so a file truncated while it is read gives a short read, not a ``SIGBUS
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -20,6 +22,7 @@ import numpy as np
 from revamper.store import record
 
 _OPEN: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class DamagedEntry(Exception):
@@ -44,6 +47,17 @@ def _open(path: str) -> tuple[int, os.stat_result] | None:
         os.close(fd)
         raise
     return fd, st
+
+
+def max_entry_size(directory: Path, capacity: int | None) -> int:
+    """The largest entry a store in ``directory`` can hold: its budget, else its file system."""
+    if capacity is not None:
+        return capacity
+    with contextlib.suppress(OSError):
+        info = os.statvfs(directory)
+        if info.f_blocks:
+            return int(info.f_blocks * info.f_frsize)
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
 def read_entry(path: str, max_size: int) -> np.ndarray[Any, np.dtype[np.uint8]] | None:
@@ -128,8 +142,35 @@ def remove_entry(path: str) -> bool:
     return True
 
 
-def clear_for_replace(path: str) -> None:
-    """Make room for ``os.replace`` onto ``path`` if a directory sits there (a damaged entry)."""
-    with contextlib.suppress(OSError):
-        if stat.S_ISDIR(os.lstat(path).st_mode):
-            shutil.rmtree(path, ignore_errors=True)
+def write_new(path: str, segments: list[bytes | memoryview]) -> None:
+    """Write a record to a new private file (0600) at ``path``, never through a link.
+
+    A leftover at ``path`` (a process of the same pid died mid-write) is removed first.
+
+    Raises:
+        OSError: If the file cannot be created or written (``ENOSPC``, ...).
+    """
+    try:
+        fd = os.open(path, _CREATE, 0o600)
+    except FileExistsError:
+        remove_entry(path)
+        fd = os.open(path, _CREATE, 0o600)
+    try:
+        record.write_segments(fd, segments)
+    finally:
+        os.close(fd)
+
+
+def replace_entry(tmp: str, path: str) -> None:
+    """Rename the written ``tmp`` over the entry ``path``, even if a directory sits there.
+
+    Raises:
+        OSError: If the rename fails.
+    """
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        shutil.rmtree(path, ignore_errors=True)  # a damaged entry; links are not followed
+        os.replace(tmp, path)

@@ -21,17 +21,25 @@ MAX_BYTES: Final = 2**62
 """Beyond any file system: a counter above it is damaged."""
 
 
-def checked_usage(counters: Counters, data: Path, max_used: int) -> tuple[int, bool]:
+def checked_usage(
+    counters: Counters, data: Path, max_used: int, *, force: bool = False
+) -> tuple[int, bool]:
     """The bytes held, recounted from the entries in ``data`` if the counters are implausible.
 
     Plausible: ``0 <= entries``, each entry at least a record header, and at most ``max_used``
     bytes (the budget, which a put never exceeds under the lock). Hold the counters' lock.
 
+    Args:
+        counters: The store's counters.
+        data: The directory of its entry files.
+        max_used: The most bytes it may hold.
+        force: Recount even if the counters look plausible.
+
     Returns:
-        ``(bytes held, whether the counters had to be recounted)``.
+        ``(bytes held, whether the counters were recounted)``.
     """
     used, entries = counters.value("bytes"), counters.value("entries")
-    if entries >= 0 and entries * record.HEADER_SIZE <= used <= max_used:
+    if not force and entries >= 0 and entries * record.HEADER_SIZE <= used <= max_used:
         return used, False
     used, entries = 0, 0
     for directory, _, names in os.walk(data):
