@@ -355,7 +355,8 @@ def _pil(r: _Reader, depth: int) -> Image.Image:
             raise CodecError("cache entry empty image out of range")
         image = Image.new(mode, (width, height))
     else:
-        if (width * _row_bits(mode) + 7) // 8 * height != buf.size:
+        bits = _mode_bits.get(mode) or _row_bits(mode)
+        if (width * bits + 7) // 8 * height != buf.size:
             raise CodecError(f"cache entry {mode} image {width}x{height} does not match buffer")
         # frombuffer shares our private buffer where PIL's layout allows (read-only; PIL
         # copies on the first in-place write) and copies once otherwise.
