@@ -30,109 +30,28 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
-import shutil
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from revamper.store import codec, manifest, permissions, record
+from revamper.store import codec, manifest, record
+from revamper.store import disk_layout as layout
 from revamper.store.base import MISS, CacheStore, IoCounters, StoreStats
-from revamper.store.counters import Counters
+from revamper.store.disk_layout import check_directory
 from revamper.store.ownership import CacheInUseError, OwnerLock
-from revamper.store.segments import ActiveSegment, SegmentReader, segment_path, try_delete
-from revamper.store.slots import MAX_SEGMENT, Slot, SlotTable
+from revamper.store.segments import ActiveSegment, segment_path, try_delete
+from revamper.store.slots import MAX_SEGMENT, Slot
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "CacheInUseError", "DiskStore", "check_directory"]
 
 logger = logging.getLogger(__name__)
 
-_EXTRA_COUNTERS: Final = ("next_segment",)
 DEFAULT_SEGMENT_BYTES: Final = 256 * 2**20
-_FILES: Final = ("lock", "owner.lock", "index", "counters", manifest.MANIFEST_NAME)
-_FULL: Final = (errno.ENOSPC, errno.EDQUOT)
 _DAMAGE: Final = (ValueError, TypeError, OverflowError, LookupError, MemoryError)
 """What decoding damaged bytes may raise (``RecordError`` and ``CodecError`` are ValueErrors)."""
-
-
-def check_directory(directory: str | os.PathLike[str]) -> Path:
-    """Return ``directory`` as a Path if it is a usable cache directory, else raise.
-
-    Usable: an existing, writable directory that belongs to the current user and is writable by
-    nobody else (:mod:`revamper.store.permissions`).
-
-    Raises:
-        ValueError: Naming the path and what is wrong with it (an
-            :class:`~revamper.store.permissions.UnsafeCacheError` for the owner and mode rule).
-    """
-    path = Path(directory)
-    if not path.exists():
-        raise ValueError(f"cache_dir {str(path)!r} does not exist; create it first")
-    if not path.is_dir():
-        raise ValueError(f"cache_dir {str(path)!r} is not a directory")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"cache_dir {str(path)!r} is not writable")
-    permissions.check_path(path, directory=True)
-    return path
-
-
-def check_cache_files(path: Path) -> None:
-    """Apply the owner and mode rule to every file and directory of a cache found in ``path``.
-
-    Raises:
-        UnsafeCacheError: For the first offending path.
-    """
-    for name in _FILES:
-        with contextlib.suppress(FileNotFoundError):
-            permissions.check_path(path / name)
-    with contextlib.suppress(FileNotFoundError):
-        permissions.check_tree(path / "segments")
-
-
-class _Process:
-    """What one process holds open on the store."""
-
-    def __init__(self, path: Path, num_samples: int) -> None:
-        self.pid = os.getpid()
-        self.counters = Counters(path, _EXTRA_COUNTERS)
-        try:
-            self.slots = SlotTable(path / "index", num_samples)
-        except BaseException:
-            self.counters.close()
-            raise
-        self.reader = SegmentReader(path / "segments")
-        self.active: ActiveSegment | None = None
-        self.disk_read = 0
-        self.disk_written = 0
-        self.damaged_seen = 0
-
-    def close(self) -> None:
-        if self.active is not None:
-            self.active.close()
-        self.reader.close()
-        self.slots.close()
-        self.counters.close()
-
-
-def _flush_and_drop(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fdatasync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _is_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in _FULL
 
 
 class DiskStore(CacheStore):
@@ -183,11 +102,11 @@ class DiskStore(CacheStore):
         self._allow_pickle = bool(allow_pickle)
         self._owner: OwnerLock | None = None
         try:
-            check_cache_files(self._path)
+            layout.check_cache_files(self._path)
             self._owner = OwnerLock(self._path)
             self._open_or_reset(fingerprint)
         except OSError as exc:
-            if not _is_full(exc):
+            if not layout.is_full(exc):
                 self._release_owner()
                 raise
             self._disable(f"the disk is full ({exc})")
@@ -203,7 +122,7 @@ class DiskStore(CacheStore):
         segment_bytes: int,
         drop_after_read: bool,
     ) -> None:
-        path = check_directory(directory)
+        path = layout.check_directory(directory)
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
         if capacity_bytes is not None and (
@@ -217,7 +136,7 @@ class DiskStore(CacheStore):
         self._capacity = capacity_bytes
         self._segment_bytes = max(int(segment_bytes), 1)
         self._drop_after_read = drop_after_read
-        self._proc_state: _Process | None = None
+        self._proc_state: layout.ProcessFiles | None = None
         self._closed = False
         self._warned: set[str] = set()
         self._disabled: str | None = None
@@ -260,120 +179,15 @@ class DiskStore(CacheStore):
         store = cls.__new__(cls)
         store._setup(directory, num_samples, capacity_bytes, segment_bytes, drop_after_read)
         store._allow_pickle = bool(allow_pickle)
-        check_cache_files(store._path)
-        found = manifest.read_manifest(store._path)
-        wanted = manifest.manifest_for(fingerprint or {}, num_samples)
-        reason = "it has no valid manifest" if found is None else None
-        if found is not None and (fingerprint is not None or found["num_samples"] != num_samples):
-            reason = manifest.mismatch(found, wanted)
-        have = None if found is None else manifest.run_id_of(found)
-        if reason is None and run_id is not None and have != run_id:
-            reason = "it is another incarnation of the cache (run id)"
-        if reason is not None:
-            raise ValueError(f"cannot attach to the disk cache in {store._path}: {reason}")
-        assert have is not None
-        store._run_id = have
+        store._run_id = layout.attached_run_id(store._path, num_samples, fingerprint, run_id)
         store._proc()  # open the files now: errors show here, not in the first get
         return store
 
     # -- set-up ---------------------------------------------------------------------------------
     def _open_or_reset(self, fingerprint: Mapping[str, Any] | None) -> None:
-        path = self._path
-        lock_fd = permissions.open_private(path / "lock", os.O_RDWR, create=True)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)  # attached processes wait for the set-up
-            found = manifest.read_manifest(path)
-            wanted = manifest.manifest_for(fingerprint or {}, self._num_samples)
-            reason = self._reuse_problem(found, fingerprint, wanted)
-            if reason is not None:
-                if found is not None or (path / "index").exists():
-                    logger.warning("discarding the disk cache in %s: %s", path, reason)
-                self._reset_files(wanted)
-            else:
-                logger.info("reusing the disk cache in %s", path)
-            run_id = manifest.run_id_of(wanted if found is None or reason else found)
-            assert run_id is not None
-            self._run_id = run_id
-            self._verified_pid = os.getpid()
-            self._recount()
-        finally:
-            os.close(lock_fd)
-
-    def _reuse_problem(
-        self,
-        found: Mapping[str, Any] | None,
-        fingerprint: Mapping[str, Any] | None,
-        wanted: Mapping[str, Any],
-    ) -> str | None:
-        """Why the cache found cannot be reused, or ``None``."""
-        if found is None:
-            return "no cache there yet" if not (self._path / "index").exists() else "no manifest"
-        if fingerprint is not None or found["num_samples"] != self._num_samples:
-            reason = manifest.mismatch(found, wanted)
-            if reason is not None:
-                return reason
-        try:
-            table = SlotTable(self._path / "index", self._num_samples)
-        except FileNotFoundError:
-            return "its slot table is missing"
-        try:
-            if not table.size_ok():
-                return "its slot table has the wrong size (damaged)"
-        finally:
-            table.close()
-        if not (self._path / "counters").exists() or not (self._path / "segments").is_dir():
-            return "its counters or segments are missing"
-        return None
-
-    def _reset_files(self, wanted: Mapping[str, Any]) -> None:
-        """Rebuild an empty cache; the manifest goes first and comes back last."""
-        path = self._path
-        manifest.remove_manifest(path)
-        for name in ("index", "counters"):
-            with contextlib.suppress(FileNotFoundError):
-                (path / name).unlink()  # unlink never follows a link
-        shutil.rmtree(path / "segments", ignore_errors=True)
-        permissions.make_private_dir(path / "segments")
-        SlotTable.create(path / "index", self._num_samples)
-        Counters.create(path, _EXTRA_COUNTERS)
-        manifest.write_manifest(path, wanted)
-
-    def _recount(self) -> None:
-        # Counters are statistics; after a crash they may be off, so rebuild them from the slots.
-        Counters.create(self._path, _EXTRA_COUNTERS)
-        permissions.make_private_dir(self._path / "segments")
-        self._rebuild_counters(self._proc(), quiet=True)  # the caller holds the lock file
-
-    def _rebuild_counters(self, proc: _Process, *, quiet: bool) -> None:
-        """Make ``bytes``, ``entries`` and ``next_segment`` agree with the files (hold the lock)."""
-        entries, used = proc.slots.totals()
-        counters = proc.counters
-        numbers = [n for n in self._segment_numbers() if n <= MAX_SEGMENT]
-        following = counters.value("next_segment")
-        if not 0 <= following <= MAX_SEGMENT:
-            following = 0
-        following = max([following - 1, *numbers], default=-1) + 1
-        wrong = [
-            name
-            for name, value in (("bytes", used), ("entries", entries), ("next_segment", following))
-            if counters.value(name) != value
-        ]
-        if wrong and not quiet:
-            logger.warning(
-                "the disk cache %s had damaged counters (%s); rebuilt from its slot table",
-                self._path,
-                ", ".join(wrong),
-            )
-        counters.set("bytes", used)
-        counters.set("entries", entries)
-        counters.set("next_segment", following)
-
-    def _segment_numbers(self) -> list[int]:
-        try:
-            names = os.listdir(self._path / "segments")
-        except OSError:
-            return []
-        return [int(n[:-4]) for n in names if n.endswith(".seg") and n[:-4].isdigit()]
+        self._run_id = layout.open_or_reset(self._path, self._num_samples, fingerprint)
+        self._verified_pid = os.getpid()
+        layout.reconcile(self._proc(), self._path, quiet=True)  # open_or_reset held the lock
 
     def _disable(self, reason: str) -> None:
         """Cache nothing from now on (a full disk at construction), and say so once."""
@@ -444,13 +258,13 @@ class DiskStore(CacheStore):
         if self._closed:
             raise RuntimeError(f"the disk cache store at {self._path} is closed")
 
-    def _proc(self) -> _Process:
+    def _proc(self) -> layout.ProcessFiles:
         self._check_open()
         proc = self._proc_state
         if proc is None or proc.pid != os.getpid():
             if self._owner is not None:
                 self._owner.drop_inherited()  # a forked worker: the owner keeps the lock
-            proc = self._proc_state = _Process(self._path, self._num_samples)
+            proc = self._proc_state = layout.ProcessFiles(self._path, self._num_samples)
             if proc.pid != self._verified_pid:
                 self._verify_incarnation()
         return proc
@@ -462,7 +276,7 @@ class DiskStore(CacheStore):
             raise _Gone("the cache was reset or replaced by another process meanwhile")
         self._verified_pid = os.getpid()
 
-    def _live(self) -> _Process | None:
+    def _live(self) -> layout.ProcessFiles | None:
         """This process's handles, or ``None`` if the cache cannot be used (said once)."""
         if self._disabled is not None:
             self._check_open()
@@ -477,7 +291,7 @@ class DiskStore(CacheStore):
             return None
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[_Process]:
+    def _locked(self) -> Iterator[layout.ProcessFiles]:
         proc = self._proc()
         with proc.counters.locked():
             yield proc
@@ -491,7 +305,7 @@ class DiskStore(CacheStore):
             self._warned.add(key)
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
-    def _damaged(self, proc: _Process, count: int, what: str) -> None:
+    def _damaged(self, proc: layout.ProcessFiles, count: int, what: str) -> None:
         with contextlib.suppress(OSError), self._locked() as locked:
             locked.counters.add("invalid", count)
         self._warn_once(
@@ -535,13 +349,13 @@ class DiskStore(CacheStore):
                 proc.reader.release(segment, [(s.offset, s.length) for *_, s in items])
         return out
 
-    def _note_damaged_slots(self, proc: _Process) -> None:
+    def _note_damaged_slots(self, proc: layout.ProcessFiles) -> None:
         new = proc.slots.damaged - proc.damaged_seen
         if new:
             proc.damaged_seen = proc.slots.damaged
             self._damaged(proc, new, f"{new} damaged slot(s) of the index")
 
-    def _open(self, proc: _Process, index: int, slot: Slot, data: Any) -> Any:
+    def _open(self, proc: layout.ProcessFiles, index: int, slot: Slot, data: Any) -> Any:
         try:
             if data is None:
                 raise record.RecordError("its segment file is missing or cut short")
@@ -625,19 +439,19 @@ class DiskStore(CacheStore):
             proc.reader.advise(active.number, [(offset, size)], os.POSIX_FADV_DONTNEED)
         return True
 
-    def _fits(self, proc: _Process, index: int, size: int) -> bool:
+    def _fits(self, proc: layout.ProcessFiles, index: int, size: int) -> bool:
         assert self._capacity is not None
         slot = proc.slots.read(index)
         used = proc.counters.value("bytes")
         return bool(used - (slot.length if slot else 0) + size <= self._capacity)
 
-    def _drop_slot(self, proc: _Process, index: int) -> None:
+    def _drop_slot(self, proc: layout.ProcessFiles, index: int) -> None:
         old = proc.slots.clear(index)
         if old:
             proc.counters.add("bytes", -old)
             proc.counters.add("entries", -1)
 
-    def _active(self, proc: _Process, generation: int) -> ActiveSegment:
+    def _active(self, proc: layout.ProcessFiles, generation: int) -> ActiveSegment:
         active = proc.active
         if active is not None and active.size < self._segment_bytes:
             if generation <= active.generation:
@@ -652,7 +466,7 @@ class DiskStore(CacheStore):
             with self._locked() as locked:
                 number = locked.counters.add("next_segment", 1)
                 if not 0 <= number <= MAX_SEGMENT:  # a damaged counter
-                    self._rebuild_counters(locked, quiet=False)
+                    layout.reconcile(locked, self._path, quiet=False)
                     number = locked.counters.add("next_segment", 1)
             path = segment_path(self._path / "segments", number)
             try:
@@ -668,11 +482,11 @@ class DiskStore(CacheStore):
             created.close()
         raise OSError(errno.EEXIST, "could not create a new segment file", str(self._path))
 
-    def _write_failed(self, proc: _Process, index: int, exc: Exception) -> bool:
+    def _write_failed(self, proc: layout.ProcessFiles, index: int, exc: Exception) -> bool:
         with contextlib.suppress(OSError), self._locked() as locked:
             locked.counters.add("failed", 1)
             self._drop_slot(locked, index)  # the old entry is outdated by this put anyway
-        kind = "full" if _is_full(exc) else "error"
+        kind = "full" if layout.is_full(exc) else "error"
         self._warn_once(
             f"write-{kind}",
             f"revamper: could not write sample {index} to the disk cache {self._path} ({exc}); "
@@ -704,16 +518,15 @@ class DiskStore(CacheStore):
             return
         try:
             with self._locked() as locked:
-                self._rebuild_counters(locked, quiet=False)
-                live = locked.slots.live_segments()
+                live = layout.reconcile(locked, self._path, quiet=False)
         except OSError:
             return
-        for number in sorted(self._segment_numbers()):
+        for number in sorted(layout.segment_numbers(self._path)):
             path = segment_path(self._path / "segments", number)
             if number not in live and try_delete(path):
                 proc.reader.forget(number)
             elif self._drop_after_read:
-                _flush_and_drop(path)
+                layout.flush_and_drop(path)
 
     def clear(self) -> None:
         """Delete every entry (the directory stays, with a fresh, empty cache)."""
@@ -729,7 +542,7 @@ class DiskStore(CacheStore):
     def disk_bytes(self) -> int:
         """Bytes the segment files take, live and dead records together."""
         total = 0
-        for number in self._segment_numbers():
+        for number in layout.segment_numbers(self._path):
             with contextlib.suppress(OSError):
                 total += os.lstat(segment_path(self._path / "segments", number)).st_size
         return total

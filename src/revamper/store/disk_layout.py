@@ -1,0 +1,248 @@
+"""The files of a disk cache: checking them, creating them, resetting them, opening them.
+
+A cache directory holds ``owner.lock`` (:mod:`revamper.store.ownership`), ``lock`` and
+``counters`` (:mod:`revamper.store.counters`), ``index`` (:mod:`revamper.store.slots`), the
+manifest (:mod:`revamper.store.manifest`) and ``segments/`` (:mod:`revamper.store.segments`).
+Everything found there must pass the owner and mode rule (:mod:`revamper.store.permissions`)
+before it is read. A reset removes the manifest first and writes it back last, so a cache whose
+rebuilding was interrupted (a full disk, a crash) is never trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from revamper.store import manifest, permissions
+from revamper.store.counters import Counters
+from revamper.store.segments import ActiveSegment, SegmentReader
+from revamper.store.slots import MAX_SEGMENT, SlotTable
+
+logger = logging.getLogger("revamper.store.disk")
+
+EXTRA_COUNTERS: Final = ("next_segment",)
+_FILES: Final = ("lock", "owner.lock", "index", "counters", manifest.MANIFEST_NAME)
+_FULL: Final = (errno.ENOSPC, errno.EDQUOT)
+
+
+def check_directory(directory: str | os.PathLike[str]) -> Path:
+    """Return ``directory`` as a Path if it is a usable cache directory, else raise.
+
+    Usable: an existing, writable directory that belongs to the current user and is writable by
+    nobody else (:mod:`revamper.store.permissions`).
+
+    Raises:
+        ValueError: Naming the path and what is wrong with it (an
+            :class:`~revamper.store.permissions.UnsafeCacheError` for the owner and mode rule).
+    """
+    path = Path(directory)
+    if not path.exists():
+        raise ValueError(f"cache_dir {str(path)!r} does not exist; create it first")
+    if not path.is_dir():
+        raise ValueError(f"cache_dir {str(path)!r} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"cache_dir {str(path)!r} is not writable")
+    permissions.check_path(path, directory=True)
+    return path
+
+
+def check_cache_files(path: Path) -> None:
+    """Apply the owner and mode rule to every file and directory of a cache found in ``path``.
+
+    Raises:
+        UnsafeCacheError: For the first offending path.
+    """
+    for name in _FILES:
+        with contextlib.suppress(FileNotFoundError):
+            permissions.check_path(path / name)
+    with contextlib.suppress(FileNotFoundError):
+        permissions.check_tree(path / "segments")
+
+
+class ProcessFiles:
+    """What one process holds open on a disk cache."""
+
+    def __init__(self, path: Path, num_samples: int) -> None:
+        self.pid = os.getpid()
+        self.counters = Counters(path, EXTRA_COUNTERS)
+        try:
+            self.slots = SlotTable(path / "index", num_samples)
+        except BaseException:
+            self.counters.close()
+            raise
+        self.reader = SegmentReader(path / "segments")
+        self.active: ActiveSegment | None = None
+        self.disk_read = 0
+        self.disk_written = 0
+        self.damaged_seen = 0
+
+    def close(self) -> None:
+        """Close every descriptor."""
+        if self.active is not None:
+            self.active.close()
+        self.reader.close()
+        self.slots.close()
+        self.counters.close()
+
+
+def flush_and_drop(path: Path) -> None:
+    """Write a segment's dirty pages back and drop it from the page cache (best effort)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the file system (or the quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in _FULL
+
+
+def open_or_reset(path: Path, num_samples: int, fingerprint: Mapping[str, Any] | None) -> bytes:
+    """Reuse the cache in ``path`` if it was made for ``fingerprint``, else reset it.
+
+    Returns:
+        The run identity of the cache (the reused one's, or a fresh one).
+
+    Raises:
+        OSError: If the files cannot be written (``ENOSPC`` included).
+        UnsafeCacheError: If a file found there fails the owner and mode rule.
+    """
+    lock_fd = permissions.open_private(path / "lock", os.O_RDWR, create=True)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # attached processes wait for the set-up
+        found = manifest.read_manifest(path)
+        wanted = manifest.manifest_for(fingerprint or {}, num_samples)
+        reason = reuse_problem(path, num_samples, found, fingerprint, wanted)
+        if reason is not None:
+            if found is not None or (path / "index").exists():
+                logger.warning("discarding the disk cache in %s: %s", path, reason)
+            reset_files(path, num_samples, wanted)
+        else:
+            logger.info("reusing the disk cache in %s", path)
+            Counters.create(path, EXTRA_COUNTERS)
+        run_id = manifest.run_id_of(wanted if found is None or reason else found)
+        assert run_id is not None
+        return run_id
+    finally:
+        os.close(lock_fd)
+
+
+def reuse_problem(
+    path: Path,
+    num_samples: int,
+    found: Mapping[str, Any] | None,
+    fingerprint: Mapping[str, Any] | None,
+    wanted: Mapping[str, Any],
+) -> str | None:
+    """Why the cache found in ``path`` cannot be reused, or ``None``."""
+    if found is None:
+        return "no cache there yet" if not (path / "index").exists() else "no manifest"
+    if fingerprint is not None or found["num_samples"] != num_samples:
+        reason = manifest.mismatch(found, wanted)
+        if reason is not None:
+            return reason
+    try:
+        table = SlotTable(path / "index", num_samples)
+    except FileNotFoundError:
+        return "its slot table is missing"
+    try:
+        if not table.size_ok():
+            return "its slot table has the wrong size (damaged)"
+    finally:
+        table.close()
+    if not (path / "counters").exists() or not (path / "segments").is_dir():
+        return "its counters or segments are missing"
+    return None
+
+
+def reset_files(path: Path, num_samples: int, wanted: Mapping[str, Any]) -> None:
+    """Rebuild an empty cache; the manifest goes first and comes back last."""
+    manifest.remove_manifest(path)
+    for name in ("index", "counters"):
+        with contextlib.suppress(FileNotFoundError):
+            (path / name).unlink()  # unlink never follows a link
+    shutil.rmtree(path / "segments", ignore_errors=True)
+    permissions.make_private_dir(path / "segments")
+    SlotTable.create(path / "index", num_samples)
+    Counters.create(path, EXTRA_COUNTERS)
+    manifest.write_manifest(path, wanted)
+
+
+def attached_run_id(
+    path: Path, num_samples: int, fingerprint: Mapping[str, Any] | None, run_id: bytes | None
+) -> bytes:
+    """The run identity of the cache another process owns in ``path``, after checking it.
+
+    Raises:
+        ValueError: If there is no trustworthy cache there, or it is another one.
+    """
+    check_cache_files(path)
+    found = manifest.read_manifest(path)
+    wanted = manifest.manifest_for(fingerprint or {}, num_samples)
+    reason = "it has no valid manifest" if found is None else None
+    if found is not None and (fingerprint is not None or found["num_samples"] != num_samples):
+        reason = manifest.mismatch(found, wanted)
+    have = None if found is None else manifest.run_id_of(found)
+    if reason is None and run_id is not None and have != run_id:
+        reason = "it is another incarnation of the cache (run id)"
+    if reason is not None:
+        raise ValueError(f"cannot attach to the disk cache in {path}: {reason}")
+    assert have is not None
+    return have
+
+
+def segment_numbers(path: Path) -> list[int]:
+    """The numbers of the segment files in the cache ``path``."""
+    try:
+        names = os.listdir(path / "segments")
+    except OSError:
+        return []
+    return [int(n[:-4]) for n in names if n.endswith(".seg") and n[:-4].isdigit()]
+
+
+def reconcile(files: ProcessFiles, path: Path, *, quiet: bool) -> set[int]:
+    """Make the counters agree with the slot table and the segments (hold the lock).
+
+    Counters are statistics, and after a crash or damage they may be off: ``bytes`` and
+    ``entries`` are recomputed from the valid slots, ``next_segment`` is brought back in range.
+
+    Returns:
+        The segments some valid slot points into.
+    """
+    rows, valid = files.slots.scan()
+    entries = int(np.count_nonzero(valid))
+    used = int(rows["length"][valid].sum(dtype=np.int64))
+    counters = files.counters
+    following = counters.value("next_segment")
+    if not 0 <= following <= MAX_SEGMENT:
+        following = 0
+    numbers = [n for n in segment_numbers(path) if n <= MAX_SEGMENT]
+    following = max([following - 1, *numbers], default=-1) + 1
+    wanted = {"bytes": used, "entries": entries, "next_segment": following}
+    wrong = [name for name, value in wanted.items() if counters.value(name) != value]
+    if wrong and not quiet:
+        logger.warning(
+            "the disk cache %s had damaged counters (%s disagreed with its files); rebuilt",
+            path,
+            ", ".join(wrong),
+        )
+    for name, value in wanted.items():
+        counters.set(name, value)
+    return {int(s) for s in np.unique(rows["segment"][valid])}
