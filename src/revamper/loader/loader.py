@@ -24,6 +24,7 @@ from revamper.loader.layout import check_transform_keys
 from revamper.loader.sampler import PlanBatchSampler
 from revamper.loader.state import _DEFAULTED_KEYS, STATE_VERSION, check_state, make_state  # noqa: F401
 from revamper.loader.stats import EpochStats, LoaderStats
+from revamper.loader.workers import WorkerInit
 from revamper.plan import PlanConfig
 from revamper.plan.config import MAX_EPOCH
 from revamper.plan.seeding import Purpose, derive_seed
@@ -147,7 +148,8 @@ class RevamperLoader:
         drop_last: As DataLoader's. The dropped samples are chosen among those whose cache entry
             is not needed (see :mod:`revamper.plan`).
         timeout: As DataLoader's.
-        worker_init_fn: As DataLoader's.
+        worker_init_fn: As DataLoader's: in it (and in the data set's code),
+            ``torch.utils.data.get_worker_info().dataset`` is the worker's copy of ``dataset``.
         multiprocessing_context: As DataLoader's.
         generator: As DataLoader's (seeds the workers' RNGs); with ``seed`` and no generator,
             one seeded with ``seed`` is used (with a seed derived from ``seed`` and the rank,
@@ -203,8 +205,9 @@ class RevamperLoader:
         partial_transform = _check_transform("partial_transform", partial_transform)
         final_transform = _check_transform("final_transform", final_transform)
         keys = check_transform_keys(transform_keys, bool(whole_sample))
-        if collate_fn is not None and not callable(collate_fn):
-            raise TypeError(f"collate_fn must be callable or None, got {collate_fn!r}")
+        for name, function in (("collate_fn", collate_fn), ("worker_init_fn", worker_init_fn)):
+            if function is not None and not callable(function):
+                raise TypeError(f"{name} must be callable or None, got {function!r}")
         if cache_bytes is not None:
             _check_int("cache_bytes", cache_bytes, 0)
         if seed is not None:
@@ -316,7 +319,7 @@ class RevamperLoader:
             collate_fn=cast(Any, CollateWithStats(collate_fn or default_collate)),
             pin_memory=pin_memory,
             timeout=timeout,
-            worker_init_fn=worker_init_fn,
+            worker_init_fn=WorkerInit(worker_init_fn),
             multiprocessing_context=multiprocessing_context,
             generator=generator,
             prefetch_factor=prefetch_factor,

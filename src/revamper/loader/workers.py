@@ -1,0 +1,41 @@
+"""What runs in each DataLoader worker process before its first batch: the ``worker_init_fn``.
+
+torch's ``get_worker_info().dataset`` is the data set the ``DataLoader`` was given, which for a
+:class:`RevamperLoader` is its :class:`~revamper.loader.executor.RefurbishingDataset`. A user's
+``worker_init_fn`` that sets something on it (a per-worker file handle, a connection, a shard)
+must reach the user's own data set, as it does with a plain ``DataLoader``. So the loader's own
+``worker_init_fn`` first points the worker's :class:`~torch.utils.data.WorkerInfo` at the
+wrapper's data set (the very object the worker's ``__getitem__`` calls use: its copy of the
+user's data set in this process), then calls the user's function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.utils.data
+
+from revamper.loader.executor import RefurbishingDataset
+
+
+class WorkerInit:
+    """The loader's ``worker_init_fn``: show the user's data set, then run the user's function.
+
+    Picklable (for the ``spawn`` and ``forkserver`` start methods) when ``user_fn`` is.
+
+    Args:
+        user_fn: The user's ``worker_init_fn``, or ``None``.
+    """
+
+    def __init__(self, user_fn: Callable[[int], None] | None) -> None:
+        self.user_fn = user_fn
+
+    def __call__(self, worker_id: int) -> None:
+        """Runs in worker ``worker_id`` once, before its first batch."""
+        info = torch.utils.data.get_worker_info()
+        if info is not None and isinstance(info.dataset, RefurbishingDataset):
+            # WorkerInfo is frozen once made (a frozen dataclass in recent torch, a guarded
+            # __setattr__ before): object.__setattr__ is how its own constructor sets it.
+            object.__setattr__(info, "dataset", info.dataset.dataset)
+        if self.user_fn is not None:
+            self.user_fn(worker_id)
