@@ -180,3 +180,25 @@ def test_worker_processes_draw_different_augmentations() -> None:
     fresh = flip_patterns(reseed=True)
     assert fresh[0] != fresh[1]
     assert flip_patterns(reseed=True) == fresh  # and a seeded loader repeats them
+
+
+class ImageDicts:
+    """Hugging Face-style rows: {"image": array, "label": int}."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"image": sample(index)["image"], "label": index}
+
+
+def test_dict_rows_with_transform_keys_take_the_image_path() -> None:
+    flip = Albumentations(A.HorizontalFlip(p=1.0))
+    with RevamperLoader(
+        ImageDicts(), batch_size=4, final_transform=flip, transform_keys="image", seed=0
+    ) as loader:
+        for epoch in range(2):
+            for batch in loader:
+                for image, label in zip(batch["image"], batch["label"].tolist(), strict=True):
+                    np.testing.assert_array_equal(image.numpy(), sample(label)["image"][:, ::-1])
+            assert loader.stats[epoch].samples == 12
