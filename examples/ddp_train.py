@@ -3,8 +3,9 @@
     torchrun --nproc_per_node=2 examples/ddp_train.py [--epochs 4] [--images 2000] [--size 64]
 
 Each rank gets its share of every epoch (like DistributedSampler); the ranks of a machine share
-one cache of decoded, cropped images in /dev/shm (torchrun's LOCAL_WORLD_SIZE tells the loader
-how many ranks a machine has). Runs on CPUs (gloo) or GPUs (nccl). The data is revamper's
+one cache of decoded, cropped images in /dev/shm (torchrun's LOCAL_WORLD_SIZE says how many ranks
+a machine has; under launchers that do not set it, the loader finds out from the process group).
+Runs on CPUs (gloo) or GPUs (nccl). The data is revamper's
 built-in ImageNet-like JPEG set, generated on first use.
 """
 
