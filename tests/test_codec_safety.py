@@ -157,7 +157,7 @@ def test_counts_and_lengths_beyond_the_blob_are_refused() -> None:
         _meta(b"s", w.U32.pack(huge), b"abc"),
         _meta(b"I", w.U32.pack(huge)),
         _meta(b"a", b"S", w.pack_str("|u1"), bytes((1,)), w.U64.pack(2**40), buffers=(8,)),
-        _meta(b"p", w.pack_str("RGB"), w.SIZE2.pack(60000, 60000), b"\0", buffers=(12,)),
+        _meta(b"p", w.pack_str("RGB"), w.PIL_HEAD.pack(60000, 60000, 0), buffers=(12,)),
         w.HEADER.pack(w.MAGIC, codec.CODEC_VERSION, huge) + b"N",
         _meta(b"N", b"N"),  # bytes left over
         _meta(b"N", buffers=(0,)),  # buffers left over

@@ -41,7 +41,7 @@ from PIL import Image
 
 from revamper.errors import CodecError, PickleNotAllowedError
 from revamper.store import codec_wire as w
-from revamper.store.codec_decode import decode_meta
+from revamper.store.codec_decode import decode
 
 __all__ = [
     "ALIGN",
@@ -54,13 +54,13 @@ __all__ = [
     "encode",
 ]
 
-CODEC_VERSION: Final = 2
+CODEC_VERSION: Final = w.CODEC_VERSION
 """Bumped whenever the encoding changes; stores reject entries of another version.
 
 Version 1 pickled the meta; version 2 is the binary format of :mod:`~revamper.store.codec_wire`.
 """
 
-ALIGN: Final = 64
+ALIGN: Final = w.ALIGN
 """Alignment of every buffer inside the payload (a cache line; enough for any dtype)."""
 
 _warned_types: set[str] = set()
@@ -291,7 +291,7 @@ class _Encoder:
             palette = (image.palette.mode, bytes(image.palette.tobytes()))
         transparency = image.info.get("transparency")
         flags = (1 if palette is not None else 0) | (2 if transparency is not None else 0)
-        self.out += (b"p", w.pack_str(mode), w.SIZE2.pack(width, height), bytes((flags,)))
+        self.out += (b"p", w.pack_str(mode), w.PIL_HEAD.pack(width, height, flags))
         if palette is not None:
             self.out += (w.pack_str(palette[0]), _pack_u32(len(palette[1])), palette[1])
         if transparency is not None:
@@ -331,28 +331,3 @@ def encode(value: Any, *, allow_pickle: bool = False) -> EncodedValue:
         head += w.pack_sizes(sizes)
     meta = b"".join((head, *encoder.out))
     return EncodedValue(meta=meta, buffers=tuple(buffers), payload_size=payload_size)
-
-
-def decode(
-    meta: bytes | memoryview,
-    payload: np.ndarray[Any, np.dtype[np.uint8]],
-    *,
-    allow_pickle: bool = False,
-) -> Any:
-    """Rebuild the value that :func:`encode` split into ``meta`` and a payload.
-
-    Args:
-        meta: The meta blob.
-        payload: The payload bytes as a writable ``uint8`` array the caller owns. Arrays and
-            tensors in the result share its memory, so the caller must not reuse it.
-        allow_pickle: Whether a pickled part may be unpickled. When false (the default) an entry
-            holding one is refused, since unpickling runs whatever code the entry names.
-
-    Returns:
-        The value, equal to the encoded one in type, dtype, shape, mode and contents.
-
-    Raises:
-        CodecError: If the meta blob or payload is corrupt, from another codec version, names a
-            type that cannot be resolved safely, or holds a pickle that is not allowed.
-    """
-    return decode_meta(bytes(meta), payload, CODEC_VERSION, ALIGN, allow_pickle)

@@ -38,6 +38,8 @@ _from_numpy = torch.from_numpy
 _mode_bits: dict[str, int] = {}
 _simple_dtypes = w.SIMPLE_DTYPES
 _INT, _STR = w.INT, w.STR
+_PIL_HEAD = w.PIL_HEAD.unpack_from
+_HEADER_SIZE, _ALIGN = w.HEADER.size, w.ALIGN
 _MEMO_SIZE = 1024
 _subclass_memo: dict[bytes, tuple[type, dict[str, Any]]] = {}
 _IMMUTABLE = frozenset({int, float, complex, bool, str, bytes, type(None)})
@@ -172,7 +174,24 @@ def _item(r: _Reader, depth: int) -> Any:
 
 
 def _sequence(r: _Reader, depth: int) -> list[Any]:
-    return [_item(r, depth + 1) for _ in range(r.count())]
+    (n,) = _u32(r.meta, r.pos)
+    r.pos += 4
+    if n > r.end - r.pos:
+        raise CodecError(f"cache entry meta claims {n} items in {r.end - r.pos} bytes")
+    depth += 1
+    items = []
+    for _ in range(n):
+        items.append(_item(r, depth))
+    return items
+
+
+def _tuple(r: _Reader, depth: int) -> tuple[Any, ...]:
+    (n,) = _u32(r.meta, r.pos)
+    r.pos += 4
+    if n > r.end - r.pos:
+        raise CodecError(f"cache entry meta claims {n} items in {r.end - r.pos} bytes")
+    depth += 1
+    return tuple([_item(r, depth) for _ in range(n)])
 
 
 def _mapping(r: _Reader, depth: int) -> list[tuple[Any, Any]]:
@@ -341,10 +360,14 @@ def _row_bits(mode: str) -> int:
 
 
 def _pil(r: _Reader, depth: int) -> Image.Image:
-    mode = r.string()
-    width, height = w.SIZE2.unpack_from(r.meta, r.pos)
-    r.pos += 8
-    flags = r.u8()
+    meta, pos = r.meta, r.pos
+    (size,) = _u32(meta, pos)
+    pos += 4
+    if size > 16 or pos + size > r.end:
+        raise CodecError("cache entry image mode out of range")
+    mode = meta[pos : pos + size].decode("ascii")
+    width, height, flags = _PIL_HEAD(meta, pos + size)
+    r.pos = pos + size + 9
     if flags & ~3:
         raise CodecError(f"cache entry image has flags {flags}")
     palette = (r.string(), r.take(r.u32())) if flags & 1 else None
@@ -391,7 +414,7 @@ for _tag, _handler in {
     w.STR: lambda r, depth: r.string(),
     w.BYTES: lambda r, depth: r.buffer().tobytes(),
     w.BYTEARRAY: lambda r, depth: bytearray(r.buffer()),
-    w.TUPLE: lambda r, depth: tuple(_sequence(r, depth)),
+    w.TUPLE: _tuple,
     w.LIST: _sequence,
     w.DICT: lambda r, depth: dict(_mapping(r, depth)),
     w.ODICT: lambda r, depth: collections.OrderedDict(_mapping(r, depth)),
@@ -407,49 +430,53 @@ for _tag, _handler in {
     _HANDLERS[_tag] = _handler
 
 
-def _views(
-    meta: bytes, payload: np.ndarray[Any, np.dtype[np.uint8]], align: int
-) -> tuple[list[np.ndarray[Any, np.dtype[np.uint8]]], int]:
-    _, _, n = w.HEADER.unpack_from(meta, 0)
-    start = w.HEADER.size + 8 * n
-    if start > len(meta):
-        raise CodecError(f"cache entry meta lists {n} buffers in {len(meta)} bytes")
-    views = []
-    offset = 0
-    sizes = _SHAPES[n] if n <= w.MAX_NDIM else struct.Struct(f"<{n}Q")
-    for size in sizes.unpack_from(meta, w.HEADER.size):
-        begin = (offset + align - 1) // align * align
-        if size > payload.size - begin:
-            raise CodecError(
-                f"payload of {payload.size} bytes too short for a buffer at {begin}+{size}"
-            )
-        views.append(payload[begin : begin + size])
-        offset = begin + size
-    return views, start
-
-
-def decode_meta(
-    meta: bytes,
+def decode(
+    meta: bytes | memoryview,
     payload: np.ndarray[Any, np.dtype[np.uint8]],
-    version: int,
-    align: int,
-    allow_pickle: bool,
+    *,
+    allow_pickle: bool = False,
 ) -> Any:
-    """Parse ``meta`` over ``payload`` (see :func:`revamper.store.codec.decode`).
+    """Rebuild the value that :func:`~revamper.store.codec.encode` split into meta and payload.
+
+    Args:
+        meta: The meta blob.
+        payload: The payload bytes as a writable ``uint8`` array the caller owns. Arrays and
+            tensors in the result share its memory, so the caller must not reuse it.
+        allow_pickle: Whether a pickled part may be unpickled. When false (the default) an entry
+            holding one is refused, since unpickling runs whatever code the entry names.
+
+    Returns:
+        The value, equal to the encoded one in type, dtype, shape, mode and contents.
 
     Raises:
-        CodecError: For anything but a well-formed meta of codec ``version`` that fits
-            ``payload`` (and holds no pickle unless ``allow_pickle``).
+        CodecError: If the meta blob or payload is corrupt, from another codec version, names a
+            type that cannot be resolved safely, or holds a pickle that is not allowed.
     """
-    if len(meta) < w.HEADER.size or meta[:3] != w.MAGIC:
-        raise CodecError(f"not a revamper cache entry meta of codec version {version}")
-    if meta[3] != version:
-        raise CodecError(f"cache entry has codec version {meta[3]}, expected {version}")
+    if type(meta) is not bytes:
+        meta = bytes(meta)
+    if len(meta) < _HEADER_SIZE or meta[:3] != w.MAGIC:
+        raise CodecError(f"not a revamper cache entry meta of codec version {w.CODEC_VERSION}")
+    if meta[3] != w.CODEC_VERSION:
+        raise CodecError(f"cache entry has codec version {meta[3]}, expected {w.CODEC_VERSION}")
     try:
-        views, start = _views(meta, payload, align)
+        (n,) = _u32(meta, 4)
+        start = _HEADER_SIZE + 8 * n
+        if start > len(meta):
+            raise CodecError(f"cache entry meta lists {n} buffers in {len(meta)} bytes")
+        views = []
+        offset, available = 0, payload.size
+        sizes = _SHAPES[n] if n <= w.MAX_NDIM else struct.Struct(f"<{n}Q")
+        for size in sizes.unpack_from(meta, _HEADER_SIZE):
+            begin = (offset + _ALIGN - 1) // _ALIGN * _ALIGN
+            if size > available - begin:
+                raise CodecError(
+                    f"payload of {available} bytes too short for a buffer at {begin}+{size}"
+                )
+            offset = begin + size
+            views.append(payload[begin:offset])
         reader = _Reader(meta, start, views, allow_pickle)
         value = reader.node(0)
-        if reader.pos != reader.end or reader.next_buf != len(views):
+        if reader.pos != reader.end or reader.next_buf != n:
             raise CodecError("cache entry meta has bytes or buffers left over")
         return value
     except CodecError:

@@ -27,6 +27,12 @@ import torch
 
 from revamper.errors import CodecError
 
+CODEC_VERSION: Final = 2
+"""Bumped whenever the encoding changes (re-exported as ``codec.CODEC_VERSION``)."""
+
+ALIGN: Final = 64
+"""Alignment of every buffer in the payload (re-exported as ``codec.ALIGN``)."""
+
 MAGIC: Final = b"RVC"
 """First bytes of every meta blob (followed by the codec version byte)."""
 
@@ -46,7 +52,7 @@ U64: Final = struct.Struct("<Q")
 I64: Final = struct.Struct("<q")
 F64: Final = struct.Struct("<d")
 C128: Final = struct.Struct("<dd")
-SIZE2: Final = struct.Struct("<II")
+PIL_HEAD: Final = struct.Struct("<IIB")  # width, height, flags
 TENSOR_HEAD: Final = struct.Struct("<BBB")  # dtype code, flags, ndim
 NESTED_HEAD: Final = struct.Struct("<BBBI")  # layout code, dtype code, flags, component count
 
