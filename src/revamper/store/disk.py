@@ -1,7 +1,7 @@
 """A persistent cache store on local disk (an SSD), for caches larger than memory.
 
 Records (the same verifiable format as the memory store's, always with a CRC-32) are appended to
-segment files (:mod:`revamper.store.segments`); a memory-mapped slot table with one slot per sample
+segment files (:mod:`revamper.store.segments`); a slot table with one slot per sample
 (:mod:`revamper.store.slots`) says where each sample's current record lives. Every process that
 knows the directory reads and writes it: DataLoader workers, and a later run after a restart.
 
@@ -29,7 +29,6 @@ What it guarantees:
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import warnings
@@ -43,7 +42,7 @@ from revamper.store.base import MISS, CacheStore, IoCounters, StoreStats
 from revamper.store.disk_layout import check_directory
 from revamper.store.ownership import CacheInUseError, OwnerLock
 from revamper.store.segments import ActiveSegment, segment_path, try_delete
-from revamper.store.slots import MAX_SEGMENT, Slot
+from revamper.store.slots import Slot
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "CacheInUseError", "DiskStore", "check_directory"]
 
@@ -123,14 +122,7 @@ class DiskStore(CacheStore):
         drop_after_read: bool,
     ) -> None:
         path = layout.check_directory(directory)
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
-        if capacity_bytes is not None and (
-            isinstance(capacity_bytes, bool) or not isinstance(capacity_bytes, int)
-        ):
-            raise TypeError(f"capacity_bytes must be an int or None, got {capacity_bytes!r}")
-        if capacity_bytes is not None and capacity_bytes < 0:
-            raise ValueError(f"capacity_bytes must be >= 0, got {capacity_bytes}")
+        layout.check_arguments(num_samples, capacity_bytes)
         self._path = path
         self._num_samples = num_samples
         self._capacity = capacity_bytes
@@ -168,10 +160,10 @@ class DiskStore(CacheStore):
             fingerprint: If given, must match the cache's.
             run_id: If given, the owner's :attr:`run_id`: the cache must still be that
                 incarnation.
-            capacity_bytes: See the constructor.
-            segment_bytes: See the constructor.
-            drop_after_read: See the constructor.
-            allow_pickle: See the constructor.
+            capacity_bytes: As for the constructor.
+            segment_bytes: As for the constructor.
+            drop_after_read: As for the constructor.
+            allow_pickle: As for the constructor.
 
         Raises:
             ValueError: If there is no trustworthy cache there, or it is another one.
@@ -336,17 +328,13 @@ class DiskStore(CacheStore):
         except OSError:
             return out
         self._note_damaged_slots(proc)
-        wanted: dict[int, list[tuple[int, int, int, Slot]]] = {}
-        for position, (slot, generation) in enumerate(zip(slots, generations, strict=True)):
-            if slot is not None and slot.generation == generation:
-                wanted.setdefault(slot.segment, []).append((slot.offset, position, 0, slot))
-        for segment, items in sorted(wanted.items()):
-            items.sort()
-            datas = proc.reader.read_many(segment, [(s.offset, s.length) for *_, s in items])
-            for (_, position, _, slot), data in zip(items, datas, strict=True):
+        for segment, items in layout.by_segment(slots, generations).items():
+            spans = [(slot.offset, slot.length) for _, slot in items]
+            datas = proc.reader.read_many(segment, spans)
+            for (position, slot), data in zip(items, datas, strict=True):
                 out[position] = self._open(proc, indices[position], slot, data)
             if self._drop_after_read:
-                proc.reader.release(segment, [(s.offset, s.length) for *_, s in items])
+                proc.reader.release(segment, spans)
         return out
 
     def _note_damaged_slots(self, proc: layout.ProcessFiles) -> None:
@@ -360,12 +348,7 @@ class DiskStore(CacheStore):
             if data is None:
                 raise record.RecordError("its segment file is missing or cut short")
             proc.disk_read += slot.length
-            header, meta, payload = record.open_record(
-                data, index, run_id=self._run_id, require_checksum=True
-            )
-            if header.generation != slot.generation:
-                raise record.RecordError("record and slot disagree on the generation")
-            return codec.decode(meta, payload, allow_pickle=self._allow_pickle)
+            return layout.decode_record(data, index, slot, self._run_id, self._allow_pickle)
         except _DAMAGE as exc:
             self._damaged(proc, 1, f"a damaged record (sample {index}: {exc})")
             return MISS
@@ -375,18 +358,14 @@ class DiskStore(CacheStore):
         proc = self._live()
         if proc is None:
             return
-        keep = [
-            (i, g) for i, g in zip(indices, generations, strict=True) if 0 <= i < self._num_samples
-        ]
+        keep = [k for k, i in enumerate(indices) if 0 <= i < self._num_samples]
         try:
-            slots = proc.slots.read_many([i for i, _ in keep])
+            slots = proc.slots.read_many([indices[k] for k in keep])
         except OSError:
             return
-        ranges: dict[int, list[tuple[int, int]]] = {}
-        for slot, (_, generation) in zip(slots, keep, strict=True):
-            if slot is not None and slot.generation == generation:
-                ranges.setdefault(slot.segment, []).append((slot.offset, slot.length))
-        for segment, spans in ranges.items():
+        wanted = layout.by_segment(slots, [generations[k] for k in keep])
+        for segment, items in wanted.items():
+            spans = [(slot.offset, slot.length) for _, slot in items]
             proc.reader.advise(segment, spans, os.POSIX_FADV_WILLNEED)
 
     def contains(self, index: int, generation: int | None = None) -> bool:
@@ -462,25 +441,8 @@ class DiskStore(CacheStore):
         if active is not None:
             active.close()
             proc.active = None
-        for _ in range(64):
-            with self._locked() as locked:
-                number = locked.counters.add("next_segment", 1)
-                if not 0 <= number <= MAX_SEGMENT:  # a damaged counter
-                    layout.reconcile(locked, self._path, quiet=False)
-                    number = locked.counters.add("next_segment", 1)
-            path = segment_path(self._path / "segments", number)
-            try:
-                created = ActiveSegment(path, number, generation)
-            except FileExistsError:
-                continue  # a damaged counter named a segment that exists: take the next
-            # Another process's garbage collection (on_epoch_start of another rank sharing this
-            # directory) may unlink a fresh segment between its creation and its lock: records
-            # appended there would be lost, so take a new one.
-            if os.fstat(created.fd).st_nlink > 0:
-                proc.active = created
-                return created
-            created.close()
-        raise OSError(errno.EEXIST, "could not create a new segment file", str(self._path))
+        proc.active = layout.new_segment(proc, self._path, generation)
+        return proc.active
 
     def _write_failed(self, proc: layout.ProcessFiles, index: int, exc: Exception) -> bool:
         with contextlib.suppress(OSError), self._locked() as locked:

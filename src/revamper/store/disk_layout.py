@@ -16,16 +16,16 @@ import fcntl
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from revamper.store import manifest, permissions
+from revamper.store import codec, manifest, permissions, record
 from revamper.store.counters import Counters
-from revamper.store.segments import ActiveSegment, SegmentReader
-from revamper.store.slots import MAX_SEGMENT, SlotTable
+from revamper.store.segments import ActiveSegment, SegmentReader, segment_path
+from revamper.store.slots import MAX_SEGMENT, Slot, SlotTable
 
 logger = logging.getLogger("revamper.store.disk")
 
@@ -112,6 +112,22 @@ def flush_and_drop(path: Path) -> None:
 def is_full(exc: BaseException) -> bool:
     """Whether ``exc`` says the file system (or the quota) is full."""
     return isinstance(exc, OSError) and exc.errno in _FULL
+
+
+def check_arguments(num_samples: int, capacity_bytes: int | None) -> None:
+    """Check a disk store's size arguments.
+
+    Raises:
+        ValueError, TypeError: Naming the argument and its value.
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+    if capacity_bytes is not None and (
+        isinstance(capacity_bytes, bool) or not isinstance(capacity_bytes, int)
+    ):
+        raise TypeError(f"capacity_bytes must be an int or None, got {capacity_bytes!r}")
+    if capacity_bytes is not None and capacity_bytes < 0:
+        raise ValueError(f"capacity_bytes must be >= 0, got {capacity_bytes}")
 
 
 def open_or_reset(path: Path, num_samples: int, fingerprint: Mapping[str, Any] | None) -> bytes:
@@ -246,3 +262,57 @@ def reconcile(files: ProcessFiles, path: Path, *, quiet: bool) -> set[int]:
     for name, value in wanted.items():
         counters.set(name, value)
     return {int(s) for s in np.unique(rows["segment"][valid])}
+
+
+def new_segment(files: ProcessFiles, path: Path, generation: int) -> ActiveSegment:
+    """Create this process's next active segment, under a fresh number.
+
+    Raises:
+        OSError: If none can be created (``ENOSPC``, ...).
+    """
+    for _ in range(64):
+        with files.counters.locked():
+            number = files.counters.add("next_segment", 1)
+            if not 0 <= number <= MAX_SEGMENT:  # a damaged counter
+                reconcile(files, path, quiet=False)
+                number = files.counters.add("next_segment", 1)
+        try:
+            created = ActiveSegment(segment_path(path / "segments", number), number, generation)
+        except FileExistsError:
+            continue  # a damaged counter named a segment that exists: take the next
+        # Another process's garbage collection (on_epoch_start of another rank sharing this
+        # directory) may unlink a fresh segment between its creation and its lock: records
+        # appended there would be lost, so take a new one.
+        if os.fstat(created.fd).st_nlink > 0:
+            return created
+        created.close()
+    raise OSError(errno.EEXIST, "could not create a new segment file", str(path))
+
+
+def by_segment(
+    slots: Sequence[Slot | None], generations: Sequence[int]
+) -> dict[int, list[tuple[int, Slot]]]:
+    """The ``(position, slot)`` of the slots that hold the wanted generation, by segment.
+
+    Segments come in increasing order and each one's slots by offset: file order.
+    """
+    wanted: dict[int, list[tuple[int, Slot]]] = {}
+    for position, (slot, generation) in enumerate(zip(slots, generations, strict=True)):
+        if slot is not None and slot.generation == generation:
+            wanted.setdefault(slot.segment, []).append((position, slot))
+    return {
+        segment: sorted(items, key=lambda item: item[1].offset)
+        for segment, items in sorted(wanted.items())
+    }
+
+
+def decode_record(data: Any, index: int, slot: Slot, run_id: bytes, allow_pickle: bool) -> Any:
+    """The value of the record ``slot`` points to, read into ``data``, after every check.
+
+    Raises:
+        RecordError, CodecError: If it is damaged, foreign or of another incarnation.
+    """
+    header, meta, payload = record.open_record(data, index, run_id=run_id, require_checksum=True)
+    if header.generation != slot.generation:
+        raise record.RecordError("record and slot disagree on the generation")
+    return codec.decode(meta, payload, allow_pickle=allow_pickle)
