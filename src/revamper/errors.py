@@ -12,8 +12,10 @@ class SampleError(RuntimeError):
     """A sample could not be produced: names the sample index and the stage that failed.
 
     The stages are ``load`` (reading the item from the data set), ``partial_transform``,
-    ``cache_write`` (the partial transform's output could not be encoded for the cache, e.g.
-    an object that pickle cannot serialise; return arrays, tensors or images instead),
+    ``cache_write`` (the partial transform's output could not be encoded for the cache: a type
+    the codec cannot encode natively while ``allow_pickle`` is off, see
+    :class:`PickleNotAllowedError`, or an object that pickle cannot serialise; return arrays,
+    tensors or images instead),
     ``final_transform`` and ``collate``. The original exception is chained as ``__cause__`` in
     the process where it happened; when it crossed from a DataLoader worker, torch re-raises
     this type in the main process with the worker's traceback in the message, and ``index`` and
