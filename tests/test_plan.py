@@ -20,6 +20,7 @@ from revamper.plan import (
 )
 from revamper.plan.eviction import _chunk_assignment
 from revamper.plan.mixing import batch_bounds, cumulative_quota
+from revamper.plan.rotation import clear_caches
 
 GOOD: dict[str, Any] = {"num_samples": 100, "reuse_factor": 3, "batch_size": 8, "seed": 7}
 
@@ -278,6 +279,7 @@ def test_validate_detects_violations() -> None:
         indices=plan.indices[order],
         planned_miss=plan.planned_miss[order],
         chunks=plan.chunks[order],
+        reads_left=plan.reads_left[order],
     )
     with pytest.raises(ValueError, match="batch 0 holds 32 misses"):
         unbalanced.validate(config)
@@ -295,12 +297,14 @@ def test_validate_detects_violations() -> None:
     keep_miss = np.flatnonzero(plan.planned_miss)[0]
     swapped = plan.indices.copy()
     swapped[keep_miss] = dropped[0]  # drop a miss while keeping a chunk-0 sample
+    chunks = chunk_assignment(3000, 3, 1)[swapped]
     with pytest.raises(ValueError, match="drop class"):
         _replace(
             plan,
             indices=swapped,
-            planned_miss=miss_mask(chunk_assignment(3000, 3, 1)[swapped], 3, 2),
-            chunks=chunk_assignment(3000, 3, 1)[swapped],
+            planned_miss=miss_mask(chunks, 3, 2),
+            chunks=chunks,
+            reads_left=reads_left(chunks, 3, 2).astype(np.uint16),
         ).validate(dropping)
 
 
@@ -331,6 +335,7 @@ def test_plans_are_recomputed_identically() -> None:
     config = PlanConfig(**GOOD, drop_last=True)
     first = plan_epoch(config, 5)
     _chunk_assignment.cache_clear()
+    clear_caches()
     second = plan_epoch(config, 5)
     for name in ("indices", "planned_miss", "batch_bounds", "chunks"):
         assert np.array_equal(getattr(first, name), getattr(second, name))
@@ -349,8 +354,9 @@ def test_imagenet_scale_plan() -> None:
     assert plan.planned_miss.dtype == np.bool_
     assert plan.chunks.dtype == np.uint16
     assert plan.batch_bounds.dtype == np.int64
-    per_sample = plan.indices.itemsize + plan.planned_miss.itemsize + plan.chunks.itemsize
-    assert per_sample == 7
+    arrays = (plan.indices, plan.planned_miss, plan.chunks, plan.reads_left)
+    per_sample = sum(array.itemsize for array in arrays)
+    assert per_sample == 9
     assert chunk_assignment(n, 3, 2021).nbytes == 2 * n
     assert plan.num_batches == 5005
     assert abs(plan.num_misses - n / 3) <= 1

@@ -17,6 +17,7 @@ from revamper.plan import (
     reads_left,
 )
 from revamper.plan.eviction import _chunk_assignment
+from revamper.plan.rotation import clear_caches
 
 
 @st.composite
@@ -183,6 +184,7 @@ def test_drop_last_never_loses_a_needed_entry(config: PlanConfig, num_epochs: in
 def test_same_inputs_same_plan(config: PlanConfig, epoch: int) -> None:
     first = plan_epoch(config, epoch)
     _chunk_assignment.cache_clear()
+    clear_caches()
     second = plan_epoch(dataclasses.replace(config), epoch)
     for name in ("indices", "planned_miss", "batch_bounds", "chunks"):
         assert np.array_equal(getattr(first, name), getattr(second, name))

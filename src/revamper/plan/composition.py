@@ -6,8 +6,10 @@ is the group of one that owns every sample. A member's samples for epoch e are c
 stages, identically in every process and with no communication:
 
 1. **Eviction (per group).** Balanced eviction over the group's part, with the group's seed:
-   chunk ids from one run-wide permutation, and the planned misses of epoch e
-   (:mod:`revamper.plan.eviction`). Every epoch >= 1 recomputes n_g / r (+-1) of them.
+   the rotating pointer over one run-wide permutation gives every sample its chunk (slice
+   label), whether epoch e recomputes it, and its reads left (:mod:`revamper.plan.rotation`).
+   Every epoch e >= 1 recomputes floor or ceil of n_g / r_e of them; with a fixed r these are
+   the chunks of :mod:`revamper.plan.eviction`. The schedule is the same for every group.
 2. **Fitting.** Every rank takes S samples per epoch, ceil(N / W) or floor with ``drop_last``,
    as with ``DistributedSampler``, so every rank runs the same number of batches (a rank with
    fewer would leave the others waiting in a collective); ``drop_last`` also trims each rank's
@@ -38,8 +40,8 @@ import numpy.typing as npt
 
 from revamper.plan import dropping, mixing
 from revamper.plan.config import IndexArray, PlanConfig, index_dtype
-from revamper.plan.eviction import chunk_assignment, planned_misses
 from revamper.plan.partition import group_samples
+from revamper.plan.rotation import evict
 from revamper.plan.seeding import Purpose, derive_seed, generator
 
 
@@ -52,6 +54,8 @@ class Share(NamedTuple):
     """Whether each is recomputed this epoch."""
     chunks: npt.NDArray[np.uint16]
     """Each one's eviction chunk within its group (its cache entry's generation follows)."""
+    reads: npt.NDArray[np.uint16]
+    """Each one's reads left: later epochs that may read its entry before it is recomputed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,18 +114,17 @@ def compose_epoch(config: PlanConfig, epoch: int) -> Share:
 
     Returns:
         ``config.num_used`` sample ids in the order the loader consumes them, whether each is a
-        planned miss, and its eviction chunk within its group.
+        planned miss, its eviction chunk within its group and its reads left.
     """
     member = member_of(config)
-    r, shuffle = config.reuse_factor, config.shuffle
-    chunks = chunk_assignment(member.samples.size, r, member.group_seed)
-    miss = planned_misses(chunks, r, epoch)
+    shuffle = config.shuffle
+    chunks, miss, reads = evict(member.samples.size, config.schedule, member.group_seed, epoch)
 
     # Positions into the group's part: what the group consumes this epoch. Shuffled, the group
     # also chooses what drop_last trims from its ranks' last batches (L * num_used positions),
     # so the least needed samples of the whole group go; in order, each rank trims its tail.
     need = member.size * (config.num_used if shuffle else config.samples_per_rank)
-    positions = _fit(chunks, miss, r, epoch, need, member.group_seed, shuffle)
+    positions = _fit(miss, reads, epoch, need, member.group_seed, shuffle)
     if member.dealt:
         positions = _deal(positions, miss[positions], member, epoch, shuffle)
     mine = positions[: config.num_used]
@@ -133,25 +136,24 @@ def compose_epoch(config: PlanConfig, epoch: int) -> Share:
             mine, mine_miss = mixing.balanced_shuffle(mine, mine_miss, config.batch_size, rng)
         else:
             mine, mine_miss = mixing.plain_shuffle(mine, mine_miss, rng)
-    return Share(member.samples[mine], mine_miss, chunks[mine])
+    return Share(member.samples[mine], mine_miss, chunks[mine], reads[mine])
 
 
 def _fit(
-    chunks: npt.NDArray[np.uint16],
     miss: npt.NDArray[np.bool_],
-    r: int,
+    reads: npt.NDArray[np.uint16],
     epoch: int,
     need: int,
     group_seed: int,
     shuffle: bool,
 ) -> IndexArray:
     """Positions the group consumes: all, minus a surplus or plus repeats, ``need`` in all."""
-    count = chunks.size
+    count = miss.size
     positions = np.arange(count, dtype=index_dtype(max(count, need)))
     if count > need:
         if not shuffle:
             return positions[:need]
-        priority = dropping.drop_priority(chunks, miss, r, epoch)
+        priority = dropping.drop_classes(reads, miss)
         rng = generator(group_seed, Purpose.DROP, epoch)
         keep = np.ones(count, dtype=np.bool_)
         keep[dropping.choose_dropped(priority, count - need, rng)] = False

@@ -8,18 +8,21 @@ recomputes exactly the same plan from them.
 from __future__ import annotations
 
 import dataclasses
-import numbers
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-MAX_REUSE_FACTOR: Final = 65535
-"""Largest supported reuse factor: chunk ids are stored as ``uint16``."""
+from revamper.plan.limits import MAX_EPOCH, MAX_REUSE_FACTOR, check_bool, check_int
+from revamper.plan.schedule import ReuseSchedule
 
-MAX_EPOCH: Final = 2**63 - 1
-"""Largest supported epoch: generations are stored as ``int64``."""
-
+__all__ = [
+    "MAX_EPOCH",
+    "MAX_REUSE_FACTOR",
+    "IndexArray",
+    "PlanConfig",
+    "check_int",
+    "index_dtype",
+]
 
 IndexArray = npt.NDArray[np.signedinteger]
 """Sample ids (and positions among them): ``int32`` when they fit, else ``int64``."""
@@ -30,49 +33,6 @@ def index_dtype(num_samples: int) -> type[np.signedinteger]:
     return np.int32 if num_samples < 2**31 else np.int64
 
 
-def check_int(
-    name: str, value: object, minimum: int | None = None, maximum: int | None = None
-) -> int:
-    """Validate an integer argument and return it as a Python ``int``.
-
-    ``bool`` is rejected even though it subclasses ``int`` (``True`` as a batch size is a bug, not
-    a request for 1); numpy integers are accepted and converted.
-
-    Args:
-        name: The argument's name, used in error messages.
-        value: The value to check.
-        minimum: Smallest allowed value, or ``None`` for no lower bound.
-        maximum: Largest allowed value, or ``None`` for no upper bound.
-
-    Returns:
-        ``value`` as a Python ``int``.
-
-    Raises:
-        TypeError: If ``value`` is not an integer (``bool`` and floats included).
-        ValueError: If ``value`` lies outside ``[minimum, maximum]``.
-    """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    result = int(value)
-    if minimum is not None and result < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {result}")
-    if maximum is not None and result > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {result}")
-    return result
-
-
-def _check_bool(name: str, value: object) -> bool:
-    """Validate a flag and return it as a Python ``bool``.
-
-    Raises:
-        TypeError: If ``value`` is not a ``bool`` (``0``/``1`` are rejected: they hide typos such
-            as passing the batch size positionally into a flag).
-    """
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
-
-
 @dataclasses.dataclass(frozen=True)
 class PlanConfig:
     """What a run's plans depend on, besides the epoch.
@@ -80,7 +40,9 @@ class PlanConfig:
     Attributes:
         num_samples: N, the number of samples in the dataset (>= 1).
         reuse_factor: r, how many times a cached partial sample is used before it is recomputed
-            (1 to 65535; 1 means no reuse, i.e. standard training).
+            (1 to 65535; 1 means no reuse, i.e. standard training). With a ``reuse_schedule``,
+            r_0: the r the run starts from (it sets the eviction pointer's start, see
+            :mod:`revamper.plan.schedule`), and the r of every epoch when the schedule is empty.
         batch_size: B, samples per batch (>= 1).
         seed: The run's seed; any Python int, negative or larger than 64 bits included (it is
             reduced modulo 2**64 before seeding numpy, so ``seed`` and ``seed + 2**64`` give the
@@ -100,6 +62,18 @@ class PlanConfig:
             with a private cache per rank); divides ``world_size``. Ranks ``g * group_size`` to
             ``(g + 1) * group_size - 1`` form cache group ``g``, which owns a fixed part of the
             data set (see :mod:`revamper.plan.partition`).
+        reuse_schedule: r_1, ..., r_k, the reuse factors of epochs 1 to k (a changing r, as
+            ``reuse_factor="auto"`` chooses it); epochs after k keep r_k, and an empty schedule
+            (the default) runs every epoch at ``reuse_factor``. Epoch e >= 1 recomputes floor or
+            ceil of N / r_e samples, the oldest entries first. An epoch's plan depends only on
+            r_1 to r_e, so appending values for later epochs never changes an epoch planned
+            already. A list is accepted and stored as a tuple.
+        max_reuse_factor: R, the largest reuse factor the run may ever use (``reuse_factor`` to
+            65535; ``None``, the default, means ``reuse_factor``, and is stored as that). No
+            entry is used more than R times between recomputations. A plan never assumes more
+            about later epochs than r <= R, so an entry is skipped from the cache
+            (``worth_caching``) only when it is recomputed next epoch whatever r that epoch
+            gets; with R = r and a constant schedule the plans are exactly those of a fixed r.
     """
 
     num_samples: int
@@ -112,6 +86,8 @@ class PlanConfig:
     world_size: int = 1
     rank: int = 0
     group_size: int = 1
+    reuse_schedule: tuple[int, ...] = ()
+    max_reuse_factor: int | None = None
 
     def __post_init__(self) -> None:
         """Validate every field and normalise numpy scalars to Python ones.
@@ -125,9 +101,9 @@ class PlanConfig:
             "reuse_factor": check_int("reuse_factor", self.reuse_factor, 1, MAX_REUSE_FACTOR),
             "batch_size": check_int("batch_size", self.batch_size, 1),
             "seed": check_int("seed", self.seed),
-            "drop_last": _check_bool("drop_last", self.drop_last),
-            "shuffle": _check_bool("shuffle", self.shuffle),
-            "balance_misses": _check_bool("balance_misses", self.balance_misses),
+            "drop_last": check_bool("drop_last", self.drop_last),
+            "shuffle": check_bool("shuffle", self.shuffle),
+            "balance_misses": check_bool("balance_misses", self.balance_misses),
             "world_size": check_int("world_size", self.world_size, 1),
         }
         normalised["rank"] = check_int("rank", self.rank, 0, normalised["world_size"] - 1)
@@ -149,6 +125,32 @@ class PlanConfig:
             )
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
+        bound = self.reuse_factor if self.max_reuse_factor is None else self.max_reuse_factor
+        schedule = ReuseSchedule(self.reuse_factor, self.reuse_schedule, bound)  # validates
+        given = tuple(int(r) for r in self.reuse_schedule)
+        object.__setattr__(self, "reuse_schedule", given)
+        object.__setattr__(self, "max_reuse_factor", schedule.maximum)
+        object.__setattr__(self, "_schedule", schedule)
+
+    @property
+    def schedule(self) -> ReuseSchedule:
+        """The run's reuse factors in canonical form (equal schedules give equal plans)."""
+        schedule: ReuseSchedule = self.__dict__["_schedule"]
+        return schedule
+
+    @property
+    def reuse_bound(self) -> int:
+        """R, the largest reuse factor of the run (``max_reuse_factor``, always an int)."""
+        return self.schedule.maximum
+
+    def reuse_factor_at(self, epoch: int) -> int:
+        """Return r_e, the reuse factor epoch ``epoch`` runs with (``reuse_factor`` at epoch 0).
+
+        Raises:
+            TypeError: If ``epoch`` is not an int.
+            ValueError: If ``epoch`` is negative.
+        """
+        return self.schedule.at(epoch)
 
     @property
     def distributed(self) -> bool:

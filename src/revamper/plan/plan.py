@@ -30,6 +30,10 @@ class PlannedBatch(NamedTuple):
     worth_caching: npt.NDArray[np.bool_]
 
 
+_DERIVED: npt.NDArray[np.uint16] = np.empty(0, dtype=np.uint16)
+"""Marks an :class:`EpochPlan` built without ``reads_left``: derive it from the chunks."""
+
+
 def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """Return a read-only view of ``array`` (the caller's array keeps its own flags)."""
     view: npt.NDArray[Any] = array.view()
@@ -41,20 +45,28 @@ def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
 class EpochPlan:
     """Which samples one epoch consumes, in which order, and which of them are recomputed.
 
-    All arrays are read-only. Per sample used the plan holds 7 bytes (4-byte id when N < 2**31,
-    1-byte miss flag, 2-byte chunk id).
+    All arrays are read-only. Per sample used the plan holds 9 bytes (4-byte id when N < 2**31,
+    1-byte miss flag, 2-byte chunk id, 2-byte reads left).
 
     Attributes:
         epoch: The epoch this plan is for.
-        reuse_factor: r.
+        reuse_factor: r_e, the reuse factor this epoch runs with (the run's ``reuse_factor`` at
+            epoch 0 and for a fixed r).
         indices: Sample ids in order of consumption (``int32`` if N < 2**31, else ``int64``).
         planned_miss: Whether each entry of ``indices`` is recomputed (and written to the cache)
             this epoch, rather than read from it.
         batch_bounds: ``int64`` offsets into ``indices``, ``num_batches + 1`` of them; batch k is
             ``indices[batch_bounds[k]:batch_bounds[k + 1]]``.
         chunks: ``uint16`` eviction chunk of each entry of ``indices``, from which the generation
-            of its cache entry follows.
+            of its cache entry follows: ``entry_generation(chunks, max_reuse_factor, epoch)``.
+            Under a reuse schedule a chunk is a slice label (see :mod:`revamper.plan.rotation`).
         num_samples: N, the size of the dataset (some samples may be dropped this epoch).
+        max_reuse_factor: R, the run's bound on r and the modulus of the chunk ids; 0 (the
+            default) means ``reuse_factor``, a fixed-r plan.
+        reads_left: ``uint16`` per entry of ``indices``: how many later epochs may read the
+            entry computed now before it is recomputed, whatever r <= R they get; 0 means it is
+            not worth caching. By default derived from ``chunks`` as for a fixed r
+            (:func:`revamper.plan.reads_left`).
     """
 
     epoch: int
@@ -64,6 +76,8 @@ class EpochPlan:
     batch_bounds: npt.NDArray[np.int64]
     chunks: npt.NDArray[np.uint16]
     num_samples: int
+    max_reuse_factor: int = 0
+    reads_left: npt.NDArray[np.uint16] = dataclasses.field(default_factory=lambda: _DERIVED)
 
     def __post_init__(self) -> None:
         """Check the scalars and the arrays' shapes, and make the arrays read-only views.
@@ -74,18 +88,26 @@ class EpochPlan:
                 inconsistent.
         """
         check_int("epoch", self.epoch, 0, MAX_EPOCH)
-        check_int("reuse_factor", self.reuse_factor, 1, MAX_REUSE_FACTOR)
+        r = check_int("reuse_factor", self.reuse_factor, 1, MAX_REUSE_FACTOR)
         check_int("num_samples", self.num_samples, 1)
+        bound = check_int("max_reuse_factor", self.max_reuse_factor, 0, MAX_REUSE_FACTOR) or r
+        if bound < r:
+            raise ValueError(f"max_reuse_factor={bound} is smaller than reuse_factor={r}")
+        object.__setattr__(self, "max_reuse_factor", bound)
+        if self.reads_left is _DERIVED:
+            reads = remaining_reads(np.asarray(self.chunks), bound, self.epoch)
+            object.__setattr__(self, "reads_left", reads.astype(np.uint16))
         n = self.indices.shape[0] if self.indices.ndim == 1 else -1
-        if self.planned_miss.shape != (n,) or self.chunks.shape != (n,):
+        shapes = (self.planned_miss.shape, self.chunks.shape, self.reads_left.shape)
+        if shapes != ((n,),) * 3:
             raise ValueError(
-                "indices, planned_miss and chunks must be 1-d arrays of one length, got shapes "
-                f"{self.indices.shape}, {self.planned_miss.shape}, {self.chunks.shape}"
+                "indices, planned_miss, chunks and reads_left must be 1-d arrays of one length, "
+                f"got shapes {self.indices.shape}, {', '.join(map(str, shapes))}"
             )
         bounds = self.batch_bounds
         if bounds.ndim != 1 or bounds.size == 0 or bounds[0] != 0 or bounds[-1] != n:
             raise ValueError(f"batch_bounds must run from 0 to len(indices)={n}, got {bounds}")
-        for name in ("indices", "planned_miss", "batch_bounds", "chunks"):
+        for name in ("indices", "planned_miss", "batch_bounds", "chunks", "reads_left"):
             object.__setattr__(self, name, _read_only(getattr(self, name)))
 
     def __reduce__(self) -> tuple[type[EpochPlan], tuple[object, ...]]:
@@ -151,13 +173,21 @@ class EpochPlan:
                 f"(0 to {self.num_batches - 1})"
             )
         lo, hi = int(self.batch_bounds[k]), int(self.batch_bounds[k + 1])
-        chunks = self.chunks[lo:hi]
         return PlannedBatch(
             self.indices[lo:hi],
             self.planned_miss[lo:hi],
-            generations(chunks, self.reuse_factor, self.epoch),
-            remaining_reads(chunks, self.reuse_factor, self.epoch) > 0,
+            generations(self.chunks[lo:hi], self.max_reuse_factor, self.epoch),
+            self.reads_left[lo:hi] > 0,
         )
+
+    def generations(self) -> npt.NDArray[np.int64]:
+        """Return the generation of every entry of ``indices`` (a fresh ``int64`` array).
+
+        The epoch in which the plan computed each sample's cache entry: this epoch for a planned
+        miss, an earlier one (0 in the first cycle) for a hit. :meth:`batch` gives the same per
+        batch.
+        """
+        return generations(self.chunks, self.max_reuse_factor, self.epoch)
 
     def miss_counts(self) -> npt.NDArray[np.int64]:
         """Return the number of planned misses in each batch (``int64``, one per batch)."""
@@ -187,14 +217,16 @@ def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
     """Compute the plan of one epoch, a pure function of ``(config, epoch)``.
 
     Epoch 0 computes every sample; epoch e >= 1 recomputes the samples of eviction chunk e mod r
-    and serves the rest from the cache. With ``shuffle`` the order is the cache-aware shuffle
-    (every batch holds the same share of misses, within one) or, with ``balance_misses=False``, a
-    plain shuffle; without ``shuffle`` it is 0..N-1.
+    (under a reuse schedule: the next floor or ceil of N / r_e samples of the rotation, see
+    :mod:`revamper.plan.schedule`) and serves the rest from the cache. With ``shuffle`` the order
+    is the cache-aware shuffle (every batch holds the same share of misses, within one) or, with
+    ``balance_misses=False``, a plain shuffle; without ``shuffle`` it is 0..N-1.
 
     With ``drop_last``, N mod B samples sit out the epoch. Without ``shuffle`` they are the tail,
     as in ``DataLoader``. With ``shuffle`` they are chosen so the cache loses nothing it needs:
-    first samples of chunk (e + 1) mod r, then other hits, then misses, randomly within each class
-    (see :mod:`revamper.plan.dropping`); they are removed before the batches are composed.
+    first samples recomputed at epoch e + 1 anyway (chunk (e + 1) mod r), then other hits, then
+    misses, randomly within each class (see :mod:`revamper.plan.dropping`); they are removed
+    before the batches are composed.
 
     With ``world_size`` > 1 the plan is this rank's share of its cache group's epoch: every rank
     gets the same number of samples and batches. A single loader is the group of one rank that
@@ -214,13 +246,15 @@ def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
     if not isinstance(config, PlanConfig):
         raise TypeError(f"config must be a PlanConfig, got {type(config).__name__}")
     epoch = check_int("epoch", epoch, 0, MAX_EPOCH)
-    indices, planned_miss, chunks = compose_epoch(config, epoch)
+    indices, planned_miss, chunks, reads = compose_epoch(config, epoch)
     return EpochPlan(
         epoch=epoch,
-        reuse_factor=config.reuse_factor,
+        reuse_factor=config.schedule.at(epoch),
         indices=indices,
         planned_miss=planned_miss,
         batch_bounds=mixing.batch_bounds(indices.size, config.batch_size),
         chunks=chunks,
         num_samples=config.num_samples,
+        max_reuse_factor=config.schedule.maximum,
+        reads_left=reads,
     )

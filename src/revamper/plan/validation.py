@@ -16,9 +16,10 @@ import numpy as np
 import numpy.typing as npt
 
 from revamper.plan.config import IndexArray, PlanConfig, index_dtype
-from revamper.plan.dropping import drop_priority
-from revamper.plan.eviction import CHUNK_DTYPE, chunk_assignment, planned_misses
+from revamper.plan.dropping import drop_classes
+from revamper.plan.eviction import CHUNK_DTYPE
 from revamper.plan.mixing import miss_counts
+from revamper.plan.rotation import READS_DTYPE, evict
 
 
 class PlanView(Protocol):
@@ -30,7 +31,11 @@ class PlanView(Protocol):
 
     @property
     def reuse_factor(self) -> int:
-        """The reuse factor r."""
+        """The reuse factor r_e of the plan's epoch."""
+
+    @property
+    def max_reuse_factor(self) -> int:
+        """The run's bound R on the reuse factor (the modulus of the chunk ids)."""
 
     @property
     def num_samples(self) -> int:
@@ -52,6 +57,10 @@ class PlanView(Protocol):
     def chunks(self) -> npt.NDArray[np.uint16]:
         """Eviction chunk of each entry of ``indices``."""
 
+    @property
+    def reads_left(self) -> npt.NDArray[np.uint16]:
+        """Reads left of each entry of ``indices``."""
+
 
 def _fail(message: str) -> NoReturn:
     raise ValueError(f"invalid plan: {message}")
@@ -62,7 +71,8 @@ def check_plan(plan: PlanView, config: PlanConfig) -> None:
 
     Invariants: metadata matches the config; dtypes; batch layout (B per batch, only the last one
     short, ``config.num_batches`` batches); coverage (each sample at most once, exactly N - (N mod
-    B) with ``drop_last`` else all N); chunks and miss flags follow the eviction schedule; order
+    B) with ``drop_last`` else all N); chunks, miss flags and reads left follow the eviction
+    schedule (the rotation of :mod:`revamper.plan.rotation`, fixed-r chunks for a fixed r); order
     is 0..N-1 without shuffling; dropped samples respect the drop priority when shuffling; every
     batch holds floor or ceil of |M| * size / n misses under the cache-aware shuffle.
 
@@ -73,9 +83,12 @@ def check_plan(plan: PlanView, config: PlanConfig) -> None:
     Raises:
         ValueError: If an invariant does not hold.
     """
-    n, r = config.num_samples, config.reuse_factor
+    n, r = config.num_samples, config.reuse_factor_at(plan.epoch)
     if (plan.num_samples, plan.reuse_factor) != (n, r):
         _fail(f"plan is for N={plan.num_samples}, r={plan.reuse_factor}; config has N={n}, r={r}")
+    bound = config.reuse_bound
+    if plan.max_reuse_factor != bound:
+        _fail(f"plan is for max_reuse_factor={plan.max_reuse_factor}; config has {bound}")
     if config.distributed:
         _check_layout(plan, config)
         if config.shuffle and config.balance_misses:
@@ -88,14 +101,16 @@ def check_plan(plan: PlanView, config: PlanConfig) -> None:
         plan.planned_miss.dtype,
         plan.batch_bounds.dtype,
         plan.chunks.dtype,
+        plan.reads_left.dtype,
     )
     if dtypes != (
         np.dtype(index_dtype(n)),
         np.dtype(np.bool_),
         np.dtype(np.int64),
         np.dtype(CHUNK_DTYPE),
+        np.dtype(READS_DTYPE),
     ):
-        _fail(f"dtypes (indices, planned_miss, batch_bounds, chunks) are {dtypes}")
+        _fail(f"dtypes (indices, planned_miss, batch_bounds, chunks, reads_left) are {dtypes}")
 
     _check_layout(plan, config)
     indices = plan.indices
@@ -106,19 +121,20 @@ def check_plan(plan: PlanView, config: PlanConfig) -> None:
     if int(np.count_nonzero(seen)) != indices.size:
         _fail("a sample appears more than once in the epoch")
 
-    all_chunks = chunk_assignment(n, r, config.seed)
-    if not np.array_equal(plan.chunks, all_chunks[indices]):
+    everything = evict(n, config.schedule, config.seed, plan.epoch)
+    if not np.array_equal(plan.chunks, everything.chunks[indices]):
         _fail("chunks differ from the run's eviction chunk assignment")
-    all_miss = planned_misses(all_chunks, r, plan.epoch)
-    if not np.array_equal(plan.planned_miss, all_miss[indices]):
+    if not np.array_equal(plan.planned_miss, everything.miss[indices]):
         _fail(f"planned_miss differs from the eviction schedule of epoch {plan.epoch}")
+    if not np.array_equal(plan.reads_left, everything.reads[indices]):
+        _fail(f"reads_left differs from the eviction schedule of epoch {plan.epoch}")
 
     if not config.shuffle:
         if not np.array_equal(indices, np.arange(indices.size)):
             _fail("without shuffle the order must be 0, 1, ..., num_used - 1")
         return
     if plan.indices.size < n:  # some samples sit out the epoch
-        priority = drop_priority(all_chunks, all_miss, r, plan.epoch)
+        priority = drop_classes(everything.reads, everything.miss)
         if int(priority[~seen].max()) > int(priority[seen].min(initial=255)):
             _fail("a sample was dropped while one of a lower drop class was kept")
     if config.balance_misses:
