@@ -17,8 +17,8 @@ from typing import Any
 from revamper.loader.stats import BatchStats, EpochStats
 from revamper.store.base import CacheStore
 
-Delivery = tuple[Any, BatchStats]
-"""What the DataLoader yields for one batch: the collated batch and the batch's figures."""
+Delivery = tuple[Any, BatchStats, "str | None"]
+"""What the DataLoader yields for one batch: the collated batch, its figures, a note to warn of."""
 
 
 class EpochIterator(Iterator[Any]):
@@ -30,6 +30,7 @@ class EpochIterator(Iterator[Any]):
         open_epoch: Starts delivering the bound epoch's batches (the workers start here).
         pending: How many batches the epoch would deliver if it started now.
         store: The cache (for the bytes it holds), or ``None``.
+        warn: Called in this process with a worker's note (the loader warns once).
         release_on_error: Whether worker processes run the batches (see :meth:`__next__`).
     """
 
@@ -39,6 +40,7 @@ class EpochIterator(Iterator[Any]):
         open_epoch: Callable[[EpochStats], Iterator[Delivery]],
         pending: Callable[[], int],
         store: CacheStore | None,
+        warn: Callable[[str], None],
         *,
         release_on_error: bool,
     ) -> None:
@@ -46,6 +48,7 @@ class EpochIterator(Iterator[Any]):
         self._open = open_epoch
         self._pending = pending
         self._store = store
+        self._warn = warn
         self._release_on_error = release_on_error
         self._stats: EpochStats | None = None
         self._batches: Iterator[Delivery] | None = None
@@ -84,7 +87,7 @@ class EpochIterator(Iterator[Any]):
         try:
             if self._batches is None:
                 self._batches = self._open(stats)
-            batch, batch_stats = next(self._batches)
+            batch, batch_stats, note = next(self._batches)
         except StopIteration:
             raise
         except BaseException as exc:
@@ -95,6 +98,8 @@ class EpochIterator(Iterator[Any]):
                 # clearing their locals lets the pool go as soon as the exception does.
                 traceback.clear_frames(exc.__traceback__)
             raise
+        if note is not None:
+            self._warn(note)
         stats.record_batch(batch_stats)
         stats.wall_seconds = time.perf_counter() - self._start
         if self._store is not None:

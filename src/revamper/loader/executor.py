@@ -3,7 +3,7 @@
 :class:`RefurbishingDataset` is what torch's ``DataLoader`` sees. Its ``__getitems__`` receives a
 whole :class:`~revamper.loader.tickets.BatchTicket`, so cache reads can be batched and each batch's
 figures measured in one place. :class:`CollateWithStats` then collates the samples with the user's
-``collate_fn`` and returns ``(batch, stats)``; the loader unpacks that in the main process.
+``collate_fn`` and returns ``(batch, stats, note)``; the loader unpacks that in the main process.
 
 A cache entry holds the *partially augmented sample*: the data set item with the partial
 transform applied to its input (or to the whole item, with ``whole_sample``, or to the fields
@@ -33,13 +33,21 @@ _now = time.thread_time
 class FetchedBatch:
     """Samples of one batch and their figures, handed from ``__getitems__`` to the collate."""
 
-    __slots__ = ("epoch", "number", "samples", "stats")
+    __slots__ = ("epoch", "note", "number", "samples", "stats")
 
-    def __init__(self, epoch: int, number: int, samples: list[Any], stats: BatchStats) -> None:
+    def __init__(
+        self,
+        epoch: int,
+        number: int,
+        samples: list[Any],
+        stats: BatchStats,
+        note: str | None = None,
+    ) -> None:
         self.epoch = epoch
         self.number = number
         self.samples = samples
         self.stats = stats
+        self.note = note
 
 
 class RefurbishingDataset(torch.utils.data.Dataset[Any]):
@@ -107,7 +115,7 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
             stats.bytes_read_memory = moved.memory_read
             stats.bytes_read_disk = moved.disk_read
             stats.bytes_written_disk = moved.disk_written
-        return FetchedBatch(ticket.epoch, ticket.batch, samples, stats)
+        return FetchedBatch(ticket.epoch, ticket.batch, samples, stats, self.layout.take_note())
 
     def _read_hits(
         self,
@@ -174,12 +182,16 @@ def _sample_error(index: int, epoch: int, stage: str, exc: BaseException) -> Sam
 
 
 class CollateWithStats:
-    """Collates a :class:`FetchedBatch` with the user's function and returns ``(batch, stats)``."""
+    """Collates a :class:`FetchedBatch` with the user's function: ``(batch, stats, note)``.
+
+    ``note`` is what the layout found worth a warning in the main process (a torchvision
+    ``tv_tensor`` passed through untouched), or ``None``.
+    """
 
     def __init__(self, collate_fn: Callable[[list[Any]], Any]) -> None:
         self.collate_fn = collate_fn
 
-    def __call__(self, fetched: FetchedBatch) -> tuple[Any, BatchStats]:
+    def __call__(self, fetched: FetchedBatch) -> tuple[Any, BatchStats, str | None]:
         """Collate ``fetched.samples``; errors become a :class:`SampleError` naming the batch."""
         start = _now()
         try:
@@ -191,4 +203,4 @@ class CollateWithStats:
                 stage="collate",
             ) from exc
         fetched.stats.cpu_collate += _now() - start
-        return batch, fetched.stats
+        return batch, fetched.stats, fetched.note

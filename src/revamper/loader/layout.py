@@ -7,12 +7,19 @@ with ``transform_keys``; with no transform to apply, any item passes as it is (a
 ``DataLoader``'s). ``whole_sample=True`` hands the whole item to the transforms (torchvision v2
 transforms on samples with boxes or masks). Whatever the transforms do not see passes through
 unchanged and is cached with the transformed input.
+
+A detection sample ``(image, {"boxes": BoundingBoxes, ...})`` without ``whole_sample=True`` goes
+silently wrong: a crop or flip moves the image, not the boxes. So the layout watches the fields it
+passes through for torchvision ``tv_tensors`` (boxes, masks, key points, ...), and notes the first
+it sees (:meth:`SampleLayout.take_note`) for the loader to warn about once. The watch costs
+nothing unless ``torchvision.tv_tensors`` is imported, without which no item can hold one.
 """
 
 from __future__ import annotations
 
 import collections.abc
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 Transform = Callable[[Any], Any]
@@ -69,6 +76,33 @@ class SampleLayout:
     def __init__(self, whole_sample: bool, transform_keys: TransformKeys | None = None) -> None:
         self.whole_sample = whole_sample
         self.transform_keys = transform_keys
+        self._watching = True
+        self._note: str | None = None
+
+    def take_note(self) -> str | None:
+        """What the watch of passed-through fields found, once (then ``None``)."""
+        note, self._note = self._note, None
+        return note
+
+    def _watch(self, index: int, fields: Iterable[tuple[str, Any]]) -> None:
+        """Note (once per process) a torchvision ``tv_tensor`` among passed-through ``fields``."""
+        module = sys.modules.get("torchvision.tv_tensors")
+        kind = getattr(module, "TVTensor", None) if module is not None else None
+        if not isinstance(kind, type):
+            return  # not imported here, so no item holds one
+        found = _find_instance(fields, kind, depth=0)
+        if found is None:
+            return
+        self._watching = False
+        path, value = found
+        self._note = (
+            f"sample {index}: the field {path} is a torchvision {type(value).__name__}, which "
+            "passes through untouched: the transforms see only "
+            + ("the fields named by transform_keys" if self.transform_keys else "the input")
+            + ", so a spatial transform (crop, flip, resize...) moves the image but not it. "
+            "Pass whole_sample=True to hand the whole sample to the transforms (torchvision "
+            "v2 transforms then move boxes, masks and key points with the image)"
+        )
 
     def apply(self, index: int, item: Any, transform: Transform) -> Any:
         """Return ``item`` with ``transform`` applied to its input part.
@@ -89,6 +123,8 @@ class SampleLayout:
             if len(item) == 0:
                 raise ValueError(f"sample {index} is an empty {type(item).__name__}")
             fields = [transform(item[0]), *item[1:]]
+            if self._watching:
+                self._watch(index, ((f"[{k}]", item[k]) for k in range(1, len(item))))
             if isinstance(item, list):
                 return fields
             if hasattr(item, "_fields"):
@@ -103,9 +139,8 @@ class SampleLayout:
             )
         return transform(item)
 
-    @staticmethod
     def _apply_to_keys(
-        index: int, item: Any, transform: Transform, keys: TransformKeys
+        self, index: int, item: Any, transform: Transform, keys: TransformKeys
     ) -> dict[Any, Any]:
         if not isinstance(item, collections.abc.Mapping):
             raise TypeError(
@@ -120,7 +155,29 @@ class SampleLayout:
                     f"keys: {_keys(item)}"
                 )
             out[key] = transform(item[key])
+        if self._watching:
+            self._watch(index, ((f"[{k!r}]", v) for k, v in item.items() if k not in keys))
         return out
+
+
+def _find_instance(
+    fields: Iterable[tuple[str, Any]], kind: type, depth: int
+) -> tuple[str, Any] | None:
+    """The first ``(path, value)`` in ``fields`` (nested containers included) of type ``kind``."""
+    for path, value in fields:
+        if isinstance(value, kind):
+            return path, value
+        if depth >= 3 or isinstance(value, (str, bytes)):
+            continue
+        inner: Iterable[tuple[str, Any]] | None = None
+        if isinstance(value, collections.abc.Mapping):
+            inner = ((f"{path}[{k!r}]", v) for k, v in value.items())
+        elif isinstance(value, (tuple, list)):
+            inner = ((f"{path}[{k}]", v) for k, v in enumerate(value))
+        found = None if inner is None else _find_instance(inner, kind, depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 class MissingKeyError(KeyError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
@@ -332,6 +333,7 @@ class RevamperLoader:
         # or a dropped iterator (after an exception, a break) would keep the workers alive.
         self._current: EpochStats | None = None
         self._stats = LoaderStats()
+        self._warned = False
 
     @classmethod
     def from_pipeline(
@@ -425,8 +427,15 @@ class RevamperLoader:
             self._open_epoch,
             self._pending_batches,
             self._store,
+            self._warn_once,
             release_on_error=self._dataloader.num_workers > 0,
         )
+
+    def _warn_once(self, note: str) -> None:
+        """Warn of what a worker noted about the samples (a field the transforms do not see)."""
+        if not self._warned:
+            self._warned = True
+            warnings.warn(note, UserWarning, stacklevel=3)
 
     def _pending_batches(self) -> int:
         """Batches the next epoch delivers (fewer than ``len(self)`` when it resumes)."""
