@@ -335,3 +335,13 @@ def test_a_record_without_run_id_is_refused() -> None:
         with pytest.warns(RuntimeWarning, match="another incarnation"):
             assert store.get(3, 0) is MISS
         assert store.stats().invalid_reads == 1
+
+
+def test_a_worker_stops_caching_when_the_store_was_loosened_under_it() -> None:
+    with SharedMemoryStore() as store:
+        store.put(0, 0, 1)
+        (store.path / "counters").chmod(0o666)
+        worker = pickle.loads(pickle.dumps(store))  # what a new worker process receives
+        with pytest.warns(RuntimeWarning, match="no longer safe"):
+            assert not worker.put(1, 0, 1)
+        assert worker.get(0, 0) == 1 and worker.get(1, 0) is MISS

@@ -57,6 +57,7 @@ from revamper.store.memory_entry import (
     replace_entry,
     write_new,
 )
+from revamper.store.memory_handles import Handles, StoreGone
 from revamper.store.memory_settings import MemorySettings
 from revamper.store.memory_usage import MAX_BYTES, checked_stats, checked_usage
 
@@ -65,18 +66,6 @@ __all__ = ["DIR_PREFIX", "SharedMemoryStore", "default_reserve", "sweep_abandone
 logger = logging.getLogger(__name__)
 
 _SHARD_BITS: Final = 10  # 1,024 entries per sub-directory
-
-
-class _Handles:
-    """What one process holds open on the store (a forked child reopens its own)."""
-
-    def __init__(self, path: Path) -> None:
-        self.pid = os.getpid()
-        self.counters = Counters(path)
-        self.shards: set[int] = set()
-
-    def close(self) -> None:
-        self.counters.close()
 
 
 class SharedMemoryStore(CacheStore):
@@ -161,7 +150,7 @@ class SharedMemoryStore(CacheStore):
         self._max_used = MAX_BYTES if self._capacity is None else self._capacity
         self._owner_pid = -1
         self._finalizer = None
-        self._handles: _Handles | None = None
+        self._handles: Handles | None = None
         self._closed = False
         self._warned: set[str] = set()
         self._bytes_read = 0
@@ -240,14 +229,11 @@ class SharedMemoryStore(CacheStore):
         if self._closed:
             raise RuntimeError(f"the cache store at {self._path} is closed")
 
-    def _proc(self) -> _Handles:
+    def _proc(self) -> Handles:
         self._check_open()
         handles = self._handles
         if handles is None or handles.pid != os.getpid():
-            try:
-                handles = self._handles = _Handles(self._path)
-            except FileNotFoundError:
-                raise _StoreGone(self._path) from None
+            handles = self._handles = Handles.open(self._path)
         return handles
 
     @contextlib.contextmanager
@@ -274,7 +260,7 @@ class SharedMemoryStore(CacheStore):
 
     def _invalid(self, index: int, reason: str) -> Any:
         """Count a damaged or foreign entry (warning once per process) and miss."""
-        with contextlib.suppress(_StoreGone, OSError):
+        with contextlib.suppress(StoreGone, OSError):
             self._count("invalid")
         logger.debug("cache entry %d in %s rejected: %s", index, self._path, reason)
         self._warn_once(
@@ -324,12 +310,8 @@ class SharedMemoryStore(CacheStore):
         self._check_index(index)
         try:
             return self._put(index, generation, encoded)
-        except _StoreGone:
-            self._warn_once(
-                "gone",
-                f"revamper: the cache directory {self._path} no longer exists (its loader was "
-                "closed, or something removed it); samples are no longer cached",
-            )
+        except StoreGone as exc:
+            self._warn_once("gone", f"{exc}; samples are no longer cached")
             return False
 
     def _put(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
@@ -391,7 +373,7 @@ class SharedMemoryStore(CacheStore):
         counters.add("puts")
         return True
 
-    def _ensure_shard(self, handles: _Handles, index: int) -> None:
+    def _ensure_shard(self, handles: Handles, index: int) -> None:
         shard = index >> _SHARD_BITS
         if shard in handles.shards:
             return
@@ -425,7 +407,7 @@ class SharedMemoryStore(CacheStore):
         if not counted:
             self._count("failed")
         if exc.errno == errno.ENOENT and not self._path.exists():
-            raise _StoreGone(self._path)
+            raise StoreGone(self._path)
         self._warn_once(
             f"write-{exc.errno}",
             f"revamper: could not cache sample {index} in {self._path} ({exc}); it stays "
@@ -460,7 +442,7 @@ class SharedMemoryStore(CacheStore):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Recount the bytes held if damaged entries (which skew the count) were seen lately."""
-        with contextlib.suppress(_StoreGone, OSError), self._locked() as counters:
+        with contextlib.suppress(StoreGone, OSError), self._locked() as counters:
             invalid = counters.value("invalid")
             if invalid != self._invalid_seen:
                 self._invalid_seen = invalid
@@ -491,7 +473,3 @@ class SharedMemoryStore(CacheStore):
         role = "owner" if self.is_owner else "attached"
         state = "closed" if self._closed else role
         return f"SharedMemoryStore({str(self._path)!r}, capacity_bytes={self._capacity}, {state})"
-
-
-class _StoreGone(RuntimeError):
-    """The store's directory was removed under an attached instance."""
