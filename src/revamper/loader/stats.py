@@ -139,6 +139,41 @@ class EpochStats(BatchStats):
         """Delivered samples per wall-clock second (0 before the first batch)."""
         return self.samples / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
+    def cpu_ms_per_sample(self) -> dict[str, float]:
+        """CPU milliseconds per delivered sample, by stage (cache reads and writes together)."""
+        per = 1e3 / self.samples if self.samples else 0.0
+        return {
+            "load": self.cpu_load * per,
+            "partial": self.cpu_partial * per,
+            "final": self.cpu_final * per,
+            "cache": self.cpu_cache * per,
+            "collate": self.cpu_collate * per,
+        }
+
+    def __str__(self) -> str:
+        """One line for people: what the epoch delivered, how, and what it cost per sample."""
+        cut = "" if self.complete else f" of {self.planned_batches} (cut)"
+        resumed = f" from batch {self.first_batch}" if self.first_batch else ""
+        cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in self.cpu_ms_per_sample().items())
+        read = self.bytes_read_memory + self.bytes_read_disk
+        return (
+            f"epoch {self.epoch}: {self.samples} samples in {self.batches} batches{cut}"
+            f"{resumed}, {self.samples_per_second:.1f} samples/s; {self.hits} hits, "
+            f"{self.planned_misses} planned + {self.unplanned_misses} unplanned misses; cache "
+            f"{self.cache_writes} writes ({self.uncached} refused), {_mb(self.bytes_cached)} "
+            f"held, {_mb(read)} read, {_mb(self.bytes_written_disk)} written to disk; "
+            f"CPU ms/sample: {cpu}"
+        )
+
+    def __repr__(self) -> str:
+        """A short repr: the counts that say where the epoch stands (all of it: :meth:`as_dict`)."""
+        return (
+            f"EpochStats(epoch={self.epoch}, batches={self.batches}/{self.planned_batches}, "
+            f"samples={self.samples}, hits={self.hits}, planned_misses={self.planned_misses}, "
+            f"unplanned_misses={self.unplanned_misses}, "
+            f"samples_per_second={self.samples_per_second:.1f})"
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """A flat dict of every figure, derived ones included (for logging and JSON)."""
         out = dataclasses.asdict(self)
@@ -150,6 +185,11 @@ class EpochStats(BatchStats):
             samples_per_second=self.samples_per_second,
         )
         return out
+
+
+def _mb(size: int) -> str:
+    """``size`` bytes in MB, with a decimal more below 10 MB."""
+    return f"{size / 1e6:.1f} MB" if size >= 10**7 else f"{size / 1e6:.2f} MB"
 
 
 class LoaderStats:
@@ -187,6 +227,15 @@ class LoaderStats:
         return [stats.as_dict() for stats in self]
 
     def __repr__(self) -> str:
+        """A short repr: which epochs are recorded (``str()`` gives the table)."""
+        epochs = sorted(self._epochs)
+        if not epochs:
+            return "LoaderStats(no epoch yet)"
+        shown = ", ".join(map(str, epochs)) if len(epochs) <= 6 else f"{epochs[0]}..{epochs[-1]}"
+        return f"LoaderStats({len(epochs)} epochs: {shown}; last {self.last!r})"
+
+    def __str__(self) -> str:
+        """A table, one line per epoch."""
         lines = ["epoch  samples  planned_miss  unplanned  hits  samples/s  cpu_s  cached_MB"]
         for s in self:
             lines.append(
