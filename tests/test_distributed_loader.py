@@ -414,8 +414,15 @@ def _from_pipeline_on_rank(rank: int, world: int) -> tuple[int, int, int]:
             return x + np.random.randint(0, 1000, x.shape)
         return x + 0
 
+    # The ranks' final_step closures differ (rank), so their identities differ too: the same
+    # cache_key tells the handshake that the ranks mean the same partial transform.
     loader = RevamperLoader.from_pipeline(
-        IndexDataset(64), [slow_step, final_step], batch_size=8, seed=4, cache_scope="rank"
+        IndexDataset(64),
+        [slow_step, final_step],
+        batch_size=8,
+        seed=4,
+        cache_scope="rank",
+        cache_key="slow-then-final",
     )
     with loader:
         return loader.plan_config.reuse_factor, len(loader), len(list(loader))
