@@ -180,6 +180,7 @@ def read_settings(path: Path) -> MemorySettings:
 
     Raises:
         ValueError: If the file is unreadable or any setting is malformed or out of range.
+        UnsafeCacheError: If the file is a link, not a regular file, or not private.
     """
     file = path / SETTINGS
     try:
@@ -192,6 +193,8 @@ def read_settings(path: Path) -> MemorySettings:
         if len(data) > _MAX_SETTINGS:
             raise ValueError(f"larger than {_MAX_SETTINGS} bytes")
         return MemorySettings.from_json(data.decode())
+    except UnsafeCacheError:
+        raise
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"unreadable settings in the store at {str(path)!r}: {exc}") from exc
 
