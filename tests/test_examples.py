@@ -8,6 +8,7 @@ cache was removed at the end.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -24,6 +25,10 @@ TINY = ["--epochs", "2", "--images", str(IMAGES)]
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_PORT")
 
 pytestmark = pytest.mark.timeout(240)
+needs_lightning = pytest.mark.skipif(
+    importlib.util.find_spec("lightning") is None,
+    reason="lightning is not installed (pip install 'revamper[integrations]')",
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +86,7 @@ def check_lightning_epochs(output: str, ranks: int) -> None:
 
 
 @pytest.mark.slow
+@needs_lightning
 def test_lightning_example_on_one_process(env: dict[str, str]) -> None:
     output = lightning(1, env)
     check_lightning_epochs(output, 1)
@@ -88,6 +94,7 @@ def test_lightning_example_on_one_process(env: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
+@needs_lightning
 def test_lightning_ddp_shares_one_cache_without_local_world_size(env: dict[str, str]) -> None:
     output = lightning(2, env)
     check_lightning_epochs(output, 2)
