@@ -14,6 +14,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import pickle
 import shutil
 import stat
 import subprocess
@@ -388,3 +389,47 @@ def _read_truncated_segment(root: Path) -> None:
 
 def test_a_segment_cut_short_while_open_gives_misses_not_sigbus(tmp_path: Path) -> None:
     assert run_in_child(_read_truncated_segment, tmp_path) == 0
+
+
+# -- no code from a cache unless allow_pickle ----------------------------------------------------
+def _touch(path: str) -> str:
+    Path(path).touch()
+    return "ran"
+
+
+class Planted:
+    """An object whose unpickling runs code (here: touches a file)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_touch, (str(self.marker),))
+
+
+def test_a_disk_cache_never_unpickles_unless_allowed(tmp_path: Path) -> None:
+    cache = private_dir(tmp_path / "cache")
+    marker = tmp_path / "code-ran"
+    strict = disk(cache)
+    with pytest.raises(TypeError, match="allow_pickle"):
+        strict.put(0, 0, Planted(marker))  # refused by default
+    strict.close()
+    writer = disk(cache, allow_pickle=True, fingerprint={**FINGERPRINT, "w": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert writer.put(1, 0, Planted(marker))
+    writer.close()
+    assert not marker.exists()
+    reader = disk(cache, fingerprint=None)  # reuses the cache, allow_pickle=False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert reader.get(1, 0) is MISS
+    assert not marker.exists()
+    attached = pickle.loads(pickle.dumps(reader))  # a worker's copy keeps the setting
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert attached.get(1, 0) is MISS and not marker.exists()
+    reader.close()
+    trusting = disk(cache, fingerprint=None, allow_pickle=True)
+    assert trusting.get(1, 0) == "ran" and marker.exists()  # opted in: it runs
+    trusting.close()
