@@ -8,6 +8,10 @@ every r-th epoch, and in steady state every cached entry is used exactly r times
 then hit r - 1 times. During the first cycle chunk j >= 1 is recomputed at epoch j, so its
 epoch-0 entry serves only j - 1 hits (chunk 0 serves r - 1); chunk 1's epoch-0 entry serves none,
 so it is not worth writing (:func:`reads_left`).
+
+These are the closed forms for a fixed r. A run whose r changes between epochs generalises them
+to a pointer that walks round the same permutation (:mod:`revamper.plan.rotation`); with a
+constant schedule its chunks, misses, generations and reads left are exactly these.
 """
 
 from __future__ import annotations

@@ -1,0 +1,166 @@
+"""The reuse schedule's API: validation, canonical form, a worked example, scale and pickling."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from typing import Any
+
+import numpy as np
+import pytest
+
+from revamper.plan import EpochPlan, PlanConfig, plan_epoch
+from revamper.plan.rotation import _eviction_position
+from revamper.plan.schedule import ReuseSchedule
+
+BASE: dict[str, Any] = {"num_samples": 100, "reuse_factor": 3, "batch_size": 8, "seed": 7}
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"reuse_schedule": 3}, TypeError, "reuse_schedule must be a tuple"),
+        ({"reuse_schedule": "23"}, TypeError, "reuse_schedule must be a tuple"),
+        ({"reuse_schedule": (2, 2.0)}, TypeError, r"reuse_schedule\[1\] \(r of epoch 2\)"),
+        ({"reuse_schedule": (True,)}, TypeError, r"reuse_schedule\[0\]"),
+        ({"reuse_schedule": (2, 0)}, ValueError, r"reuse_schedule\[1\] .* must be >= 1"),
+        ({"reuse_schedule": (4,)}, ValueError, "above max_reuse_factor=3"),
+        ({"reuse_schedule": (4,), "max_reuse_factor": 3}, ValueError, "raise max_reuse_factor"),
+        ({"max_reuse_factor": 2}, ValueError, "smaller than reuse_factor=3"),
+        ({"max_reuse_factor": 65536}, ValueError, "max_reuse_factor must be <= 65535"),
+        ({"max_reuse_factor": 4.0}, TypeError, "max_reuse_factor"),
+        ({"max_reuse_factor": True}, TypeError, "max_reuse_factor"),
+    ],
+)
+def test_config_rejects_a_bad_schedule(
+    changes: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        PlanConfig(**BASE, **changes)
+
+
+def test_config_normalises_the_schedule_and_its_bound() -> None:
+    config = PlanConfig(**BASE, reuse_schedule=[np.int64(2), 4], max_reuse_factor=np.int32(4))  # type: ignore[arg-type]
+    assert config.reuse_schedule == (2, 4)
+    assert type(config.reuse_schedule[0]) is int and type(config.max_reuse_factor) is int
+    assert PlanConfig(**BASE).max_reuse_factor == 3  # None means reuse_factor
+    assert PlanConfig(**BASE) == PlanConfig(**BASE, max_reuse_factor=3)
+    assert config.reuse_bound == 4
+    assert [config.reuse_factor_at(e) for e in range(5)] == [3, 2, 4, 4, 4]
+    with pytest.raises(ValueError, match="epoch"):
+        config.reuse_factor_at(-1)
+
+
+def test_the_canonical_schedule_says_when_plans_are_equal() -> None:
+    # Trailing repeats change nothing; a value equal to the last one changes nothing either.
+    assert ReuseSchedule(3, (2, 3, 3), 4) == ReuseSchedule(3, (2, 3), 4)
+    assert ReuseSchedule(3, (3, 3), 3) == ReuseSchedule(3, (), 3)
+    assert ReuseSchedule(3, (), 3).is_fixed
+    assert not ReuseSchedule(3, (), 4).is_fixed  # a higher bound changes what may be cached
+    assert ReuseSchedule(3, (2,), 4) != ReuseSchedule(3, (2, 4), 4)
+    a = PlanConfig(**BASE, reuse_schedule=(2, 3, 3), max_reuse_factor=4)
+    b = PlanConfig(**BASE, reuse_schedule=(2, 3), max_reuse_factor=4)
+    assert a != b and a.schedule == b.schedule
+    for epoch in range(6):
+        first, second = plan_epoch(a, epoch), plan_epoch(b, epoch)
+        assert np.array_equal(first.indices, second.indices)
+        assert np.array_equal(first.reads_left, second.reads_left)
+
+
+def test_a_worked_example() -> None:
+    # N = 12, r_0 = 2, then r = 4, 1, 3, with R = 4. The pointer, in turns: F_0 = 1/2,
+    # F_1 = 3/4, F_2 = 7/4, F_3 = 25/12; times 12, rounded up: 6, 9, 21, 25. So epoch 1
+    # recomputes positions 6-8, epoch 2 all twelve, epoch 3 positions 9, 10, 11 and 0.
+    config = PlanConfig(12, 2, 5, 11, shuffle=False, reuse_schedule=(4, 1, 3), max_reuse_factor=4)
+    position = _eviction_position(12, 11)
+
+    def at_positions(plan: EpochPlan, values: np.ndarray) -> list[int]:
+        out = np.empty(12, dtype=np.int64)
+        out[position[plan.indices]] = values
+        return out.tolist()
+
+    plans = [plan_epoch(config, e) for e in range(4)]
+    assert [p.reuse_factor for p in plans] == [2, 4, 1, 3]
+    assert [p.num_misses for p in plans] == [12, 3, 12, 4]
+    assert sorted(position[plans[1].indices[plans[1].planned_miss]].tolist()) == [6, 7, 8]
+    assert sorted(position[plans[3].indices[plans[3].planned_miss]].tolist()) == [0, 9, 10, 11]
+    # Epoch 0: if every later epoch ran at R = 4 the pointer would cover positions 6-8 at
+    # epoch 1, 9-11 at 2, 0-2 at 3, 3-5 at 4: 0 to 3 reads left. Positions 6-8 are recomputed
+    # at epoch 1 whatever r it gets: not worth caching.
+    assert at_positions(plans[0], plans[0].reads_left) == [2] * 3 + [3] * 3 + [0] * 3 + [1] * 3
+    # Epoch 3: its own entries are the newest (3 reads left at most); the rest come from 2.
+    assert at_positions(plans[3], plans[3].generations()) == [3] + [2] * 8 + [3] * 3
+    # Epoch 0's chunks are its two slices of width 1/2 (epochs -1 and 0: labels 3 and 0).
+    assert at_positions(plans[0], plans[0].chunks) == [0] * 6 + [3] * 6
+
+
+def test_a_plan_records_its_reuse_factor_and_bound() -> None:
+    config = PlanConfig(**BASE, reuse_schedule=(1, 2), max_reuse_factor=5)
+    plans = [plan_epoch(config, e) for e in range(4)]
+    assert [p.reuse_factor for p in plans] == [3, 1, 2, 2]
+    assert {p.max_reuse_factor for p in plans} == {5}
+    assert plans[1].planned_miss.all()  # r = 1 recomputes everything
+    plans[1].validate(config)
+    with pytest.raises(ValueError, match="r=1"):
+        plans[1].validate(dataclasses.replace(config, reuse_schedule=(2,)))
+    with pytest.raises(ValueError, match="max_reuse_factor=5"):
+        plans[1].validate(dataclasses.replace(config, max_reuse_factor=6))
+
+
+def test_a_plan_built_without_the_new_fields_is_a_fixed_r_plan() -> None:
+    plan = plan_epoch(PlanConfig(**BASE), 4)
+    old = EpochPlan(
+        epoch=plan.epoch,
+        reuse_factor=plan.reuse_factor,
+        indices=plan.indices,
+        planned_miss=plan.planned_miss,
+        batch_bounds=plan.batch_bounds,
+        chunks=plan.chunks,
+        num_samples=plan.num_samples,
+    )
+    assert old.max_reuse_factor == 3
+    assert np.array_equal(old.reads_left, plan.reads_left)
+    assert not old.reads_left.flags.writeable
+    with pytest.raises(ValueError, match="smaller than reuse_factor"):
+        dataclasses.replace(plan, max_reuse_factor=2)
+    with pytest.raises(ValueError, match="one length"):
+        dataclasses.replace(plan, reads_left=plan.reads_left[:-1])
+
+
+def test_pickled_config_and_plan_round_trip() -> None:
+    config = PlanConfig(**BASE, reuse_schedule=(2, 4), max_reuse_factor=4)
+    again = pickle.loads(pickle.dumps(config))
+    assert again == config and again.schedule == config.schedule
+    plan = plan_epoch(config, 5)
+    copy = pickle.loads(pickle.dumps(plan))
+    assert copy.max_reuse_factor == 4
+    assert np.array_equal(copy.reads_left, plan.reads_left)
+    assert not copy.reads_left.flags.writeable
+    assert np.array_equal(plan_epoch(again, 5).indices, plan.indices)
+
+
+def test_the_cost_does_not_grow_with_the_epoch() -> None:
+    # A long schedule and the largest epoch: the pointer is summed once per run of equal values
+    # and then moved in closed form, so the plan costs what epoch 1's does (a walk over the
+    # epochs would never finish; no timing is asserted).
+    values = tuple(1 + (k * 7) % 6 for k in range(500))
+    config = PlanConfig(**BASE, reuse_schedule=values, max_reuse_factor=6)
+    last = 2**63 - 1
+    plan = plan_epoch(config, last)
+    plan.validate(config)
+    gens = plan.generations()
+    assert np.all(gens[plan.planned_miss] == last)
+    r = values[-1]
+    assert config.num_samples // r <= plan.num_misses <= -(-config.num_samples // r)
+    assert np.all((gens[~plan.planned_miss] < last) & (gens[~plan.planned_miss] > last - 6))
+
+
+def test_imagenet_scale_schedule() -> None:
+    n = 1_281_167
+    config = PlanConfig(n, 3, 256, 2021, reuse_schedule=(2, 4, 1, 3), max_reuse_factor=4)
+    for epoch, r in ((1, 2), (2, 4), (4, 3), (9, 3)):
+        plan = plan_epoch(config, epoch)
+        assert n // r <= plan.num_misses <= -(-n // r)
+        counts = plan.miss_counts()
+        assert counts[:-1].max() - counts[:-1].min() <= 1
+    plan.validate(config)
