@@ -113,8 +113,13 @@ def make_store(
     reuse_factor: int,
     fingerprint: dict[str, Any],
     setup: DistributedSetup | None = None,
+    allow_pickle: bool | None = None,
 ) -> tuple[CacheStore | None, bool]:
     """Build the store the loader's arguments describe.
+
+    ``allow_pickle`` is handed to every store built here (``None``: each store's own default,
+    ``True`` for the private shared-memory store and ``False`` for a disk cache, so a tiered
+    cache refuses pickles unless ``True`` is passed).
 
     Under distributed training (``setup``), the ranks of a machine-wide cache group share one
     store: the group's first rank creates it, the others attach to it
@@ -139,6 +144,11 @@ def make_store(
                 "cache_bytes and cache_dir configure the store the loader creates; you passed a "
                 "store instance, so configure that store instead"
             )
+        if allow_pickle is not None and bool(allow_pickle) != cache.allow_pickle:
+            raise ValueError(
+                f"allow_pickle={allow_pickle!r}, but the store you passed has allow_pickle="
+                f"{cache.allow_pickle!r}: set it where you create the store"
+            )
         return cache, False
     if cache not in ("memory", "disk"):
         raise ValueError(f"cache must be 'memory', 'disk' or a CacheStore instance, got {cache!r}")
@@ -157,7 +167,7 @@ def make_store(
             "cache_scope='rank', or create the store yourself and pass it as cache= (e.g. "
             "SharedMemoryStore.attach(path) on the other ranks)"
         )
-    recipe = _Recipe(cache, cache_bytes, cache_dir, fingerprint)
+    recipe = _Recipe(cache, cache_bytes, cache_dir, fingerprint, allow_pickle)
     if setup.distributed:
         recipe = recipe.for_ranks(setup)
     if not setup.shares_cache:
@@ -173,6 +183,11 @@ class _Recipe:
     cache_bytes: int | None
     cache_dir: str | os.PathLike[str] | None
     fingerprint: dict[str, Any]
+    allow_pickle: bool | None = None
+
+    def _pickle(self) -> dict[str, Any]:
+        """The stores' ``allow_pickle`` keyword: none for their defaults."""
+        return {} if self.allow_pickle is None else {"allow_pickle": bool(self.allow_pickle)}
 
     def for_ranks(self, setup: DistributedSetup) -> _Recipe:
         """The recipe for this rank's cache group: its own disk directory and fingerprint."""
@@ -193,19 +208,28 @@ class _Recipe:
             num_samples=self.fingerprint["num_samples"],
             fingerprint=self.fingerprint,
             drop_after_read=self.cache_bytes is not None,
+            **self._pickle(),
         )
 
     def create(self) -> CacheStore:
         """A new store (the owner's instance of a shared-memory cache)."""
         if self.kind == "memory":
-            return SharedMemoryStore(self.cache_bytes)
+            return SharedMemoryStore(self.cache_bytes, **self._pickle())
         disk = self._disk()
         if self.cache_bytes is None:
             return disk
-        return TieredStore(SharedMemoryStore(self.cache_bytes), disk)
+        try:
+            return TieredStore(SharedMemoryStore(self.cache_bytes, **self._pickle()), disk)
+        except BaseException:
+            disk.close()
+            raise
 
     def attach(self, handle: dict[str, str]) -> CacheStore:
-        """Open the store another rank created, from its :func:`_handle`."""
+        """Open the store another rank created, from its :func:`_handle`.
+
+        An attached shared-memory store takes the creator's pickle policy (recorded in its
+        directory); the ranks of a cache group agree on ``allow_pickle`` at construction.
+        """
         memory = handle.get("memory")
         if self.kind == "memory":
             assert memory is not None

@@ -114,6 +114,17 @@ class RevamperLoader:
         cache_key: With ``cache="disk"``: names what the partial transform computes, for when
             its description is not enough to tell caches apart (default: the transform's
             ``repr``, or the module and name of a function).
+        allow_pickle: Whether a value the cache's codec cannot encode exactly may be pickled
+            into the cache, and a pickle read back from it (the codec encodes PIL images, numpy
+            arrays, tensors and ``tv_tensors``, bytes, scalars, strings, and tuples, lists and
+            dicts of them). Unpickling runs code, and a cache directory is input that another
+            user may have written to; so with ``False`` such a value is a
+            :class:`~revamper.SampleError` at stage ``cache_write`` naming its type, and a
+            pickle found in the cache is a miss. ``None`` (the default): each store's own
+            default, ``True`` for the memory cache (a private, owner-checked directory that
+            lives only as long as the run), ``False`` for a disk cache (and so for a tiered
+            one). Pass ``True`` to cache such values on disk, in a directory only you can write
+            to. With your own ``cache`` store, set it on the store.
         rank: This rank under distributed training; with ``world_size``. ``None`` (both): from
             the initialised ``torch.distributed`` process group, or not distributed. Pass
             ``rank=0, world_size=1`` for a loader that one rank uses alone (no collective).
@@ -179,6 +190,7 @@ class RevamperLoader:
         cache: CacheKind | CacheStore = "memory",
         cache_dir: str | os.PathLike[str] | None = None,
         cache_key: str | None = None,
+        allow_pickle: bool | None = None,
         rank: int | None = None,
         world_size: int | None = None,
         local_world_size: int | None = None,
@@ -216,6 +228,8 @@ class RevamperLoader:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {generator!r}")
 
+        if allow_pickle is not None and not isinstance(allow_pickle, bool):
+            raise TypeError(f"allow_pickle must be a bool or None, got {allow_pickle!r}")
         if cache_key is not None and not isinstance(cache_key, str):
             raise TypeError(f"cache_key must be a str or None, got {cache_key!r}")
         setup = resolve_setup(rank, world_size, local_world_size, cache_scope)
@@ -263,6 +277,7 @@ class RevamperLoader:
                 {
                     "cache_bytes": cache_bytes,
                     "cache_dir": None if cache_dir is None else str(cache_dir),
+                    "allow_pickle": allow_pickle,
                 },
                 drawn_seed=default_seed() if seed is None else 0,
             )
@@ -302,6 +317,7 @@ class RevamperLoader:
             reuse_factor=reuse_factor,
             fingerprint=cache_fingerprint(seed=seed, **fingerprint),
             setup=setup,
+            allow_pickle=allow_pickle,
         )
         # Between epochs the store's owner tidies it (a disk cache's dead segments); in a shared
         # cache only the leader does, so that the ranks do not repeat the work.
