@@ -73,9 +73,10 @@ class Recorder(L.LightningModule):  # type: ignore[misc]
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def make_trainer(root: Path, epochs: int, callbacks: list[Any]) -> Any:
+def make_trainer(root: Path, epochs: int, callbacks: list[Any], max_steps: int = -1) -> Any:
     return L.Trainer(
         max_epochs=epochs,
+        max_steps=max_steps,
         accelerator="cpu",
         devices=1,
         logger=False,
@@ -186,6 +187,24 @@ def test_resume_from_a_mid_epoch_checkpoint(
     checkpoint = root / "steps" / f"step={step}.ckpt"
     assert steps_done(checkpoint) == step
     assert resume(tmp_path, checkpoint) == seen[step:]
+
+
+def test_resume_is_exact_in_step_based_training(tmp_path: Path) -> None:
+    # With max_steps Lightning treats every checkpoint as a restart (it restores the loader
+    # state even at an epoch's end).
+    checkpoints = [
+        ModelCheckpoint(tmp_path / "steps", "{step}", every_n_train_steps=1, save_top_k=-1),
+        ModelCheckpoint(tmp_path / "epochs", "{epoch}", every_n_epochs=1, save_top_k=-1),
+    ]
+    full = Recorder(resumable_loader)
+    trainer = make_trainer(tmp_path, -1, [RevamperCallback(), *checkpoints], max_steps=28)
+    fit(full, trainer)
+    assert len(full.seen) == 28
+    for checkpoint in ("epochs/epoch=1.ckpt", "steps/step=11.ckpt", "steps/step=24.ckpt"):
+        module = Recorder(resumable_loader)
+        trainer = make_trainer(tmp_path / "resumed", -1, [RevamperCallback()], max_steps=28)
+        fit(module, trainer, ckpt_path=str(tmp_path / checkpoint))
+        assert module.seen == full.seen[steps_done(tmp_path / checkpoint) :], checkpoint
 
 
 def test_without_the_callback_an_end_of_epoch_resume_replays_epoch_0(
