@@ -28,7 +28,10 @@ _HINTS = {
         " (the partial transforms describe themselves differently; if they compute the same "
         "thing, pass the same cache_key on every rank)"
     ),
-    "local_world_size": " (ranks per machine; torchrun sets LOCAL_WORLD_SIZE)",
+    "local_world_size": (
+        " (ranks per machine: pass the same local_world_size or LOCAL_WORLD_SIZE on every rank, "
+        "or neither, and the ranks find out which of them share a machine)"
+    ),
 }
 
 
@@ -167,8 +170,9 @@ def _check_groups(setup: DistributedSetup, prints: Sequence[_Fingerprint]) -> No
             raise DistributedSetupError(
                 f"RevamperLoader: with cache_scope='machine' and local_world_size={size}, "
                 f"{format_ranks(members)} share one cache, but they run on different machines "
-                f"({where}). Pass the number of ranks per machine as local_world_size (torchrun "
-                "sets LOCAL_WORLD_SIZE), or cache_scope='rank' for a cache per rank.",
+                f"({where}). Pass the number of ranks per machine as local_world_size, or unset "
+                "LOCAL_WORLD_SIZE and the argument so that the ranks find out themselves, or "
+                "pass cache_scope='rank' for a cache per rank.",
                 field="local_world_size",
                 ranks=members,
             )
