@@ -154,10 +154,15 @@ def plan_runs(options: SweepOptions) -> list[RunSpec]:
 
 
 def full_grids() -> tuple[TaskGrid, ...]:
-    """The full sweep's grids (sized for about an hour on 2 idle cores; see docs/accuracy.md)."""
+    """The full sweep's grids (sized for about an hour on 2 idle cores; see docs/accuracy.md).
+
+    The photographs are 1, 2 and 5 per class: each class is cut from one photograph, so with
+    100 training images the task is saturated (99.2-99.4% test accuracy with or without
+    augmentation in a pilot) and cannot show what diversity does.
+    """
     return (
         TaskGrid("digits", (250, 500, 1000, 4000), steps=504, test_size=1000),
-        TaskGrid("photos", (10, 20, 50, 100), steps=300, test_size=500, num_images=2000),
+        TaskGrid("photos", (10, 20, 50), steps=300, test_size=500, num_images=2000),
     )
 
 

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--digit-sizes", help="digits training-set sizes (default: 250,500,1000,4000)"
     )
-    group.add_argument("--photo-sizes", help="photo training-set sizes (default: see --help)")
+    group.add_argument("--photo-sizes", help="photo training-set sizes (default: 10,20,50)")
     group.add_argument(
         "--jobs", type=int, default=2, help="runs in parallel, one thread each (default: 2)"
     )
