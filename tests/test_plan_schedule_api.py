@@ -43,8 +43,11 @@ def test_config_normalises_the_schedule_and_its_bound() -> None:
     config = PlanConfig(**BASE, reuse_schedule=[np.int64(2), 4], max_reuse_factor=np.int32(4))  # type: ignore[arg-type]
     assert config.reuse_schedule == (2, 4)
     assert type(config.reuse_schedule[0]) is int and type(config.max_reuse_factor) is int
-    assert PlanConfig(**BASE).max_reuse_factor == 3  # None means reuse_factor
-    assert PlanConfig(**BASE) == PlanConfig(**BASE, max_reuse_factor=3)
+    default = PlanConfig(**BASE)
+    assert default.max_reuse_factor is None and default.reuse_bound == 3  # None: reuse_factor
+    assert default.schedule == PlanConfig(**BASE, max_reuse_factor=3).schedule
+    # Without an explicit bound, another reuse_factor is just another fixed r.
+    assert dataclasses.replace(default, reuse_factor=5).reuse_bound == 5
     assert config.reuse_bound == 4
     assert [config.reuse_factor_at(e) for e in range(5)] == [3, 2, 4, 4, 4]
     with pytest.raises(ValueError, match="epoch"):

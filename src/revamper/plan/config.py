@@ -69,7 +69,7 @@ class PlanConfig:
             r_1 to r_e, so appending values for later epochs never changes an epoch planned
             already. A list is accepted and stored as a tuple.
         max_reuse_factor: R, the largest reuse factor the run may ever use (``reuse_factor`` to
-            65535; ``None``, the default, means ``reuse_factor``, and is stored as that). No
+            65535; ``None``, the default, means ``reuse_factor``: see :attr:`reuse_bound`). No
             entry is used more than R times between recomputations. A plan never assumes more
             about later epochs than r <= R, so an entry is skipped from the cache
             (``worth_caching``) only when it is recomputed next epoch whatever r that epoch
@@ -129,7 +129,8 @@ class PlanConfig:
         schedule = ReuseSchedule(self.reuse_factor, self.reuse_schedule, bound)  # validates
         given = tuple(int(r) for r in self.reuse_schedule)
         object.__setattr__(self, "reuse_schedule", given)
-        object.__setattr__(self, "max_reuse_factor", schedule.maximum)
+        if self.max_reuse_factor is not None:  # None stays None: replace(reuse_factor=) works
+            object.__setattr__(self, "max_reuse_factor", schedule.maximum)
         object.__setattr__(self, "_schedule", schedule)
 
     @property
@@ -140,7 +141,7 @@ class PlanConfig:
 
     @property
     def reuse_bound(self) -> int:
-        """R, the largest reuse factor of the run (``max_reuse_factor``, always an int)."""
+        """R, the largest reuse factor of the run: ``max_reuse_factor``, or ``reuse_factor``."""
         return self.schedule.maximum
 
     def reuse_factor_at(self, epoch: int) -> int:
