@@ -10,6 +10,10 @@ Built-in pipelines (see :data:`BUILTIN`):
 - ``imagenet``: decode, RandomResizedCrop(224) | flip, RandAugment(2, 9), PILToTensor. The split
   after the crop is the paper's setting. Its simplified variant has one RandAugment layer.
 - ``light``: decode, RandomResizedCrop(224) | flip, PILToTensor.
+- ``imagenet-fused`` and ``light-fused``: the same with decode and crop fused into one cheaper
+  step, :class:`~revamper.fused_crop.FusedDecodeCrop` (same crop distribution, decodes JPEGs
+  only at the DCT scale the crop needs); :func:`fuse_decode_crop` does this to any pipeline
+  that starts with ``Decode`` and ``RandomResizedCrop``.
 
 Users can name their own with ``module:function``; the function returns either a list of
 callables (the full pipeline, split with ``split``) or a ``(partial, final)`` pair.
@@ -18,6 +22,7 @@ callables (the full pipeline, split with ``split``) or a ``(partial, final)`` pa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import io
 from collections.abc import Callable, Sequence
@@ -25,6 +30,7 @@ from typing import Any
 
 from PIL import Image
 
+from revamper.fused_crop import FusedDecodeCrop
 from revamper.transforms import Chain
 
 Transform = Callable[[Any], Any]
@@ -136,8 +142,17 @@ def _chain(steps: Sequence[tuple[str, Transform]]) -> Transform:
     return Chain(*(transform for _, transform in steps))
 
 
-def imagenet_pipeline(layers: int = 2, magnitude: int = 9, size: int = 224) -> Pipeline:
-    """The ImageNet-style pipeline of the paper: decode, crop | flip, RandAugment, to-tensor."""
+def imagenet_pipeline(
+    layers: int = 2, magnitude: int = 9, size: int = 224, *, fused: bool = False
+) -> Pipeline:
+    """The ImageNet-style pipeline of the paper: decode, crop | flip, RandAugment, to-tensor.
+
+    Args:
+        layers: RandAugment's number of operations.
+        magnitude: RandAugment's magnitude.
+        size: The crop's output size.
+        fused: Fuse decode and crop into one :class:`~revamper.fused_crop.FusedDecodeCrop`.
+    """
     from torchvision import transforms as T
 
     def steps(n: int) -> tuple[tuple[str, Transform], ...]:
@@ -149,7 +164,7 @@ def imagenet_pipeline(layers: int = 2, magnitude: int = 9, size: int = 224) -> P
             ("to_tensor", T.PILToTensor()),
         )
 
-    return Pipeline(
+    pipeline = Pipeline(
         name="imagenet",
         steps=steps(layers),
         default_split=2,
@@ -159,13 +174,14 @@ def imagenet_pipeline(layers: int = 2, magnitude: int = 9, size: int = 224) -> P
             "PILToTensor"
         ),
     )
+    return _fused_or_not(pipeline, fused)
 
 
-def light_pipeline(size: int = 224) -> Pipeline:
-    """A lighter pipeline: decode, crop | flip, to-tensor."""
+def light_pipeline(size: int = 224, *, fused: bool = False) -> Pipeline:
+    """A lighter pipeline: decode, crop | flip, to-tensor (``fused``: as for imagenet)."""
     from torchvision import transforms as T
 
-    return Pipeline(
+    pipeline = Pipeline(
         name="light",
         steps=(
             ("decode", Decode("RGB")),
@@ -176,11 +192,72 @@ def light_pipeline(size: int = 224) -> Pipeline:
         default_split=2,
         description=f"decode, RandomResizedCrop({size}) | flip, PILToTensor",
     )
+    return _fused_or_not(pipeline, fused)
+
+
+def _fused_or_not(pipeline: Pipeline, fused: bool) -> Pipeline:
+    if not fused:
+        return pipeline
+    made = fuse_decode_crop(pipeline)
+    assert made is not None  # the built-in pipelines start with decode and crop
+    return made
+
+
+def fuse_decode_crop(pipeline: Pipeline) -> Pipeline | None:
+    """The pipeline with its leading ``Decode`` + ``RandomResizedCrop`` fused into one step.
+
+    The fused step, :class:`~revamper.fused_crop.FusedDecodeCrop`, takes the crop's arguments
+    and ``Decode``'s mode, so the outputs have the same distribution (identical whenever the
+    crop is under twice the output size). Split points after the crop move down by one, so
+    the default split still caches decode and crop.
+
+    Returns:
+        The fused pipeline, named ``<name>-fused``; ``None`` when the pipeline does not start
+        with a :class:`Decode` followed by a torchvision ``RandomResizedCrop``, or when it
+        came as a fixed ``(partial, final)`` pair.
+    """
+    from torchvision.transforms import RandomResizedCrop
+
+    def fused(steps: tuple[tuple[str, Transform], ...]) -> tuple[tuple[str, Transform], ...] | None:
+        if len(steps) < 2:
+            return None
+        decode, crop = steps[0][1], steps[1][1]
+        exact_crop = isinstance(crop, RandomResizedCrop) and type(crop) is RandomResizedCrop
+        if not isinstance(decode, Decode) or not exact_crop:
+            return None  # a subclass of RandomResizedCrop may crop differently
+        assert isinstance(crop, RandomResizedCrop)
+        step = FusedDecodeCrop(
+            tuple(crop.size),
+            scale=(crop.scale[0], crop.scale[1]),
+            ratio=(crop.ratio[0], crop.ratio[1]),
+            mode=decode.mode,
+            interpolation=crop.interpolation,
+        )
+        return (("decode_random_resized_crop", step), *steps[2:])
+
+    steps = fused(pipeline.steps)
+    if pipeline.fixed_split or steps is None:
+        return None
+    simplified = None if pipeline.simplified is None else fused(pipeline.simplified)
+    split = pipeline.default_split - 1 if pipeline.default_split >= 2 else pipeline.default_split
+    description = pipeline.description.replace(
+        "decode, RandomResizedCrop", "fused decode + RandomResizedCrop"
+    )
+    return dataclasses.replace(
+        pipeline,
+        name=f"{pipeline.name}-fused",
+        steps=steps,
+        default_split=split,
+        simplified=simplified,
+        description=description,
+    )
 
 
 BUILTIN: dict[str, Callable[[], Pipeline]] = {
     "imagenet": imagenet_pipeline,
     "light": light_pipeline,
+    "imagenet-fused": functools.partial(imagenet_pipeline, fused=True),
+    "light-fused": functools.partial(light_pipeline, fused=True),
 }
 """Built-in pipelines by name."""
 

@@ -1,0 +1,173 @@
+"""Fused JPEG decode + RandomResizedCrop: decode only at the resolution the crop needs.
+
+The plain miss path decodes the whole JPEG at full resolution, then crops a random region and
+resizes it to the output size. :class:`FusedDecodeCrop` does the same work in a cheaper order:
+
+1. read the image's size from the JPEG header (``Image.open`` is lazy: no pixel is decoded);
+2. draw the crop with torchvision's own ``RandomResizedCrop.get_params`` on a size-only stand-in
+   tensor, so the distribution (scale, ratio, the 10-try rejection loop, the central fallback)
+   and the draws from torch's global RNG are those of ``RandomResizedCrop`` by construction;
+3. decode at the smallest DCT scale (1/8, 1/4, 1/2) that still leaves the crop at least the
+   output size on both sides (libjpeg scales inside the IDCT, via Pillow's ``Image.draft``);
+4. crop (coordinates divided by the scale, sub-pixel exact) and resize to the output size with
+   the same interpolation as ``RandomResizedCrop`` (bilinear, antialiased, as Pillow always is).
+
+When no DCT scale fits (the crop is less than twice the output size on a side) the result is
+*identical* to ``Decode`` + ``RandomResizedCrop``. Other inputs (PNG bytes, decoded PIL images)
+take that plain path too, with the same draws.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from PIL import Image
+
+_DCT_SCALES = (8, 4, 2)
+"""The denominators libjpeg's IDCT can scale by through Pillow, largest first."""
+
+
+def dct_scale(crop: tuple[int, int], output: tuple[int, int]) -> int:
+    """The largest DCT scale denominator whose scaled crop still covers the output.
+
+    Args:
+        crop: The crop's ``(width, height)`` in full-resolution pixels.
+        output: The output's ``(width, height)``.
+
+    Returns:
+        8, 4 or 2 when the crop divided by it is at least the output on both sides, else 1.
+    """
+    for scale in _DCT_SCALES:
+        if crop[0] >= scale * output[0] and crop[1] >= scale * output[1]:
+            return scale
+    return 1
+
+
+def draft_request(size: tuple[int, int], scale: int) -> tuple[int, int]:
+    """The size to ask ``Image.draft`` for so that Pillow decodes at exactly ``1/scale``.
+
+    Pillow picks the largest of 8, 4, 2, 1 not above ``min(W // w, H // h)`` for a request of
+    ``(w, h)``; asking for ``(W // scale, H // scale)`` makes that minimum exactly ``scale``
+    whenever ``W, H >= scale`` (writing ``W = q * scale + r``, ``W // q >= 2 * scale`` would
+    need ``r >= q * scale``, impossible for ``q >= 1``).
+    """
+    return max(size[0] // scale, 1), max(size[1] // scale, 1)
+
+
+def _size_only(width: int, height: int) -> torch.Tensor:
+    """A tensor of shape ``(1, height, width)`` holding one element: all ``get_params`` reads."""
+    return torch.empty(1, 1, 1).expand(1, height, width)
+
+
+class FusedDecodeCrop:
+    """Decode encoded image bytes and take a RandomResizedCrop of them, decoding only what it needs.
+
+    A drop-in for ``[Decode(mode), torchvision.transforms.RandomResizedCrop(size, ...)]`` with
+    the same arguments, the same crop distribution and the same draws from torch's global RNG
+    (so a loader's per-worker seeding applies as it does to torchvision's transforms). It is a
+    plain object of numbers and strings, so it pickles into DataLoader workers.
+
+    Args:
+        size: Output size: an int (square) or ``(height, width)``, as torchvision takes it.
+        scale: Range of the crop's area as a fraction of the image's.
+        ratio: Range of the crop's aspect ratio (width / height).
+        mode: PIL mode of the result (``"RGB"`` by default).
+        interpolation: A torchvision ``InterpolationMode`` (bilinear by default).
+    """
+
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+        mode: str = "RGB",
+        interpolation: Any = None,
+    ) -> None:
+        from torchvision.transforms import InterpolationMode
+
+        if isinstance(size, int):
+            height, width = size, size
+        elif len(size) == 1:
+            height = width = int(size[0])
+        else:
+            height, width = int(size[0]), int(size[1])
+        if height < 1 or width < 1:
+            raise ValueError(f"the output size must be positive, got {size!r}")
+        if not (0 < scale[0] <= scale[1]) or not (0 < ratio[0] <= ratio[1]):
+            raise ValueError(
+                f"scale and ratio must be increasing positive ranges: {scale}, {ratio}"
+            )
+        self.size = (height, width)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.ratio = (float(ratio[0]), float(ratio[1]))
+        self.mode = mode
+        self.interpolation = interpolation or InterpolationMode.BILINEAR
+
+    def params(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """Draw ``(top, left, height, width)`` of a crop of a ``width`` x ``height`` image.
+
+        ``RandomResizedCrop.get_params`` itself, given a stand-in of that size, so that the
+        draws from torch's global RNG are the same ones in the same order.
+        """
+        from torchvision.transforms import RandomResizedCrop
+
+        drawn: tuple[int, int, int, int] = RandomResizedCrop.get_params(
+            _size_only(width, height), list(self.scale), list(self.ratio)
+        )
+        return drawn
+
+    def __call__(self, data: bytes | Image.Image) -> Image.Image:
+        """Decode ``data`` (bytes, or a PIL image that passes to the plain path) and crop it."""
+        if isinstance(data, Image.Image):
+            return self._plain(data if data.mode == self.mode else data.convert(self.mode))
+        image: Image.Image = Image.open(io.BytesIO(data))
+        if image.format != "JPEG":
+            return self._plain(image.convert(self.mode) if image.mode != self.mode else image)
+        width, height = image.size
+        top, left, crop_h, crop_w = self.params(width, height)
+        out_h, out_w = self.size
+        scale = dct_scale((crop_w, crop_h), (out_w, out_h))
+        if scale > 1:
+            drafted = image.draft(None, draft_request((width, height), scale))
+            scale = 1 if drafted is None else round(width / drafted[1][2])
+        if image.mode != self.mode:
+            image = image.convert(self.mode)
+        if scale == 1:
+            return self._resized_crop(_loaded(image), top, left, crop_h, crop_w)
+        box = (left / scale, top / scale, (left + crop_w) / scale, (top + crop_h) / scale)
+        return image.resize((out_w, out_h), self._pil_filter(), box=box)
+
+    def _plain(self, image: Image.Image) -> Image.Image:
+        """Decoded already (or not a JPEG): exactly ``RandomResizedCrop`` on the full image."""
+        top, left, crop_h, crop_w = self.params(*image.size)
+        return self._resized_crop(_loaded(image), top, left, crop_h, crop_w)
+
+    def _resized_crop(
+        self, image: Image.Image, top: int, left: int, height: int, width: int
+    ) -> Image.Image:
+        from torchvision.transforms import functional as F
+
+        result: Image.Image = F.resized_crop(
+            image, top, left, height, width, list(self.size), self.interpolation, antialias=True
+        )
+        return result
+
+    def _pil_filter(self) -> Image.Resampling:
+        from torchvision.transforms.functional import pil_modes_mapping
+
+        return Image.Resampling(pil_modes_mapping[self.interpolation])
+
+    def __repr__(self) -> str:
+        return (
+            f"FusedDecodeCrop(size={self.size}, scale={self.scale}, ratio="
+            f"({self.ratio[0]:.4g}, {self.ratio[1]:.4g}), mode={self.mode!r}, "
+            f"interpolation={self.interpolation.value})"
+        )
+
+
+def _loaded(image: Image.Image) -> Image.Image:
+    image.load()
+    return image
