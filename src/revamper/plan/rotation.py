@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from revamper.plan.config import IndexArray, index_dtype
 from revamper.plan.eviction import CHUNK_DTYPE
 from revamper.plan.schedule import ReuseSchedule
 from revamper.plan.seeding import Purpose, generator, normalise_seed
@@ -64,8 +65,9 @@ def evict(num_samples: int, schedule: ReuseSchedule, seed: int, epoch: int) -> E
     return _evict(num_samples, schedule, normalise_seed(seed), epoch)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)
 def _evict(num_samples: int, schedule: ReuseSchedule, seed: int, epoch: int) -> Eviction:
+    """Compute :func:`evict` for a normalised seed (cached: the plan and its checks share it)."""
     n, bound = num_samples, schedule.maximum
     first = epoch - bound + 1  # the oldest slice that may still hold live entries
     ends = schedule.boundaries(n, first - 1, epoch)  # ceil(n F_g), g = first - 1 .. epoch
@@ -76,16 +78,16 @@ def _evict(num_samples: int, schedule: ReuseSchedule, seed: int, epoch: int) -> 
     # Position p of the permutation sits at t = (p - base) mod n on the live circle, from its
     # oldest position (t = 0) to its newest (t = n - 1): arcs of slices first .. epoch in turn.
     if bound == 1:  # one slice holding every sample: no permutation needed
-        at = np.zeros(n, dtype=np.int64)
+        at: IndexArray = np.zeros(n, dtype=index_dtype(n))
     else:
         at = _eviction_position(n, seed) - base % n
         at[at < 0] += n
     labels = ((np.arange(bound, dtype=np.int64) + first % bound) % bound).astype(CHUNK_DTYPE)
-    arc = np.searchsorted(np.cumsum(lengths), at, side="right")
+    arc = np.searchsorted(np.cumsum(lengths).astype(at.dtype), at, side="right")
     chunks = labels[arc]
     # Epoch 0 computes everything; later, the newest arc is epoch e's own slice.
     miss = np.ones(n, dtype=np.bool_) if epoch == 0 else at >= n - int(lengths[-1])
-    later = np.array(schedule.continuation(n, epoch), dtype=np.int64)
+    later = np.array(schedule.continuation(n, epoch), dtype=at.dtype)  # each in [0, n]
     reads = np.searchsorted(later, at, side="right").astype(READS_DTYPE)
     for array in (chunks, miss, reads):
         array.setflags(write=False)
@@ -93,15 +95,16 @@ def _evict(num_samples: int, schedule: ReuseSchedule, seed: int, epoch: int) -> 
 
 
 @functools.lru_cache(maxsize=4)
-def _eviction_position(num_samples: int, seed: int) -> npt.NDArray[np.int64]:
+def _eviction_position(num_samples: int, seed: int) -> IndexArray:
     """Each sample's position in the run-wide permutation the pointer walks (read-only).
 
     The permutation is the fixed-r chunks' one: chunk j holds its positions
     [ceil(j n / r), ceil((j + 1) n / r)).
     """
     order = generator(seed, Purpose.EVICTION).permutation(num_samples)
-    position = np.empty(num_samples, dtype=np.int64)
-    position[order] = np.arange(num_samples, dtype=np.int64)
+    dtype = index_dtype(num_samples)
+    position = np.empty(num_samples, dtype=dtype)
+    position[order] = np.arange(num_samples, dtype=dtype)
     position.setflags(write=False)
     return position
 
