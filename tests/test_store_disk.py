@@ -313,3 +313,43 @@ def test_a_fixed_subset_stays_in_ram_and_disk_reads_are_bounded(tmp_path: Path) 
 def test_tiered_store_needs_a_ram_budget(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="capacity_bytes"):
         TieredStore(SharedMemoryStore(), disk(tmp_path))
+
+
+# -- the slot table -------------------------------------------------------------------------------
+def test_slot_check_words_agree_between_python_and_numpy() -> None:
+    from revamper.store.slots import SLOT_DTYPE, slot_check, slot_checks
+
+    rng = np.random.default_rng(0)
+    rows = np.zeros(200, dtype=SLOT_DTYPE)
+    rows["generation"] = rng.integers(0, 2**62, 200)
+    rows["offset"] = rng.integers(0, 2**47, 200, dtype=np.uint64)
+    rows["length"] = rng.integers(64, 2**32, 200, dtype=np.uint64)
+    rows["segment"] = rng.integers(0, 2**32 - 1, 200, dtype=np.uint64)
+    indices = rng.integers(0, 2**40, 200)
+    expected = [
+        slot_check(
+            int(i), int(r["generation"]), int(r["offset"]), int(r["length"]), int(r["segment"])
+        )
+        for i, r in zip(indices, rows, strict=True)
+    ]
+    assert slot_checks(rows, indices).tolist() == expected
+
+
+@pytest.mark.parametrize("batch", [1, 64])  # checked in Python / with numpy
+def test_a_damaged_slot_is_a_miss_whatever_the_batch_size(tmp_path: Path, batch: int) -> None:
+    store = disk(tmp_path)
+    for index in range(64):
+        store.put(index, 0, np.full(10, index))
+    with open(tmp_path / "index", "r+b") as table:
+        table.seek(5 * 32 + 8)  # the offset field of sample 5's slot
+        table.write(b"\x01")
+    indices = [5] if batch == 1 else list(range(64))
+    with pytest.warns(RuntimeWarning, match="damaged slot"):
+        got = store.get_many(indices, [0] * len(indices))
+    for index, value in zip(indices, got, strict=True):
+        if index == 5:
+            assert value is MISS
+        else:
+            np.testing.assert_array_equal(value, np.full(10, index))
+    assert store.stats().invalid_reads == 1
+    store.close()

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,7 @@ def test_damaged_slots_and_counters_are_misses_and_rebuilt(
 
 
 # -- item 7: a malformed manifest ----------------------------------------------------------------
-MALFORMED = {
+MALFORMED: dict[str, Callable[[Any], Any]] = {
     "fingerprint-a-list": lambda m: {**m, "fingerprint": [1, 2]},
     "fingerprint-a-string": lambda m: {**m, "fingerprint": "seed"},
     "not-an-object": lambda m: [m],
@@ -151,7 +152,7 @@ def test_a_malformed_manifest_resets_the_cache_with_a_message(
 ) -> None:
     with loader(tmp_path, 0) as load:
         check_epoch(load)
-        assert load.store.stats().entries > 0
+        assert load.store is not None and load.store.stats().entries > 0
     manifest_path = tmp_path / MANIFEST_NAME
     if kind in MALFORMED:
         manifest_path.write_text(json.dumps(MALFORMED[kind](json.loads(manifest_path.read_text()))))
@@ -160,7 +161,7 @@ def test_a_malformed_manifest_resets_the_cache_with_a_message(
     with caplog.at_level(logging.WARNING):
         assert persisted_seed(tmp_path, {}, DistributedSetup()) is None
         with loader(tmp_path, 0) as load:
-            assert load.store.stats().entries == 0  # reset
+            assert load.store is not None and load.store.stats().entries == 0  # reset
             assert check_epoch(load) == N
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "discarding" in messages and len(messages) < 5000  # said why, briefly

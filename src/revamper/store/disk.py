@@ -321,7 +321,7 @@ class DiskStore(CacheStore):
             self._check_index(index)
         out: list[Any] = [MISS] * len(indices)
         proc = self._live()
-        if proc is None or not indices:
+        if proc is None or len(indices) == 0:
             return out
         try:
             slots = proc.slots.read_many(indices)
