@@ -433,3 +433,25 @@ def test_a_disk_cache_never_unpickles_unless_allowed(tmp_path: Path) -> None:
     trusting = disk(cache, fingerprint=None, allow_pickle=True)
     assert trusting.get(1, 0) == "ran" and marker.exists()  # opted in: it runs
     trusting.close()
+
+
+def _use_then_wait(store: DiskStore, ready: Any, done: Any) -> None:
+    store.get(0, 0)  # a forked worker's first use drops its inherited copy of the lock
+    ready.set()
+    done.wait(60)
+
+
+def test_closing_the_owner_frees_the_directory_while_forked_workers_live(tmp_path: Path) -> None:
+    ctx = mp.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+    store = disk(tmp_path)
+    worker = ctx.Process(target=_use_then_wait, args=(store, ready, done))
+    worker.start()
+    try:
+        assert ready.wait(60)
+        store.close()
+        disk(tmp_path).close()  # not held by the lingering worker
+    finally:
+        done.set()
+        worker.join(60)
+    assert worker.exitcode == 0

@@ -9,8 +9,8 @@ What it guarantees:
 
 - a torn or corrupted record (a crash mid-write, a flipped bit) fails its length or checksum test
   and reads as a miss: recomputed by the loader, counted, warned about once, never served;
-- a full disk or a write error leaves that entry uncached (counted, warned once) and training
-  goes on;
+- a full disk (even at construction) or a write error leaves entries uncached (counted, warned
+  once) and training goes on;
 - a cache made for another data set, transform, reuse factor, seed or codec is discarded with a
   log message saying what differed (:mod:`revamper.store.manifest`), never served;
 - old segments are deleted between epochs once no slot points into them;
@@ -22,8 +22,7 @@ What it guarantees:
 - nothing read from the directory is unpickled unless ``allow_pickle=True``; every field read
   back (slots, counters, record headers, the manifest) is range-checked: a damaged slot or
   record is a miss, damaged counters are rebuilt between epochs, a damaged manifest resets the
-  cache, with a log message;
-- a full disk, even at construction, leaves entries uncached with one warning.
+  cache, with a log message.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from revamper.store import disk_layout as layout
 from revamper.store.base import MISS, CacheStore, IoCounters, StoreStats
 from revamper.store.disk_layout import check_directory
 from revamper.store.ownership import CacheInUseError, OwnerLock
-from revamper.store.segments import ActiveSegment, segment_path, try_delete
+from revamper.store.segments import ActiveSegment, segment_path
 from revamper.store.slots import Slot
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "CacheInUseError", "DiskStore", "check_directory"]
@@ -49,6 +48,11 @@ __all__ = ["DEFAULT_SEGMENT_BYTES", "CacheInUseError", "DiskStore", "check_direc
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_BYTES: Final = 256 * 2**20
+_SHARED_STATE: Final = (
+    "_path", "_num_samples", "_capacity", "_segment_bytes", "_drop_after_read", "_allow_pickle",
+    "_run_id", "_disabled",
+)  # fmt: skip
+"""What a pickled copy (a worker's) carries."""
 _DAMAGE: Final = (ValueError, TypeError, OverflowError, LookupError, MemoryError)
 """What decoding damaged bytes may raise (``RecordError`` and ``CodecError`` are ValueErrors)."""
 
@@ -86,6 +90,11 @@ class DiskStore(CacheStore):
         CacheInUseError: If another live store owns the directory.
     """
 
+    _owner: OwnerLock | None
+    _proc_state: layout.ProcessFiles | None
+    _warned: set[str]
+    _verified_pid: int | None
+
     def __init__(
         self,
         directory: str | os.PathLike[str],
@@ -99,7 +108,6 @@ class DiskStore(CacheStore):
     ) -> None:
         self._setup(directory, num_samples, capacity_bytes, segment_bytes, drop_after_read)
         self._allow_pickle = bool(allow_pickle)
-        self._owner: OwnerLock | None = None
         try:
             layout.check_cache_files(self._path)
             self._owner = OwnerLock(self._path)
@@ -128,14 +136,9 @@ class DiskStore(CacheStore):
         self._capacity = capacity_bytes
         self._segment_bytes = max(int(segment_bytes), 1)
         self._drop_after_read = drop_after_read
-        self._proc_state: layout.ProcessFiles | None = None
-        self._closed = False
-        self._warned: set[str] = set()
         self._disabled: str | None = None
         self._run_id = record.NO_RUN_ID
-        self._owner = None
-        self._failed_here = 0
-        self._verified_pid: int | None = None
+        self._reset_process_state()
 
     @classmethod
     def attach(
@@ -198,26 +201,15 @@ class DiskStore(CacheStore):
     # -- pickling: workers get attached instances ------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         self._check_open()
-        return {
-            "path": self._path,
-            "num_samples": self._num_samples,
-            "capacity": self._capacity,
-            "segment_bytes": self._segment_bytes,
-            "drop_after_read": self._drop_after_read,
-            "allow_pickle": self._allow_pickle,
-            "run_id": self._run_id,
-            "disabled": self._disabled,
-        }
+        return {name: getattr(self, name) for name in _SHARED_STATE}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._path = state["path"]
-        self._num_samples = state["num_samples"]
-        self._capacity = state["capacity"]
-        self._segment_bytes = state["segment_bytes"]
-        self._drop_after_read = state["drop_after_read"]
-        self._allow_pickle = state["allow_pickle"]
-        self._run_id = state["run_id"]
-        self._disabled = state["disabled"]
+        for name in _SHARED_STATE:
+            setattr(self, name, state[name])
+        self._reset_process_state()
+
+    def _reset_process_state(self) -> None:
+        """What each instance keeps for itself (never owned after unpickling)."""
         self._owner = None
         self._proc_state = None
         self._closed = False
@@ -390,9 +382,9 @@ class DiskStore(CacheStore):
             return False
         size = record.record_size(encoded)
         try:
-            if self._capacity is not None and not self._fits(proc, index, size):
+            if not layout.fits(proc, index, size, self._capacity):
                 with self._locked() as locked:
-                    self._drop_slot(locked, index)
+                    layout.drop_slot(locked, index)
                     locked.counters.add("rejected", 1)
                 return False
             active = self._active(proc, generation)
@@ -403,8 +395,8 @@ class DiskStore(CacheStore):
             )
             proc.disk_written += size
             with self._locked() as locked:
-                if self._capacity is not None and not self._fits(locked, index, size):
-                    self._drop_slot(locked, index)
+                if not layout.fits(locked, index, size, self._capacity):
+                    layout.drop_slot(locked, index)
                     locked.counters.add("rejected", 1)
                     return False
                 old = locked.slots.clear(index)
@@ -417,18 +409,6 @@ class DiskStore(CacheStore):
         if self._drop_after_read:
             proc.reader.advise(active.number, [(offset, size)], os.POSIX_FADV_DONTNEED)
         return True
-
-    def _fits(self, proc: layout.ProcessFiles, index: int, size: int) -> bool:
-        assert self._capacity is not None
-        slot = proc.slots.read(index)
-        used = proc.counters.value("bytes")
-        return bool(used - (slot.length if slot else 0) + size <= self._capacity)
-
-    def _drop_slot(self, proc: layout.ProcessFiles, index: int) -> None:
-        old = proc.slots.clear(index)
-        if old:
-            proc.counters.add("bytes", -old)
-            proc.counters.add("entries", -1)
 
     def _active(self, proc: layout.ProcessFiles, generation: int) -> ActiveSegment:
         active = proc.active
@@ -447,7 +427,7 @@ class DiskStore(CacheStore):
     def _write_failed(self, proc: layout.ProcessFiles, index: int, exc: Exception) -> bool:
         with contextlib.suppress(OSError), self._locked() as locked:
             locked.counters.add("failed", 1)
-            self._drop_slot(locked, index)  # the old entry is outdated by this put anyway
+            layout.drop_slot(locked, index)  # the old entry is outdated by this put anyway
         kind = "full" if layout.is_full(exc) else "error"
         self._warn_once(
             f"write-{kind}",
@@ -464,7 +444,7 @@ class DiskStore(CacheStore):
         if proc is None:
             return
         with contextlib.suppress(OSError), self._locked() as locked:
-            self._drop_slot(locked, index)
+            layout.drop_slot(locked, index)
 
     # -- maintenance ----------------------------------------------------------------------------
     def on_epoch_start(self, epoch: int) -> None:
@@ -483,12 +463,7 @@ class DiskStore(CacheStore):
                 live = layout.reconcile(locked, self._path, quiet=False)
         except OSError:
             return
-        for number in sorted(layout.segment_numbers(self._path)):
-            path = segment_path(self._path / "segments", number)
-            if number not in live and try_delete(path):
-                proc.reader.forget(number)
-            elif self._drop_after_read:
-                layout.flush_and_drop(path)
+        layout.collect_garbage(proc, self._path, live, flush=self._drop_after_read)
 
     def clear(self) -> None:
         """Delete every entry (the directory stays, with a fresh, empty cache)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from revamper.store import codec, manifest, permissions, record
 from revamper.store.counters import Counters
-from revamper.store.segments import ActiveSegment, SegmentReader, segment_path
+from revamper.store.segments import ActiveSegment, SegmentReader, segment_path, try_delete
 from revamper.store.slots import MAX_SEGMENT, Slot, SlotTable
 
 logger = logging.getLogger("revamper.store.disk")
@@ -316,3 +316,30 @@ def decode_record(data: Any, index: int, slot: Slot, run_id: bytes, allow_pickle
     if header.generation != slot.generation:
         raise record.RecordError("record and slot disagree on the generation")
     return codec.decode(meta, payload, allow_pickle=allow_pickle)
+
+
+def fits(files: ProcessFiles, index: int, size: int, capacity: int | None) -> bool:
+    """Whether replacing ``index``'s entry by ``size`` bytes stays within ``capacity``."""
+    if capacity is None:
+        return True
+    slot = files.slots.read(index)
+    used = files.counters.value("bytes")
+    return bool(used - (slot.length if slot else 0) + size <= capacity)
+
+
+def drop_slot(files: ProcessFiles, index: int) -> None:
+    """Empty ``index``'s slot and count it out (hold the lock)."""
+    old = files.slots.clear(index)
+    if old:
+        files.counters.add("bytes", -old)
+        files.counters.add("entries", -1)
+
+
+def collect_garbage(files: ProcessFiles, path: Path, live: set[int], *, flush: bool) -> None:
+    """Delete the segments outside ``live`` that no writer holds; ``flush`` (and drop) the rest."""
+    for number in sorted(segment_numbers(path)):
+        segment = segment_path(path / "segments", number)
+        if number not in live and try_delete(segment):
+            files.reader.forget(number)
+        elif flush:
+            flush_and_drop(segment)
