@@ -7,6 +7,7 @@ as ``nobody`` (uid 65534) with ``os.setuid``; they skip where that is impossible
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing as mp
 import os
 import pickle
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 from revamper.errors import PickleNotAllowedError
-from revamper.store import MISS, SharedMemoryStore, record
+from revamper.store import MISS, SharedMemoryStore, memory_dir, record
 from revamper.store.codec import encode
 from revamper.store.permissions import UnsafeCacheError
 
@@ -345,3 +346,16 @@ def test_a_worker_stops_caching_when_the_store_was_loosened_under_it() -> None:
         with pytest.warns(RuntimeWarning, match="no longer safe"):
             assert not worker.put(1, 0, 1)
         assert worker.get(0, 0) == 1 and worker.get(1, 0) is MISS
+
+
+def test_an_unsafe_dev_shm_is_not_used_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    loose = tmp_path / "shm"
+    loose.mkdir()
+    loose.chmod(0o777)  # as some container runtimes mount it: no sticky bit
+    monkeypatch.setattr(memory_dir, "DEFAULT_SHM_DIR", str(loose))
+    with caplog.at_level(logging.WARNING):
+        chosen = memory_dir.default_directory()
+    assert chosen == Path(tempfile.gettempdir())
+    assert any("not sticky" in r.getMessage() for r in caplog.records)

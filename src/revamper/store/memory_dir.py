@@ -103,10 +103,19 @@ def check_root(root: str | os.PathLike[str]) -> None:
 def default_directory() -> Path:
     """The tmpfs to create stores in: ``/dev/shm`` if usable and safe, else the temp directory."""
     shm = Path(DEFAULT_SHM_DIR)
+    fallback = Path(tempfile.gettempdir())
     try:
         check_root(shm)
+    except UnsafeCacheError as exc:  # e.g. a 0777 tmpfs without the sticky bit
+        logger.warning(
+            "%s; the memory cache falls back to %s, which may not be in RAM: fix %s "
+            "(chmod 1777) or pass a private directory on a tmpfs",
+            exc,
+            fallback,
+            shm,
+        )
+        return fallback
     except ValueError as exc:
-        fallback = Path(tempfile.gettempdir())
         logger.info("%s is not usable (%s); the memory store falls back to %s", shm, exc, fallback)
         return fallback
     return shm
