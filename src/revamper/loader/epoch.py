@@ -1,4 +1,4 @@
-"""One epoch's batch iterator: what ``iter(loader)`` returns.
+"""One epoch's batches: :class:`EpochSource` starts them, :class:`EpochIterator` delivers them.
 
 Like a ``DataLoader`` iterator, it starts its epoch lazily: the epoch number is taken, and the
 worker processes are started, when the first batch is asked for (or the statistics are). So an
@@ -11,14 +11,97 @@ from __future__ import annotations
 
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
+from torch.utils.data import DataLoader
+
+from revamper.loader.position import Position
+from revamper.loader.sampler import PlanBatchSampler
 from revamper.loader.stats import BatchStats, EpochStats
 from revamper.store.base import CacheStore
 
 Delivery = tuple[Any, BatchStats, "str | None"]
 """What the DataLoader yields for one batch: the collated batch, its figures, a note to warn of."""
+
+
+class EpochSource:
+    """Starts a loader's epochs on its ``DataLoader``, in the main process.
+
+    Args:
+        dataloader: The DataLoader that executes the plan (``(batch, stats, note)`` batches).
+        sampler: Its batch sampler, told each epoch's number and first batch.
+        position: The loader's epoch counter.
+        store: The cache, or ``None``.
+        maintains_store: Whether this process tidies the store between epochs (its owner, or
+            the leader of the ranks sharing it).
+    """
+
+    def __init__(
+        self,
+        dataloader: DataLoader[Any],
+        sampler: PlanBatchSampler,
+        position: Position,
+        store: CacheStore | None,
+        *,
+        maintains_store: bool,
+    ) -> None:
+        self.dataloader: DataLoader[Any] | None = dataloader
+        self._sampler = sampler
+        self._position = position
+        self.store = store
+        self._maintains_store = maintains_store
+        self._warned = False
+
+    def close(self) -> None:
+        """Drop the DataLoader (and with it the persistent workers' iterator)."""
+        self.dataloader = None
+
+    def _check_open(self) -> DataLoader[Any]:
+        if self.dataloader is None:
+            raise RuntimeError("this RevamperLoader is closed")
+        return self.dataloader
+
+    def iterator(self) -> EpochIterator:
+        """A new, unstarted iterator of the next epoch."""
+        dataloader = self._check_open()
+        return EpochIterator(
+            self.bind,
+            self.open,
+            self.pending,
+            self.store,
+            self.warn_once,
+            release_on_error=dataloader.num_workers > 0,
+        )
+
+    def pending(self) -> int:
+        """Batches the next epoch delivers (fewer than an epoch's when it resumes)."""
+        return self._sampler.config.num_batches - self._position.resume_batch
+
+    def bind(self) -> EpochStats:
+        """Take the next epoch (the counter moves on) and start its statistics."""
+        self._check_open()
+        if self.store is not None and self._maintains_store:
+            self.store.on_epoch_start(self._position.next_epoch)
+        return self._position.start(self._sampler.config.num_batches)
+
+    def open(self, stats: EpochStats) -> Iterator[Delivery]:
+        """Start delivering the batches of the bound epoch ``stats.epoch`` (workers start here)."""
+        dataloader = self._check_open()
+        if stats.planned_batches == 0:
+            return iter(())  # nothing left of the epoch: no worker needs to start
+        # The sampler is shared by every iterator: set it just before the DataLoader's iterator
+        # reads it (its creation computes the epoch's plan).
+        self._sampler.epoch = stats.epoch
+        self._sampler.first_batch = stats.first_batch
+        return cast(Iterator[Delivery], iter(dataloader))
+
+    def warn_once(self, note: str) -> None:
+        """Warn of what a worker noted about the samples (a field the transforms do not see)."""
+        if not self._warned:
+            self._warned = True
+            warnings.warn(note, UserWarning, stacklevel=3)
 
 
 class EpochIterator(Iterator[Any]):

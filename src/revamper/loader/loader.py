@@ -5,65 +5,29 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, default_collate
 
-from revamper.distributed import CacheScope, DistributedSetup, agree, resolve_setup
-from revamper.loader.caching import (
-    CacheKind,
-    cache_fingerprint,
-    make_store,
-    persisted_seed,
-)
-from revamper.loader.epoch import Delivery, EpochIterator
-from revamper.loader.executor import CollateWithStats, RefurbishingDataset, Transform
+from revamper.distributed import CacheScope, DistributedSetup, resolve_setup
+from revamper.loader.arguments import check_arguments, check_int, check_optional, settle_seed
+from revamper.loader.caching import CacheKind, cache_fingerprint, make_store
+from revamper.loader.epoch import EpochIterator, EpochSource
+from revamper.loader.executor import RefurbishingDataset, Transform
 from revamper.loader.layout import check_transform_keys
+from revamper.loader.pipeline import choose_pipeline
+from revamper.loader.position import Position
 from revamper.loader.sampler import PlanBatchSampler
 from revamper.loader.state import _DEFAULTED_KEYS, STATE_VERSION, check_state, make_state  # noqa: F401
-from revamper.loader.stats import EpochStats, LoaderStats
-from revamper.loader.workers import WorkerInit
+from revamper.loader.stats import LoaderStats
+from revamper.loader.workers import build_dataloader
 from revamper.plan import PlanConfig
 from revamper.plan.config import MAX_EPOCH
-from revamper.plan.seeding import Purpose, derive_seed
 from revamper.store import DiskStore, TieredStore
 from revamper.store.base import CacheStore
-from revamper.store.transform_identity import transform_identity
 
 logger = logging.getLogger(__name__)
-
-
-def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
-    return value
-
-
-def _check_transform(name: str, value: object) -> Transform | None:
-    if value is not None and not callable(value):
-        raise TypeError(f"{name} must be callable or None, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _process_group_size() -> int:
-    """Ranks in the initialised default process group (1 without one)."""
-    distributed = torch.distributed
-    if distributed.is_available() and distributed.is_initialized():
-        return int(distributed.get_world_size())
-    return 1
-
-
-def _draw_seed(generator: torch.Generator | None) -> int:
-    # Like torch's RandomSampler: without an explicit seed, take one from the given generator or
-    # torch's global RNG, so torch.manual_seed() makes runs repeatable.
-    return int(torch.empty((), dtype=torch.int64).random_(generator=generator).item())
 
 
 class RevamperLoader:
@@ -211,27 +175,26 @@ class RevamperLoader:
         persistent_workers: bool = False,
         pin_memory_device: str = "",
     ) -> None:
-        num_samples = self._check_dataset(dataset)
-        _check_int("batch_size", batch_size, 1)
-        _check_int("reuse_factor", reuse_factor, 1)
-        _check_int("num_workers", num_workers, 0)
-        partial_transform = _check_transform("partial_transform", partial_transform)
-        final_transform = _check_transform("final_transform", final_transform)
+        num_samples = check_arguments(
+            dataset,
+            numbers={
+                "batch_size": (batch_size, 1),
+                "reuse_factor": (reuse_factor, 1),
+                "num_workers": (num_workers, 0),
+                "cache_bytes": (cache_bytes, 0),
+                "seed": (seed, 0),
+            },
+            functions={
+                "partial_transform": partial_transform,
+                "final_transform": final_transform,
+                "collate_fn": collate_fn,
+                "worker_init_fn": worker_init_fn,
+            },
+        )
         keys = check_transform_keys(transform_keys, bool(whole_sample))
-        for name, function in (("collate_fn", collate_fn), ("worker_init_fn", worker_init_fn)):
-            if function is not None and not callable(function):
-                raise TypeError(f"{name} must be callable or None, got {function!r}")
-        if cache_bytes is not None:
-            _check_int("cache_bytes", cache_bytes, 0)
-        if seed is not None:
-            _check_int("seed", seed, 0)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {generator!r}")
-
-        if allow_pickle is not None and not isinstance(allow_pickle, bool):
-            raise TypeError(f"allow_pickle must be a bool or None, got {allow_pickle!r}")
-        if cache_key is not None and not isinstance(cache_key, str):
-            raise TypeError(f"cache_key must be a str or None, got {cache_key!r}")
+        check_optional("generator", generator, torch.Generator)
+        check_optional("allow_pickle", allow_pickle, bool)
+        check_optional("cache_key", cache_key, str)
         setup = resolve_setup(rank, world_size, local_world_size, cache_scope)
         fingerprint: dict[str, Any] = {
             "num_samples": num_samples,
@@ -241,60 +204,22 @@ class RevamperLoader:
             "transform_keys": keys,
             "cache_key": cache_key,
         }
-
-        cache_seed: int | None = None
-
-        def default_seed() -> int:
-            # Draw even when a cache's seed is reused: torch's RNG then advances as it always
-            # does, and model initialisation after this stays repeatable.
-            nonlocal cache_seed
-            drawn = _draw_seed(generator)
-            if isinstance(cache, str) and cache == "disk" and cache_dir is not None:
-                cache_seed = persisted_seed(
-                    cache_dir, cache_fingerprint(seed=0, **fingerprint), setup
-                )
-            return drawn if cache_seed is None else cache_seed
-
-        self._seed_given = seed is not None
-        if setup.communicate:
-            seed = agree(
-                setup,
-                {
-                    "num_samples": num_samples,
-                    "seed": seed,
-                    "reuse_factor": reuse_factor,
-                    "batch_size": batch_size,
-                    "drop_last": bool(drop_last),
-                    "shuffle": bool(shuffle),
-                    "balance_misses": bool(balance_misses),
-                    "cache_scope": setup.cache_scope,
-                    "local_world_size": setup.local_world_size,
-                    "whole_sample": bool(whole_sample),
-                    "transform_keys": keys,
-                    "cache": cache if isinstance(cache, str) else type(cache).__name__,
-                    "partial_transform": cache_key or transform_identity(partial_transform),
-                },
-                {
-                    "cache_bytes": cache_bytes,
-                    "cache_dir": None if cache_dir is None else str(cache_dir),
-                    "allow_pickle": allow_pickle,
-                },
-                drawn_seed=default_seed() if seed is None else 0,
-            )
-        elif seed is None and setup.distributed:
-            raise ValueError(
-                "seed is required with rank and world_size but no torch.distributed process "
-                "group (the ranks must share it, and cannot agree on one without communicating)"
-            )
-        if seed is None:
-            seed = default_seed()
-        elif generator is None:
-            generator = torch.Generator()
-            generator.manual_seed(
-                derive_seed(seed, Purpose.RANK, setup.rank) if setup.distributed else seed
-            )
-        if not self._seed_given and seed == cache_seed:
-            logger.info("seed=None: reusing seed %d, that of the disk cache in %s", seed, cache_dir)
+        choice = settle_seed(
+            seed,
+            generator,
+            setup,
+            cache=cache,
+            cache_dir=cache_dir,
+            fingerprint=fingerprint,
+            plan={
+                "batch_size": batch_size,
+                "drop_last": bool(drop_last),
+                "shuffle": bool(shuffle),
+                "balance_misses": bool(balance_misses),
+            },
+            group={"cache_bytes": cache_bytes, "allow_pickle": allow_pickle},
+        )
+        seed, generator, self._seed_given = choice.seed, choice.generator, choice.given
         self._seed = seed
         self._setup = setup
         # Before the store: a layout the plan rejects must not leave a cache behind.
@@ -319,37 +244,39 @@ class RevamperLoader:
             setup=setup,
             allow_pickle=allow_pickle,
         )
-        # Between epochs the store's owner tidies it (a disk cache's dead segments); in a shared
-        # cache only the leader does, so that the ranks do not repeat the work.
-        self._maintains_store = not self._owns_store or setup.is_leader
         if setup.distributed:
             logger.info("RevamperLoader: %s, store %r", setup.describe(), self._store)
         self._dataset = dataset
+        self._stats = LoaderStats()
+        self._position = Position(self._stats)
         self._sampler = PlanBatchSampler(self._config, self._store)
-        executor = RefurbishingDataset(
-            dataset, self._store, partial_transform, final_transform, bool(whole_sample), keys
-        )
-        self._dataloader: DataLoader[Any] | None = DataLoader(
-            executor,
-            batch_sampler=self._sampler,  # type: ignore[arg-type]
+        self._epochs = self._connect(
+            RefurbishingDataset(
+                dataset, self._store, partial_transform, final_transform, bool(whole_sample), keys
+            ),
+            collate_fn=collate_fn,
+            worker_init_fn=worker_init_fn,
             num_workers=num_workers,
-            collate_fn=cast(Any, CollateWithStats(collate_fn or default_collate)),
             pin_memory=pin_memory,
             timeout=timeout,
-            worker_init_fn=WorkerInit(worker_init_fn),
             multiprocessing_context=multiprocessing_context,
             generator=generator,
             prefetch_factor=prefetch_factor,
             persistent_workers=persistent_workers,
             pin_memory_device=pin_memory_device,
         )
-        self._next_epoch = 0
-        self._resume_batch = 0
-        # The latest epoch's stats say where it stands; the loader must not hold its iterator,
-        # or a dropped iterator (after an exception, a break) would keep the workers alive.
-        self._current: EpochStats | None = None
-        self._stats = LoaderStats()
-        self._warned = False
+
+    def _connect(self, executor: RefurbishingDataset, **options: Any) -> EpochSource:
+        """The DataLoader that executes the plan (``options``: its own), as the epochs' source."""
+        return EpochSource(
+            build_dataloader(executor, self._sampler, **options),
+            self._sampler,
+            self._position,
+            self._store,
+            # Between epochs the store's owner tidies it (a disk cache's dead segments); in a
+            # shared cache only the leader does, so that the ranks do not repeat the work.
+            maintains_store=not self._owns_store or self._setup.is_leader,
+        )
 
     @classmethod
     def from_pipeline(
@@ -378,30 +305,9 @@ class RevamperLoader:
             **loader_kwargs: Any other constructor argument except the transforms and
                 ``reuse_factor``.
         """
-        from revamper.tune import as_pipeline, recommend
-
-        for name in ("partial_transform", "final_transform", "reuse_factor"):
-            if name in loader_kwargs:
-                raise TypeError(f"from_pipeline chooses {name} itself; do not pass it")
-        shared = _process_group_size() > 1 and loader_kwargs.get("world_size") is None
-        chosen: list[Any] = [None]
-        if not shared or torch.distributed.get_rank() == 0:
-            choice = recommend(
-                dataset,
-                transforms,
-                budget_bytes=cache_bytes,
-                min_diversity=min_diversity,
-                num_workers=loader_kwargs.get("num_workers", 0),
-                batch_size=loader_kwargs.get("batch_size", 1),
-                whole_sample=loader_kwargs.get("whole_sample", False),
-                collate_fn=loader_kwargs.get("collate_fn"),
-                multiprocessing_context=loader_kwargs.get("multiprocessing_context"),
-            )
-            chosen = [(choice.split, choice.reuse_factor)]
-        if shared:
-            torch.distributed.broadcast_object_list(chosen, src=0)
-        split, reuse_factor = chosen[0]
-        partial, final = as_pipeline(transforms).split(split)
+        partial, final, reuse_factor = choose_pipeline(
+            dataset, transforms, cache_bytes, min_diversity, loader_kwargs
+        )
         return cls(
             dataset,
             partial_transform=partial,
@@ -411,23 +317,6 @@ class RevamperLoader:
             **loader_kwargs,
         )
 
-    @staticmethod
-    def _check_dataset(dataset: Any) -> int:
-        if isinstance(dataset, IterableDataset):
-            raise TypeError(
-                "RevamperLoader needs a map-style dataset (with __getitem__ and __len__); "
-                f"got the IterableDataset {type(dataset).__name__}"
-            )
-        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
-            raise TypeError(
-                "dataset must be a map-style dataset with __getitem__ and __len__, got "
-                f"{type(dataset).__name__}"
-            )
-        size = len(dataset)
-        if size == 0:
-            raise ValueError("dataset is empty: RevamperLoader needs at least one sample")
-        return size
-
     # -- the DataLoader-like surface ------------------------------------------------------------
     def __iter__(self) -> EpochIterator:
         """Return the iterator of the next epoch (see :meth:`set_epoch`).
@@ -436,51 +325,7 @@ class RevamperLoader:
         yields a batch uses up no epoch and starts no worker process, and a :meth:`set_epoch`
         between ``iter()`` and the first ``next()`` applies to it.
         """
-        if self._dataloader is None:
-            raise RuntimeError("this RevamperLoader is closed")
-        return EpochIterator(
-            self._bind_epoch,
-            self._open_epoch,
-            self._pending_batches,
-            self._store,
-            self._warn_once,
-            release_on_error=self._dataloader.num_workers > 0,
-        )
-
-    def _warn_once(self, note: str) -> None:
-        """Warn of what a worker noted about the samples (a field the transforms do not see)."""
-        if not self._warned:
-            self._warned = True
-            warnings.warn(note, UserWarning, stacklevel=3)
-
-    def _pending_batches(self) -> int:
-        """Batches the next epoch delivers (fewer than ``len(self)`` when it resumes)."""
-        return len(self) - self._resume_batch
-
-    def _bind_epoch(self) -> EpochStats:
-        """Take the next epoch (advancing the counter) and start its statistics."""
-        if self._dataloader is None:
-            raise RuntimeError("this RevamperLoader is closed")
-        epoch, first_batch = self._next_epoch, self._resume_batch
-        self._next_epoch, self._resume_batch = epoch + 1, 0
-        if self._store is not None and self._maintains_store:
-            self._store.on_epoch_start(epoch)
-        stats = self._stats._start(epoch, len(self) - first_batch)
-        stats.first_batch = first_batch
-        self._current = stats
-        return stats
-
-    def _open_epoch(self, stats: EpochStats) -> Iterator[Delivery]:
-        """Start delivering the batches of the bound epoch ``stats.epoch`` (workers start here)."""
-        if self._dataloader is None:
-            raise RuntimeError("this RevamperLoader is closed")
-        if stats.planned_batches == 0:
-            return iter(())  # nothing left of the epoch: no worker needs to start
-        # The sampler is shared by every iterator: set it just before the DataLoader's iterator
-        # reads it (its creation computes the epoch's plan).
-        self._sampler.epoch = stats.epoch
-        self._sampler.first_batch = stats.first_batch
-        return cast(Iterator[Delivery], iter(self._dataloader))
+        return self._epochs.iterator()
 
     def __len__(self) -> int:
         """Batches per epoch (on this rank: every rank runs as many)."""
@@ -494,18 +339,8 @@ class RevamperLoader:
         resumed or not): the epoch yields the batches left, none if the state was taken after its
         last batch. Any other epoch starts at its first batch.
         """
-        epoch = _check_int("epoch", epoch, 0, MAX_EPOCH)
-        if epoch != self._next_epoch or self._current is not None:
-            self._resume_batch = 0
-        elif self._resume_batch:
-            logger.info(
-                "set_epoch(%d) keeps the resumed position: the epoch starts at batch %d of %d",
-                epoch,
-                self._resume_batch,
-                len(self),
-            )
-        self._next_epoch = epoch
-        self._current = None
+        epoch = check_int("epoch", epoch, 0, MAX_EPOCH)
+        self._position.set_epoch(epoch, len(self))
 
     def state_dict(self) -> dict[str, Any]:
         """Where training is, for :meth:`load_state_dict` to resume from (mid-epoch included).
@@ -519,11 +354,7 @@ class RevamperLoader:
         at the start of the next epoch. The plan is a pure function of the loader's arguments,
         so the state is small: the position plus what must match on resume.
         """
-        current = self._current
-        if current is not None:
-            epoch, batch = current.epoch, current.first_batch + current.batches
-        else:
-            epoch, batch = self._next_epoch, self._resume_batch
+        epoch, batch = self._position.where()
         return make_state(self._config, epoch, batch)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -562,8 +393,7 @@ class RevamperLoader:
             self._config = self._sampler.config = dataclasses.replace(
                 self._config, seed=point.adopt_seed
             )
-        self._next_epoch, self._resume_batch = point.epoch, point.batch
-        self._current = None
+        self._position.resume(point.epoch, point.batch)
 
     def _may_adopt_seed(self, seed: int) -> bool:
         """Whether :meth:`load_state_dict` may replace this loader's seed with ``seed``.
@@ -579,7 +409,7 @@ class RevamperLoader:
     @property
     def epoch(self) -> int:
         """The epoch the next iterator to start (at its first batch) will run."""
-        return self._next_epoch
+        return self._position.next_epoch
 
     @property
     def stats(self) -> LoaderStats:
@@ -618,7 +448,7 @@ class RevamperLoader:
         the other ranks only let go of it. Close every rank's loader when training is done (a
         rank still reading after its machine's first rank closed recomputes what it needs).
         """
-        self._dataloader = None  # drops the persistent workers' iterator with it
+        self._epochs.close()  # drops the persistent workers' iterator with the DataLoader
         if self._store is not None and self._owns_store:
             self._store.close()
 
@@ -632,6 +462,6 @@ class RevamperLoader:
         c = self._config
         return (
             f"RevamperLoader(num_samples={c.num_samples}, batch_size={c.batch_size}, "
-            f"reuse_factor={c.reuse_factor}, shuffle={c.shuffle}, next_epoch={self._next_epoch}, "
+            f"reuse_factor={c.reuse_factor}, shuffle={c.shuffle}, next_epoch={self.epoch}, "
             f"store={self._store!r}, pid={os.getpid()})"
         )

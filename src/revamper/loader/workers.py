@@ -1,4 +1,7 @@
-"""What runs in each DataLoader worker process before its first batch: the ``worker_init_fn``.
+"""The worker processes: torch's ``DataLoader`` that runs them, and their ``worker_init_fn``.
+
+The loader hands torch's public ``DataLoader`` its executing data set, its plan-carrying batch
+sampler and its collate function; everything else is the user's ``DataLoader`` options.
 
 torch's ``get_worker_info().dataset`` is the data set the ``DataLoader`` was given, which for a
 :class:`RevamperLoader` is its :class:`~revamper.loader.executor.RefurbishingDataset`. A user's
@@ -12,10 +15,34 @@ user's data set in this process), then calls the user's function.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import torch.utils.data
+from torch.utils.data import DataLoader, default_collate
 
-from revamper.loader.executor import RefurbishingDataset
+from revamper.loader.executor import CollateWithStats, RefurbishingDataset
+from revamper.loader.sampler import PlanBatchSampler
+
+
+def build_dataloader(
+    executor: RefurbishingDataset,
+    sampler: PlanBatchSampler,
+    *,
+    collate_fn: Callable[[list[Any]], Any] | None,
+    worker_init_fn: Callable[[int], None] | None,
+    **options: Any,
+) -> DataLoader[Any]:
+    """The ``DataLoader`` that executes the plan: ``options`` are the user's ``DataLoader`` options.
+
+    Its batches are ``(batch, stats, note)`` (see :class:`CollateWithStats`).
+    """
+    return DataLoader(
+        executor,
+        batch_sampler=sampler,  # type: ignore[arg-type]
+        collate_fn=cast(Any, CollateWithStats(collate_fn or default_collate)),
+        worker_init_fn=WorkerInit(worker_init_fn),
+        **options,
+    )
 
 
 class WorkerInit:
