@@ -201,12 +201,22 @@ class _Recipe:
             cache_dir = own
         return dataclasses.replace(self, cache_dir=cache_dir, fingerprint=fingerprint)
 
-    def _disk(self) -> DiskStore:
+    def _disk(self, handle: dict[str, str] | None = None) -> DiskStore:
+        """The disk store: created (and owned), or, with another rank's ``handle``, attached."""
         assert self.cache_dir is not None
-        return DiskStore(
+        if handle is None:
+            return DiskStore(
+                self.cache_dir,
+                num_samples=self.fingerprint["num_samples"],
+                fingerprint=self.fingerprint,
+                drop_after_read=self.cache_bytes is not None,
+                **self._pickle(),
+            )
+        return DiskStore.attach(  # the leader owns the directory; the others share it
             self.cache_dir,
             num_samples=self.fingerprint["num_samples"],
             fingerprint=self.fingerprint,
+            run_id=bytes.fromhex(handle["disk_run_id"]),
             drop_after_read=self.cache_bytes is not None,
             **self._pickle(),
         )
@@ -234,7 +244,7 @@ class _Recipe:
         if self.kind == "memory":
             assert memory is not None
             return SharedMemoryStore.attach(memory)
-        disk = self._disk()  # the leader has validated the directory by now
+        disk = self._disk(handle)  # the leader has validated the directory by now
         if memory is None:
             return disk
         try:
@@ -245,9 +255,15 @@ class _Recipe:
 
 
 def _handle(store: CacheStore) -> dict[str, str]:
-    """What another rank needs to attach to ``store``: its shared-memory directory, if any."""
+    """What another rank needs to attach to ``store``.
+
+    Its shared-memory directory, if any, and a disk cache's run identity (so that a rank never
+    attaches to another incarnation of the directory).
+    """
     if isinstance(store, SharedMemoryStore):
         return {"memory": str(store.path)}
     if isinstance(store, TieredStore):
-        return {"memory": str(store.memory.path)}
+        return {"memory": str(store.memory.path), "disk_run_id": store.disk.run_id.hex()}
+    if isinstance(store, DiskStore):
+        return {"disk_run_id": store.run_id.hex()}
     return {}
