@@ -62,9 +62,10 @@ def register(subparsers: Any) -> None:
     runs = parser.add_argument_group("what to run")
     runs.add_argument(
         "--scenarios",
-        help="comma-separated: standard, simplified, echo:R, refurbish:R, unbalanced:R "
-        "(default: standard, simplified, echo at the middle r, refurbish at each --reuse, "
-        "unbalanced at the middle r)",
+        help="comma-separated: standard, simplified, echo:R, refurbish:R, unbalanced:R, and "
+        "the peers ffcv and dali (other loaders, when installed) (default: standard, "
+        "simplified, echo at the middle r, refurbish at each --reuse, unbalanced at the "
+        "middle r)",
     )
     runs.add_argument(
         "--reuse", type=int_list, default=[2, 3, 4], help="reuse factors for refurbishing"
@@ -196,6 +197,13 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     for name in skipped:
         console.print(f"[yellow]skipping {name}: pipeline {pipeline.name!r} has no variant[/]")
+    absent = {s.name: s.missing() for s in scenarios}
+    for name, why in absent.items():
+        if why is not None:
+            console.print(escape(f"skipping {name}: {why}"), style="yellow", soft_wrap=True)
+    scenarios = [s for s in scenarios if absent[s.name] is None]
+    if not scenarios:
+        raise CliError("no scenario left to run")
     dataset = _dataset(args)
     options = harness.BenchOptions(
         epochs=args.epochs,

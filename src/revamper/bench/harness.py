@@ -273,4 +273,18 @@ def environment() -> dict[str, Any]:
         "start_method": multiprocessing.get_context().get_start_method(),
         "torch_threads": torch.get_num_threads(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **_optional_versions(),
     }
+
+
+def _optional_versions() -> dict[str, str | None]:
+    """Versions of the peers and JPEG libraries a run may use (``None``: not installed)."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in ("ffcv", "nvidia-dali-cuda120", "simplejpeg"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out

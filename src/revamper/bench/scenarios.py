@@ -6,7 +6,10 @@ A scenario is written ``kind`` or ``kind:r`` on the command line:
 - ``simplified``: standard with the pipeline's cheaper variant (fewer random operations);
 - ``echo:r``: data echoing, the fully augmented sample cached and repeated r times;
 - ``refurbish:r``: data refurbishing at reuse factor r;
-- ``unbalanced:r``: refurbishing with the cache-aware shuffle turned off (a plain shuffle).
+- ``unbalanced:r``: refurbishing with the cache-aware shuffle turned off (a plain shuffle);
+- ``ffcv`` and ``dali``: other loaders as peers, each with its own fused decode + crop + flip
+  pipeline (see :mod:`revamper.bench.peers`); skipped with a one-line message when the library
+  is not installed (:meth:`Scenario.missing`).
 
 A caching scenario may name its cache with a suffix, ``refurbish:3@disk`` or
 ``refurbish:3@memory``, to compare the two in one run; without one it uses ``--cache``.
@@ -15,17 +18,27 @@ A caching scenario may name its cache with a suffix, ``refurbish:3@disk`` or
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Literal
 
 from revamper.baselines import LoaderKind, loader_of_kind
+from revamper.bench.peers import PEERS, PeerLoader, crop_size
+from revamper.bench.peers import missing as peer_missing
 from revamper.loader import RevamperLoader
 from revamper.pipelines import Pipeline
 
-Kind = Literal["standard", "simplified", "echo", "refurbish", "unbalanced"]
+Kind = Literal["standard", "simplified", "echo", "refurbish", "unbalanced", "ffcv", "dali"]
 Cache = Literal["memory", "disk"]
-_KINDS: tuple[Kind, ...] = ("standard", "simplified", "echo", "refurbish", "unbalanced")
+_KINDS: tuple[Kind, ...] = (
+    "standard",
+    "simplified",
+    "echo",
+    "refurbish",
+    "unbalanced",
+    *PEERS,
+)
 _NEEDS_R = ("echo", "refurbish", "unbalanced")
-_LOADER_KINDS: dict[Kind, LoaderKind] = {
+_LOADER_KINDS: dict[str, LoaderKind] = {
     "standard": "standard",
     "simplified": "standard",  # the cheaper pipeline, run in full every time
     "echo": "echo",
@@ -72,8 +85,8 @@ class Scenario:
         kind, _, r_text = body.partition(":")
         if kind not in _KINDS:
             raise ValueError(
-                f"unknown scenario {spec!r}: use standard, simplified, echo:R, refurbish:R or "
-                "unbalanced:R"
+                f"unknown scenario {spec!r}: use standard, simplified, echo:R, refurbish:R, "
+                "unbalanced:R, ffcv or dali"
             )
         if kind not in _NEEDS_R:
             if r_text or cache:
@@ -93,17 +106,37 @@ class Scenario:
         """Whether ``pipeline`` supports this scenario (``simplified`` needs a variant)."""
         return self.kind != "simplified" or pipeline.simplified is not None
 
+    @property
+    def peer(self) -> bool:
+        """Whether this is another library's loader (``ffcv``, ``dali``)."""
+        return self.kind in PEERS
+
+    def missing(self) -> str | None:
+        """``None`` when the scenario can run here, else one line saying what to install."""
+        return peer_missing(self.kind) if self.kind in PEERS else None
+
     def make_loader(
         self, dataset: Any, pipeline: Pipeline, split: int | None, **loader_kwargs: Any
-    ) -> RevamperLoader:
+    ) -> RevamperLoader | PeerLoader:
         """Build the loader for this scenario.
 
         Args:
             dataset: The data set (items ``(encoded image, class)``).
             pipeline: The full pipeline.
             split: Steps in the cached part (``None``: the pipeline's default).
-            **loader_kwargs: Passed to the loader (batch size, workers, seed, ...).
+            **loader_kwargs: Passed to the loader (batch size, workers, seed, ...); a peer
+                takes the batch size, workers (as threads) and seed, and reads the images
+                from ``dataset.root`` (an ``ImageFolder``).
         """
+        if self.kind in PEERS:
+            return PeerLoader(
+                self.kind,
+                Path(dataset.root),
+                crop_size(pipeline),
+                batch_size=loader_kwargs["batch_size"],
+                num_workers=loader_kwargs.get("num_workers", 0),
+                seed=loader_kwargs.get("seed", 0),
+            )
         if self.kind == "simplified":
             parts = pipeline.split_simplified(split)
             if parts is None:
