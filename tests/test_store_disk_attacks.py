@@ -455,3 +455,28 @@ def test_closing_the_owner_frees_the_directory_while_forked_workers_live(tmp_pat
         done.set()
         worker.join(60)
     assert worker.exitcode == 0
+
+
+def test_a_link_of_yours_to_the_cache_directory_is_followed(tmp_path: Path) -> None:
+    real = private_dir(tmp_path / "ssd-cache")
+    link = tmp_path / "cache"
+    link.symlink_to(real)
+    store = disk(link)
+    assert store.path == real and store.put(1, 0, "x")
+    store.close()
+    assert (real / MANIFEST_NAME).exists()
+    if os.geteuid() == 0:
+        os.lchown(link, NOBODY, NOBODY)  # a link someone else planted
+        with pytest.raises(UnsafeCacheError, match="symbolic link made by another user"):
+            disk(link)
+
+
+def test_a_reset_never_deletes_what_is_not_a_segment(tmp_path: Path) -> None:
+    cache = private_dir(tmp_path / "project")  # a wrong cache_dir: a project of the user
+    (cache / "segments").mkdir(mode=0o700)
+    (cache / "segments" / "notes.txt").write_text("mine")
+    (cache / "index").write_text("the project's index")
+    with pytest.raises(UnsafeCacheError, match="not a cache segment"):
+        disk(cache)
+    assert (cache / "segments" / "notes.txt").read_text() == "mine"
+    assert (cache / "index").read_text() == "the project's index"  # refused before any deletion

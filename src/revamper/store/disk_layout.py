@@ -15,7 +15,7 @@ import errno
 import fcntl
 import logging
 import os
-import shutil
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +32,7 @@ logger = logging.getLogger("revamper.store.disk")
 EXTRA_COUNTERS: Final = ("next_segment",)
 _FILES: Final = ("lock", "owner.lock", "index", "counters", manifest.MANIFEST_NAME)
 _FULL: Final = (errno.ENOSPC, errno.EDQUOT)
+_SEGMENT_NAME: Final = re.compile(r"[0-9]{8,10}\.seg")
 
 
 def check_directory(directory: str | os.PathLike[str]) -> Path:
@@ -51,8 +52,7 @@ def check_directory(directory: str | os.PathLike[str]) -> Path:
         raise ValueError(f"cache_dir {str(path)!r} is not a directory")
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"cache_dir {str(path)!r} is not writable")
-    permissions.check_path(path, directory=True)
-    return path
+    return permissions.resolve_directory(path)
 
 
 def check_cache_files(path: Path) -> None:
@@ -190,15 +190,39 @@ def reuse_problem(
 
 def reset_files(path: Path, num_samples: int, wanted: Mapping[str, Any]) -> None:
     """Rebuild an empty cache; the manifest goes first and comes back last."""
+    segments = _segment_files(path / "segments")  # refuses before anything is deleted
     manifest.remove_manifest(path)
     for name in ("index", "counters"):
         with contextlib.suppress(FileNotFoundError):
             (path / name).unlink()  # unlink never follows a link
-    shutil.rmtree(path / "segments", ignore_errors=True)
+    for segment in segments:
+        with contextlib.suppress(FileNotFoundError):
+            segment.unlink()
     permissions.make_private_dir(path / "segments")
     SlotTable.create(path / "index", num_samples)
     Counters.create(path, EXTRA_COUNTERS)
     manifest.write_manifest(path, wanted)
+
+
+def _segment_files(directory: Path) -> list[Path]:
+    """The segment files in ``directory``; refuses anything else in it.
+
+    A reset must never delete the contents of a directory that merely happens to be called
+    ``segments`` (a wrong ``cache_dir``).
+
+    Raises:
+        UnsafeCacheError: For the first entry that is not a segment file.
+    """
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if not _SEGMENT_NAME.fullmatch(name):
+            raise permissions.UnsafeCacheError(
+                directory / name, "it is not a cache segment, and a reset would delete it"
+            )
+    return [directory / name for name in names]
 
 
 def attached_run_id(

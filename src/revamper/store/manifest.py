@@ -101,7 +101,7 @@ def _problem(loaded: Any) -> str | None:
 
 
 def _read_bytes(directory: Path) -> bytes | None:
-    permissions.check_path(directory, directory=True)
+    directory = permissions.resolve_directory(directory)
     try:
         fd = permissions.open_private(directory / MANIFEST_NAME, os.O_RDONLY)
     except FileNotFoundError:

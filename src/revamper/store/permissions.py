@@ -28,6 +28,7 @@ __all__ = [
     "check_tree",
     "make_private_dir",
     "open_private",
+    "resolve_directory",
 ]
 
 DIR_MODE: Final = 0o700
@@ -95,6 +96,30 @@ def check_path(path: str | os.PathLike[str], *, directory: bool = False) -> os.s
     st = os.lstat(path)
     _check_stat(path, st, directory=directory)
     return st
+
+
+def resolve_directory(path: str | os.PathLike[str]) -> Path:
+    """The directory a user-given cache path names, after the owner and mode rule.
+
+    The path may be a symbolic link that belongs to the current user (a link to a cache on
+    another disk); a link someone else made (say in a shared ``/tmp``) is refused, since it
+    could point the cache at any directory. The directory itself must pass :func:`check_path`.
+
+    Returns:
+        The real path if ``path`` is a link, else ``path`` unchanged.
+
+    Raises:
+        FileNotFoundError: If it does not exist.
+        UnsafeCacheError: As :func:`check_path`, or for a link of another user.
+    """
+    given = Path(path)
+    st = os.lstat(given)
+    if stat.S_ISLNK(st.st_mode):
+        if st.st_uid != os.geteuid():
+            raise UnsafeCacheError(given, "it is a symbolic link made by another user", st)
+        given = Path(os.path.realpath(given))
+    check_path(given, directory=True)
+    return given
 
 
 def check_tree(path: str | os.PathLike[str]) -> os.stat_result:
