@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from revamper import RevamperLoader
 from tests.helpers import IndexDataset, stamp_computation
@@ -116,3 +118,14 @@ def test_numpy_integers_and_the_largest_epoch_load() -> None:
         assert type(loader.state_dict()["epoch"]) is int
         loader.load_state_dict({**state, "epoch": 2**63 - 1})
         assert loader.epoch == 2**63 - 1
+
+
+def test_a_state_survives_torch_save_and_a_weights_only_load(tmp_path: Path) -> None:
+    with make() as first:
+        list(first)
+        torch.save({"loader": first.state_dict()}, tmp_path / "ckpt.pt")
+        expected = first.state_dict()
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)["loader"]
+    with make() as second:
+        second.load_state_dict(state)
+        assert second.state_dict() == expected
