@@ -480,3 +480,20 @@ def test_a_reset_never_deletes_what_is_not_a_segment(tmp_path: Path) -> None:
         disk(cache)
     assert (cache / "segments" / "notes.txt").read_text() == "mine"
     assert (cache / "index").read_text() == "the project's index"  # refused before any deletion
+
+
+@pytest.mark.parametrize("name", ["index", "counters", "lock"])
+def test_a_link_swapped_into_a_valid_cache_is_refused_and_its_target_untouched(
+    tmp_path: Path, name: str
+) -> None:
+    cache = private_dir(tmp_path / "cache")
+    store = disk(cache)
+    store.put(1, 0, "x")
+    store.close()
+    victim = tmp_path / "thesis.tex"
+    victim.write_bytes(b"years of work\n" * 10)  # another size than the cache file
+    (cache / name).unlink()
+    (cache / name).symlink_to(victim)
+    with pytest.raises(UnsafeCacheError, match="symbolic link"):
+        disk(cache)  # the manifest matches: the old store reused, truncated and wrote it
+    assert victim.read_bytes() == b"years of work\n" * 10
