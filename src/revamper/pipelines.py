@@ -253,6 +253,19 @@ def fuse_decode_crop(pipeline: Pipeline) -> Pipeline | None:
     )
 
 
+def fused_or_error(pipeline: Pipeline) -> Pipeline:
+    """:func:`fuse_decode_crop`, or a ``ValueError`` that says why the pipeline cannot fuse."""
+    if pipeline.name.endswith("-fused"):
+        return pipeline
+    fused = fuse_decode_crop(pipeline)
+    if fused is None:
+        raise ValueError(
+            f"pipeline {pipeline.name!r} cannot be fused: it must start with Decode and a "
+            f"torchvision RandomResizedCrop (its steps: {', '.join(pipeline.step_names)})"
+        )
+    return fused
+
+
 BUILTIN: dict[str, Callable[[], Pipeline]] = {
     "imagenet": imagenet_pipeline,
     "light": light_pipeline,

@@ -50,8 +50,14 @@ def register(subparsers: Any) -> None:
     data.add_argument(
         "--pipeline",
         default="imagenet",
-        help="imagenet, light, or module:function returning a list of transforms or a "
-        "(partial, final) pair",
+        help="imagenet, light, imagenet-fused, light-fused, or module:function returning a "
+        "list of transforms or a (partial, final) pair",
+    )
+    data.add_argument(
+        "--fused",
+        action="store_true",
+        help="fuse the pipeline's leading decode + RandomResizedCrop into one cheaper step "
+        "(FusedDecodeCrop); --split then counts the fused step as one",
     )
     data.add_argument(
         "--split",
@@ -172,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
 
     from revamper.bench import harness, report, summary
     from revamper.errors import SampleError
-    from revamper.pipelines import load_pipeline
+    from revamper.pipelines import fused_or_error, load_pipeline
 
     if args.report is not None:
         return _rerender(args.report)
@@ -188,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
     scenarios = _scenarios(args)
     try:
         pipeline = load_pipeline(args.pipeline)
+        if args.fused:
+            pipeline = fused_or_error(pipeline)
         if args.split is not None:
             pipeline.check_split(args.split)
     except ValueError as exc:

@@ -13,6 +13,10 @@ A scenario is written ``kind`` or ``kind:r`` on the command line:
 
 A caching scenario may name its cache with a suffix, ``refurbish:3@disk`` or
 ``refurbish:3@memory``, to compare the two in one run; without one it uses ``--cache``.
+
+A revamper scenario may end in ``+fused`` (``standard+fused``, ``refurbish:3+fused``) to run the
+pipeline with its decode and crop fused (:func:`~revamper.pipelines.fuse_decode_crop`) next to
+the same scenario without, so that the gain of the cheaper miss shows on its own.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from revamper.baselines import LoaderKind, loader_of_kind
 from revamper.bench.peers import PEERS, PeerLoader, crop_size
 from revamper.bench.peers import missing as peer_missing
 from revamper.loader import RevamperLoader
-from revamper.pipelines import Pipeline
+from revamper.pipelines import Pipeline, fused_or_error
 
 Kind = Literal["standard", "simplified", "echo", "refurbish", "unbalanced", "ffcv", "dali"]
 Cache = Literal["memory", "disk"]
@@ -55,17 +59,20 @@ class Scenario:
         kind: What to run (see the module docstring).
         reuse_factor: r (1 for ``standard`` and ``simplified``).
         cache: The cache it names (``None``: the run's default).
+        fused: Run the pipeline with decode and crop fused into one step.
     """
 
     kind: Kind
     reuse_factor: int = 1
     cache: Cache | None = None
+    fused: bool = False
 
     @property
     def name(self) -> str:
         """``standard``, ``refurbish-r3``, ``refurbish-r3-disk``, ...: unique within a run."""
         name = self.kind if self.kind not in _NEEDS_R else f"{self.kind}-r{self.reuse_factor}"
-        return name if self.cache is None else f"{name}-{self.cache}"
+        name = name if self.cache is None else f"{name}-{self.cache}"
+        return f"{name}-fused" if self.fused else name
 
     @property
     def caches(self) -> bool:
@@ -74,12 +81,18 @@ class Scenario:
 
     @classmethod
     def parse(cls, spec: str) -> Scenario:
-        """Parse ``kind``, ``kind:r`` or ``kind:r@cache``.
+        """Parse ``kind``, ``kind:r`` or ``kind:r@cache``, each optionally ending in ``+fused``.
 
         Raises:
             ValueError: With a one-line message saying what is accepted.
         """
-        body, _, cache = spec.strip().partition("@")
+        text = spec.strip()
+        if text.endswith("+fused"):
+            plain = cls.parse(text.removesuffix("+fused"))
+            if plain.peer:
+                raise ValueError(f"scenario {spec!r}: a peer runs its own pipeline, not +fused")
+            return dataclasses.replace(plain, fused=True)
+        body, _, cache = text.partition("@")
         if cache and cache not in ("memory", "disk"):
             raise ValueError(f"scenario {spec!r}: the cache after @ must be memory or disk")
         kind, _, r_text = body.partition(":")
@@ -137,6 +150,9 @@ class Scenario:
                 num_workers=loader_kwargs.get("num_workers", 0),
                 seed=loader_kwargs.get("seed", 0),
             )
+        if self.fused and not pipeline.name.endswith("-fused"):
+            pipeline = fused_or_error(pipeline)
+            split = split - 1 if split is not None and split >= 2 else split
         if self.kind == "simplified":
             parts = pipeline.split_simplified(split)
             if parts is None:

@@ -50,7 +50,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--pipeline",
         default="imagenet",
-        help="imagenet, light, or module:function returning a list of transforms",
+        help="imagenet, light, imagenet-fused, light-fused, or module:function returning a "
+        "list of transforms",
+    )
+    parser.add_argument(
+        "--fused",
+        action="store_true",
+        help="fuse the pipeline's leading decode + RandomResizedCrop into one cheaper step "
+        "(FusedDecodeCrop: same crops, JPEGs decoded only at the scale the crop needs)",
     )
     parser.add_argument(
         "--budget", type=parse_size, help="memory budget of the cache, e.g. 8GB (default: none)"
@@ -99,13 +106,15 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from revamper.pipelines import load_pipeline
+    from revamper.pipelines import fused_or_error, load_pipeline
     from revamper.tune import ProfileError, UnsplittableError, recommend, report
 
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         raise CliError(f"--plot writes a PNG: give a path ending in .png, got {args.plot}")
     try:
         pipeline = load_pipeline(args.pipeline)
+        if args.fused:
+            pipeline = fused_or_error(pipeline)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     dataset = _dataset(args)
@@ -142,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     for table in report.render_tables(recommendation):
         stdout.print(table)
     bench_args = [] if args.pipeline == "imagenet" else ["--pipeline", args.pipeline]
+    bench_args += ["--fused"] if args.fused else []
     if args.data is not None:
         bench_args += ["--data", str(args.data)]
     elif args.images != 2000:
