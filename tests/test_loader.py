@@ -314,6 +314,9 @@ def test_collate_error_names_the_stage() -> None:
         ({"num_workers": -1}, ValueError, "num_workers"),
         ({"cache": "gpu"}, ValueError, "cache"),
         ({"collate_fn": 5}, TypeError, "collate_fn"),
+        ({"num_workers": None}, TypeError, "num_workers"),
+        ({"generator": 3}, TypeError, "generator must be a Generator"),
+        ({"cache_key": 3}, TypeError, "cache_key must be a str"),
     ],
 )
 def test_bad_arguments_are_named(kwargs: dict[str, Any], error: type, match: str) -> None:

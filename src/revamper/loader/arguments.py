@@ -49,13 +49,18 @@ def check_optional(name: str, value: object, kind: type) -> None:
 
 
 def check_arguments(
-    dataset: Any, *, numbers: Mapping[str, tuple[Any, int]], functions: Mapping[str, Any]
+    dataset: Any,
+    *,
+    numbers: Mapping[str, tuple[Any, int]],
+    optional: Mapping[str, tuple[Any, int]],
+    functions: Mapping[str, Any],
 ) -> int:
     """Check the data set and the arguments; return the data set's length.
 
     Args:
         dataset: The data set.
-        numbers: ``name: (value, minimum)`` of int arguments (``None`` passes).
+        numbers: ``name: (value, minimum)`` of int arguments.
+        optional: Likewise, of int arguments that may be ``None``.
         functions: ``name: value`` of arguments that must be callable or ``None``.
 
     Raises:
@@ -64,6 +69,8 @@ def check_arguments(
     """
     size = check_dataset(dataset)
     for name, (value, minimum) in numbers.items():
+        check_int(name, value, minimum)
+    for name, (value, minimum) in optional.items():
         if value is not None:
             check_int(name, value, minimum)
     for name, function in functions.items():

@@ -181,9 +181,8 @@ class RevamperLoader:
                 "batch_size": (batch_size, 1),
                 "reuse_factor": (reuse_factor, 1),
                 "num_workers": (num_workers, 0),
-                "cache_bytes": (cache_bytes, 0),
-                "seed": (seed, 0),
             },
+            optional={"cache_bytes": (cache_bytes, 0), "seed": (seed, 0)},
             functions={
                 "partial_transform": partial_transform,
                 "final_transform": final_transform,
