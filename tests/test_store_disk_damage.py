@@ -22,7 +22,7 @@ from revamper import RevamperLoader
 from revamper.distributed import DistributedSetup
 from revamper.loader.caching import persisted_seed
 from revamper.store import MISS, DiskStore
-from revamper.store.manifest import MANIFEST_NAME
+from revamper.store.manifest import MANIFEST_NAME, read_manifest
 from revamper.store.ownership import CacheInUseError
 from tests.helpers import IndexDataset
 
@@ -212,3 +212,19 @@ def test_records_of_another_incarnation_are_never_served_through_a_loader(
         warnings.simplefilter("ignore")
         assert all(v is MISS or v[0] >= 1000 for v in store.get_many(range(N), [0] * N))
     store.close()
+
+
+@pytest.mark.slow
+def test_a_manifest_damaged_mid_run_is_written_back_so_new_workers_keep_the_cache(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with loader(tmp_path, 2) as load:
+            assert check_epoch(load) == N
+            (tmp_path / MANIFEST_NAME).write_bytes(b"\xff garbage")
+            with caplog.at_level(logging.WARNING, logger="revamper.store.disk"):
+                assert check_epoch(load) == N
+            assert any("written back" in r.getMessage() for r in caplog.records)
+            assert read_manifest(tmp_path) is not None
+            assert load.stats[1].unplanned_misses == 0  # the workers kept using the cache

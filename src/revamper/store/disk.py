@@ -94,6 +94,7 @@ class DiskStore(CacheStore):
     _proc_state: layout.ProcessFiles | None
     _warned: set[str]
     _verified_pid: int | None
+    _manifest: dict[str, Any]
 
     def __init__(
         self,
@@ -180,7 +181,10 @@ class DiskStore(CacheStore):
 
     # -- set-up ---------------------------------------------------------------------------------
     def _open_or_reset(self, fingerprint: Mapping[str, Any] | None) -> None:
-        self._run_id = layout.open_or_reset(self._path, self._num_samples, fingerprint)
+        self._manifest = layout.open_or_reset(self._path, self._num_samples, fingerprint)
+        run_id = manifest.run_id_of(self._manifest)
+        assert run_id is not None
+        self._run_id = run_id
         self._verified_pid = os.getpid()
         layout.reconcile(self._proc(), self._path, quiet=True)  # open_or_reset held the lock
 
@@ -458,6 +462,8 @@ class DiskStore(CacheStore):
         proc = self._live()
         if proc is None:
             return
+        if self._owner is not None and self._owner.held_here:
+            layout.repair_manifest(self._path, self._manifest)
         try:
             with self._locked() as locked:
                 live = layout.reconcile(locked, self._path, quiet=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 import re
@@ -130,11 +131,13 @@ def check_arguments(num_samples: int, capacity_bytes: int | None) -> None:
         raise ValueError(f"capacity_bytes must be >= 0, got {capacity_bytes}")
 
 
-def open_or_reset(path: Path, num_samples: int, fingerprint: Mapping[str, Any] | None) -> bytes:
+def open_or_reset(
+    path: Path, num_samples: int, fingerprint: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """Reuse the cache in ``path`` if it was made for ``fingerprint``, else reset it.
 
     Returns:
-        The run identity of the cache (the reused one's, or a fresh one).
+        The manifest of the cache (the reused one, or a fresh one with a new run identity).
 
     Raises:
         OSError: If the files cannot be written (``ENOSPC`` included).
@@ -153,9 +156,9 @@ def open_or_reset(path: Path, num_samples: int, fingerprint: Mapping[str, Any] |
         else:
             logger.info("reusing the disk cache in %s", path)
             Counters.create(path, EXTRA_COUNTERS)
-        run_id = manifest.run_id_of(wanted if found is None or reason else found)
-        assert run_id is not None
-        return run_id
+        kept: dict[str, Any] = json.loads(json.dumps(wanted if found is None or reason else found))
+        assert manifest.run_id_of(kept) is not None
+        return kept
     finally:
         os.close(lock_fd)
 
@@ -367,3 +370,15 @@ def collect_garbage(files: ProcessFiles, path: Path, live: set[int], *, flush: b
             files.reader.forget(number)
         elif flush:
             flush_and_drop(segment)
+
+
+def repair_manifest(path: Path, kept: Mapping[str, Any]) -> None:
+    """Write the owner's manifest back if it was damaged or removed while the cache runs.
+
+    Processes that open the cache later (next epoch's workers) check it; without the repair
+    they would stop using the cache for the rest of the run.
+    """
+    if manifest.read_manifest(path) != kept:
+        logger.warning("the manifest of the disk cache %s was damaged; written back", path)
+        with contextlib.suppress(OSError):
+            manifest.write_manifest(path, kept)

@@ -83,6 +83,12 @@ class OwnerLock:
         self._holder = [fd, os.getpid()]
         self._finalizer = weakref.finalize(self, _close, self._holder)
 
+    @property
+    def held_here(self) -> bool:
+        """Whether this process is the one that holds the lock (not a forked child)."""
+        fd, pid = self._holder
+        return fd >= 0 and pid == os.getpid()
+
     def drop_inherited(self) -> None:
         """In a forked child: close this process's copy of the descriptor (the lock stays)."""
         fd, pid = self._holder
