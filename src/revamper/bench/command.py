@@ -68,10 +68,10 @@ def register(subparsers: Any) -> None:
     runs = parser.add_argument_group("what to run")
     runs.add_argument(
         "--scenarios",
-        help="comma-separated: standard, simplified, echo:R, refurbish:R, unbalanced:R, and "
-        "the peers ffcv and dali (other loaders, when installed) (default: standard, "
-        "simplified, echo at the middle r, refurbish at each --reuse, unbalanced at the "
-        "middle r)",
+        help="comma-separated: standard, simplified, echo:R, refurbish:R, unbalanced:R (each "
+        "may end in +fused: decode and crop fused), and the peers ffcv and dali (other "
+        "loaders, when installed) (default: standard, simplified, echo at the middle r, "
+        "refurbish at each --reuse, unbalanced at the middle r)",
     )
     runs.add_argument(
         "--reuse", type=int_list, default=[2, 3, 4], help="reuse factors for refurbishing"
