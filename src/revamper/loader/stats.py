@@ -111,6 +111,20 @@ class EpochStats(BatchStats):
         batch_cpu: CPU seconds each delivered batch cost its worker, in order: how evenly the
             work is spread over the steps (what the cache-aware shuffle evens out).
         batch_samples: Samples in each delivered batch, in order.
+        reuse_factor: The r this epoch ran with (the plan's ``r_e``: a fixed ``reuse_factor``,
+            or what ``reuse_factor="auto"`` chose; epoch 0 computes everything whatever it is).
+            0 when unknown (statistics made outside a loader).
+        wait_seconds: Seconds the consumer spent inside ``next()`` waiting for a batch, the
+            first included.
+        first_wait_seconds: Of those, the wait for the first batch (worker start-up and the
+            pipeline filling up: costs that do not depend on r).
+        step_seconds: Seconds the consumer spent between batches, outside the loader (its
+            training step), over ``steps`` intervals.
+        steps: Intervals between a delivered batch and the next call to ``next()`` measured
+            (one per batch once the epoch ran to its end).
+        predicted_rate: The loader's production rate (samples/s) predicted for this epoch
+            before it started, from what the epochs before it measured; ``None`` when there was
+            nothing to predict from (epoch 0, a resumed run's first epoch).
     """
 
     epoch: int = 0
@@ -121,6 +135,42 @@ class EpochStats(BatchStats):
     bytes_cached: int = 0
     batch_cpu: list[float] = dataclasses.field(default_factory=list)
     batch_samples: list[int] = dataclasses.field(default_factory=list)
+    reuse_factor: int = 0
+    wait_seconds: float = 0.0
+    first_wait_seconds: float = 0.0
+    step_seconds: float = 0.0
+    steps: int = 0
+    predicted_rate: float | None = None
+
+    def record_wait(self, seconds: float, *, first: bool = False) -> None:
+        """Add one wait of the consumer inside ``next()`` (``first``: for the first batch)."""
+        if first:
+            self.first_wait_seconds += seconds
+        self.wait_seconds += seconds
+
+    def record_step(self, seconds: float) -> None:
+        """Add one interval the consumer spent outside the loader, between two ``next()``."""
+        self.step_seconds += seconds
+        self.steps += 1
+
+    @property
+    def measured_rate(self) -> float:
+        """Samples per second delivered after the first batch (0 without two batches).
+
+        The first batch's wait (start-up) is left out. When the consumer waited for a visible
+        share of the epoch (:attr:`wait_share`), the loader was the bottleneck and this is its
+        production rate; otherwise the loader produced at least this fast.
+        """
+        seconds = self.wall_seconds - self.first_wait_seconds
+        samples = self.samples - (self.batch_samples[0] if self.batch_samples else 0)
+        return samples / seconds if seconds > 0 and samples > 0 else 0.0
+
+    @property
+    def wait_share(self) -> float:
+        """The share of the epoch after its first batch in which the consumer waited for data."""
+        seconds = self.wall_seconds - self.first_wait_seconds
+        waited = self.wait_seconds - self.first_wait_seconds
+        return min(1.0, max(0.0, waited / seconds)) if seconds > 0 else 0.0
 
     def record_batch(self, batch: BatchStats) -> None:
         """Add one delivered batch's figures."""
@@ -156,19 +206,27 @@ class EpochStats(BatchStats):
         resumed = f" from batch {self.first_batch}" if self.first_batch else ""
         cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in self.cpu_ms_per_sample().items())
         read = self.bytes_read_memory + self.bytes_read_disk
+        r = f" at r={self.reuse_factor}" if self.reuse_factor else ""
+        consumer = ""
+        if self.wait_seconds or self.step_seconds:
+            consumer = (
+                f"; consumer waited {self.wait_seconds:.2f} s (start-up "
+                f"{self.first_wait_seconds:.2f} s), stepped {self.step_seconds:.2f} s"
+            )
         return (
-            f"epoch {self.epoch}: {self.samples} samples in {self.batches} batches{cut}"
+            f"epoch {self.epoch}{r}: {self.samples} samples in {self.batches} batches{cut}"
             f"{resumed}, {self.samples_per_second:.1f} samples/s; {self.hits} hits, "
             f"{self.planned_misses} planned + {self.unplanned_misses} unplanned misses; cache "
             f"{self.cache_writes} writes ({self.uncached} refused), {_mb(self.bytes_cached)} "
             f"held, {_mb(read)} read, {_mb(self.bytes_written_disk)} written to disk; "
-            f"CPU ms/sample: {cpu}"
+            f"CPU ms/sample: {cpu}{consumer}"
         )
 
     def __repr__(self) -> str:
         """A short repr: the counts that say where the epoch stands (all of it: :meth:`as_dict`)."""
         return (
-            f"EpochStats(epoch={self.epoch}, batches={self.batches}/{self.planned_batches}, "
+            f"EpochStats(epoch={self.epoch}, reuse_factor={self.reuse_factor}, "
+            f"batches={self.batches}/{self.planned_batches}, "
             f"samples={self.samples}, hits={self.hits}, planned_misses={self.planned_misses}, "
             f"unplanned_misses={self.unplanned_misses}, "
             f"samples_per_second={self.samples_per_second:.1f})"
@@ -183,6 +241,8 @@ class EpochStats(BatchStats):
             cpu_total=self.cpu_total,
             complete=self.complete,
             samples_per_second=self.samples_per_second,
+            measured_rate=self.measured_rate,
+            wait_share=self.wait_share,
         )
         return out
 
@@ -236,11 +296,15 @@ class LoaderStats:
 
     def __str__(self) -> str:
         """A table, one line per epoch."""
-        lines = ["epoch  samples  planned_miss  unplanned  hits  samples/s  cpu_s  cached_MB"]
+        lines = [
+            "epoch   r  samples  planned_miss  unplanned  hits  samples/s  cpu_s  wait_s  step_s"
+            "  cached_MB"
+        ]
         for s in self:
             lines.append(
-                f"{s.epoch:5d}  {s.samples:7d}  {s.planned_misses:12d}  {s.unplanned_misses:9d}"
-                f"  {s.hits:4d}  {s.samples_per_second:9.1f}  {s.cpu_total:5.1f}"
+                f"{s.epoch:5d}  {s.reuse_factor or '-':>2}  {s.samples:7d}  {s.planned_misses:12d}"
+                f"  {s.unplanned_misses:9d}  {s.hits:4d}  {s.samples_per_second:9.1f}"
+                f"  {s.cpu_total:5.1f}  {s.wait_seconds:6.2f}  {s.step_seconds:6.2f}"
                 f"  {s.bytes_cached / 1e6:9.1f}"
             )
         return "\n".join(lines)

@@ -1,0 +1,233 @@
+"""``reuse_factor="auto"``: choose each epoch's r from what the epochs before it measured.
+
+Every reuse of a partially augmented sample trades diversity for loader speed, and the speed is
+worth having only while the consumer (the training step) waits for data. So at every epoch
+boundary the loader predicts, from the last epoch's measurements (:mod:`revamper.loader.
+reuse_model`), the wall time per sample of the next epoch at every r from 1 to
+``max_reuse_factor``, and takes the **smallest r whose predicted epoch time is within
+``tolerance`` of the best r's**, with the loader's production taken ``margin`` slower than
+predicted. When the loader keeps up without reuse, that is r = 1; when no r keeps up, it is the
+smallest r that is (nearly) as fast as the fastest.
+
+Why a margin. A per-epoch measurement is noisy: on a machine shared with other jobs the CPU
+cost of a sample moves by a few per cent from one epoch to the next (see docs/benchmarks.md),
+and within an epoch batches differ in cost (image sizes; misses are balanced within one per
+batch). A loader whose mean production only just matches the consumer still makes it wait
+whenever a run of slow batches empties the prefetch queue. Taking production 10% slower than
+predicted covers both, and costs at most one step of r too high near the edge. The tolerance
+(2%) makes auto prefer diversity when a higher r would save less than that: the remaining
+error budget is left to the prediction.
+
+Why hysteresis. The measurement of an epoch at r moves the prediction for r - 1 and r + 1, so
+a choice at the edge could flap between them epoch after epoch. So r goes **up** only when the
+consumer actually waited in the last epoch (a measured stall, never a prediction alone: an
+epoch in which the loader kept up proves its r enough), and goes **down** only when the lower r
+is predicted to keep up with ``margin + hysteresis`` to spare. The first choice, after epoch 0
+(which computes everything whatever r is), has neither condition: it is the prediction.
+
+Under distributed training every rank measures its own loader, the ranks exchange their
+measurements (:mod:`revamper.distributed.reuse_exchange`) and each computes the same decision
+from all of them with :func:`decide`: the largest r any rank needs (every rank waits for the
+slowest), lowered only when every rank can afford it.
+
+Everything here is pure: numbers in, a :class:`Decision` and the next :class:`ControlState`
+out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+from revamper.loader.reuse_model import CostModel, EpochMeasurement, fit
+from revamper.plan.limits import MAX_REUSE_FACTOR
+
+DEFAULT_MAX_REUSE_FACTOR = 4
+"""The default bound on an automatic r: the top of the paper's range (2 to 4)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReuseControl:
+    """How ``reuse_factor="auto"`` chooses r (see the module's description).
+
+    Attributes:
+        max_reuse_factor: The largest r it may choose (R), 1 to 65535.
+        margin: The loader's production is taken this much slower than predicted.
+        tolerance: Among the r whose predicted epoch time is within this share of the best,
+            the smallest is chosen.
+        hysteresis: The extra margin a lower r needs before r goes down.
+        bottleneck_share: The consumer counts as having waited for data when it waited this
+            share of an epoch (after its first batch), or more.
+    """
+
+    max_reuse_factor: int = DEFAULT_MAX_REUSE_FACTOR
+    margin: float = 0.10
+    tolerance: float = 0.02
+    hysteresis: float = 0.10
+    bottleneck_share: float = 0.02
+
+    def __post_init__(self) -> None:
+        r = self.max_reuse_factor
+        if isinstance(r, bool) or not isinstance(r, int):
+            raise TypeError(f"max_reuse_factor must be an int, got {type(r).__name__} {r!r}")
+        if not 1 <= r <= MAX_REUSE_FACTOR:
+            raise ValueError(f"max_reuse_factor must be from 1 to {MAX_REUSE_FACTOR}, got {r}")
+        for name in ("margin", "tolerance", "hysteresis", "bottleneck_share"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+            if not (math.isfinite(value) and 0 <= value <= 10):
+                raise ValueError(f"{name} must be from 0 to 10, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlState:
+    """What the choice carries from one epoch boundary to the next.
+
+    Attributes:
+        current: The r of the last epoch chosen (``None`` before the first choice).
+        models: Each rank's cost model (``None`` for a rank not measured yet), in rank order.
+    """
+
+    current: int | None = None
+    models: tuple[CostModel | None, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The r chosen for an epoch, and why.
+
+    Attributes:
+        epoch: The epoch it is for.
+        reuse_factor: The r chosen.
+        previous: The r of the epoch before (``None`` at the first choice).
+        reason: One line saying why, for the log.
+        predicted_rates: Each rank's predicted production rate at the chosen r (samples/s;
+            0 where a rank measured nothing usable).
+        demand_rates: Each rank's consumer demand (samples/s; ``inf`` for a consumer that
+            takes no time).
+    """
+
+    epoch: int
+    reuse_factor: int
+    previous: int | None
+    reason: str
+    predicted_rates: tuple[float, ...]
+    demand_rates: tuple[float, ...]
+
+    @property
+    def changed(self) -> bool:
+        """Whether r differs from the previous epoch's (or this is the first choice)."""
+        return self.previous != self.reuse_factor
+
+
+def smallest_sufficient(
+    model: CostModel, step: float, bound: int, margin: float, tol: float
+) -> int:
+    """The smallest r in ``[1, bound]`` whose predicted epoch time is within ``tol`` of the best.
+
+    Args:
+        model: The rank's cost model.
+        step: The consumer's seconds per sample.
+        bound: R, the largest r allowed.
+        margin: How much slower than predicted the loader's production is taken.
+        tol: The share of the best epoch time an r may lose and still be chosen.
+    """
+    times = [model.epoch_seconds(r, step, margin) for r in range(1, bound + 1)]
+    best = min(times)
+    return next(r for r, t in enumerate(times, 1) if t <= best * (1.0 + tol))
+
+
+def decide(
+    control: ReuseControl,
+    state: ControlState,
+    measurements: Sequence[EpochMeasurement | None],
+    epoch: int,
+) -> tuple[Decision, ControlState]:
+    """Choose the r of ``epoch`` from every rank's measurement of the epoch before.
+
+    Args:
+        control: The settings.
+        state: What the previous boundary left (:class:`ControlState`).
+        measurements: Each rank's measurement of its last epoch, in rank order (``None``: the
+            rank ran no epoch since the last choice).
+        epoch: The epoch to choose r for.
+
+    Returns:
+        The decision and the state for the next boundary.
+    """
+    models = list(state.models) + [None] * (len(measurements) - len(state.models))
+    ranks: list[_Rank] = []
+    for rank, measured in enumerate(measurements):
+        if measured is not None and measured.usable:
+            model = fit(measured, models[rank], control.bottleneck_share)
+            models[rank] = model
+            ranks.append(_Rank(rank, measured, model, control))
+    current = state.current
+    multi = len(measurements) > 1
+    if not ranks:
+        chosen = current if current is not None else 1
+        reason = "no epoch measured enough (two batches) to predict from: r stays"
+    elif current is None:
+        need = max(ranks, key=lambda rank: rank.up)
+        chosen = need.up
+        reason = need.why(f"first choice, from epoch {need.measured.epoch}", chosen, multi)
+    else:
+        chosen, reason = _move(current, ranks, multi)
+    chosen = min(control.max_reuse_factor, max(1, chosen))
+    demands = [math.inf] * len(measurements)
+    for entry in ranks:
+        step = entry.measured.step_per_sample
+        demands[entry.rank] = 1.0 / step if step > 0 else math.inf
+    rates = tuple(model.rate(chosen) if model is not None else 0.0 for model in models)
+    decision = Decision(epoch, chosen, current, reason, rates, tuple(demands))
+    return decision, ControlState(chosen, tuple(models))
+
+
+def _move(current: int, ranks: Sequence[_Rank], multi: bool) -> tuple[int, str]:
+    """From ``current``: up if a rank's consumer waited and needs more, down if all can afford.
+
+    Going down needs no measurement beyond the prediction: the hysteresis band keeps it from
+    flapping, and a lower r that a consumer which waited is predicted to afford is one that is
+    (within the tolerance) as fast.
+    """
+    waited = [rank for rank in ranks if rank.waited]
+    need = max(waited, key=lambda rank: rank.up, default=None)
+    if need is not None and need.up > current:
+        return need.up, need.why("the consumer waited", need.up, multi)
+    lowest = max(ranks, key=lambda rank: rank.down)
+    if lowest.down < current:
+        return lowest.down, lowest.why("a lower r keeps up with room to spare", lowest.down, multi)
+    if any(rank.up > current for rank in ranks):
+        return current, "the loader kept up (the consumer did not wait): r stays"
+    return current, "r stays"
+
+
+class _Rank:
+    """One rank's measurement, fitted model and the r it needs (``up``) and affords (``down``)."""
+
+    def __init__(
+        self, rank: int, measured: EpochMeasurement, model: CostModel, control: ReuseControl
+    ) -> None:
+        self.rank = rank
+        self.measured = measured
+        self.model = model
+        step, bound, tol = measured.step_per_sample, control.max_reuse_factor, control.tolerance
+        self.up = smallest_sufficient(model, step, bound, control.margin, tol)
+        self.down = smallest_sufficient(
+            model, step, bound, control.margin + control.hysteresis, tol
+        )
+        self.waited = measured.serial or measured.wait_share >= control.bottleneck_share
+
+    def why(self, what: str, chosen: int, multi: bool) -> str:
+        """``what``, with the figures of this rank's measurement that made the choice."""
+        m = self.measured
+        where = f" (rank {self.rank})" if multi else ""
+        step = m.step_per_sample
+        asks = f"asks {1 / step:.0f} samples/s" if step > 0 else "takes no time per batch"
+        return (
+            f"{what}{where}: at r={m.reuse_factor} the consumer waited {m.wait_share:.0%} of "
+            f"epoch {m.epoch} and {asks}; predicted production at r={chosen}: "
+            f"{self.model.rate(chosen):.0f} samples/s"
+        )

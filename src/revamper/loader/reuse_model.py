@@ -1,0 +1,258 @@
+"""What an epoch measured, and the production rate it predicts at every reuse factor.
+
+``reuse_factor="auto"`` (:mod:`revamper.loader.reuse_control`) chooses each epoch's r from
+these predictions. The model is DESIGN.md section 3's cost model with each term measured by the
+loader's own timers in the last epoch, plus two things the timers cannot see, calibrated from
+the epoch's wall time:
+
+- **CPU per sample at r**: an epoch at r recomputes a share ``1/r`` of the samples (the plan's
+  rotation guarantees it, within one sample), and a planned hit whose entry was gone (a full
+  cache, a restart) is computed too, so with ``q`` the share of planned hits that failed::
+
+      cpu(r) = (1/r + (1 - 1/r) q) miss + (1 - 1/r) read + common
+
+  ``miss`` is load + partial transform + cache write per computed sample, ``read`` a cache read
+  per planned hit (before any epoch with hits has measured one: the write's cost, as the codec
+  does about the same work both ways), ``common`` the final transform and collation.
+- **Production seconds per sample**: ``(cpu(r) + overhead) / capacity``. ``capacity`` is the
+  cores the workers can use at once, ``min(num_workers, cores)``; ``overhead`` is what the
+  timers miss, per sample (the hand-off of batches between processes, the main process's own
+  work, other processes taking the same cores). It is calibrated whenever the consumer waited
+  (the loader was then the bottleneck, so the epoch's wall time is its production time), and
+  otherwise only lowered to what the epoch proves (the loader produced at least as fast as it
+  delivered). Without worker processes (``num_workers=0``) the main process produces each batch
+  while the consumer waits, so the wait is the production time.
+
+Everything here is pure arithmetic on picklable numbers: the ranks of distributed training
+exchange :class:`EpochMeasurement` objects and each computes the same prediction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from revamper.loader.stats import EpochStats
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochMeasurement:
+    """What one epoch on one rank measured, as the choice of r needs it.
+
+    Attributes:
+        epoch: The epoch measured.
+        reuse_factor: The r it ran with.
+        samples: Samples delivered.
+        batches: Batches delivered.
+        computed: Samples computed (planned plus unplanned misses).
+        planned_hits: Samples the plan meant to read from the cache (hits plus unplanned
+            misses).
+        unplanned_misses: Planned hits that had to be computed.
+        cpu_miss: Worker CPU seconds loading, partially transforming and caching samples.
+        cpu_write: Of those, the cache writes.
+        cpu_read: Worker CPU seconds in cache reads.
+        cpu_common: Worker CPU seconds in the final transform and collation.
+        wall_seconds: From the epoch's start to its last batch.
+        wait_seconds: The consumer's time inside ``next()`` waiting for batches.
+        first_wait_seconds: Of those, the wait for the first batch (start-up).
+        step_seconds: The consumer's time between batches, over ``steps`` intervals.
+        steps: Intervals measured.
+        first_batch_samples: Samples in the first batch (left out of the rates with its wait).
+        num_workers: Worker processes (0: the main process produces the batches).
+        cores: CPU cores this rank's loader may use.
+    """
+
+    epoch: int
+    reuse_factor: int
+    samples: int
+    batches: int
+    computed: int
+    planned_hits: int
+    unplanned_misses: int
+    cpu_miss: float
+    cpu_write: float
+    cpu_read: float
+    cpu_common: float
+    wall_seconds: float
+    wait_seconds: float
+    first_wait_seconds: float
+    step_seconds: float
+    steps: int
+    first_batch_samples: int
+    num_workers: int
+    cores: float
+
+    @classmethod
+    def from_stats(cls, stats: EpochStats, *, num_workers: int, cores: float) -> EpochMeasurement:
+        """The measurement of the epoch ``stats`` describes, on a loader with ``num_workers``."""
+        return cls(
+            epoch=stats.epoch,
+            reuse_factor=stats.reuse_factor,
+            samples=stats.samples,
+            batches=stats.batches,
+            computed=stats.misses,
+            planned_hits=stats.hits + stats.unplanned_misses,
+            unplanned_misses=stats.unplanned_misses,
+            cpu_miss=stats.cpu_load + stats.cpu_partial + stats.cpu_cache_write,
+            cpu_write=stats.cpu_cache_write,
+            cpu_read=stats.cpu_cache_read,
+            cpu_common=stats.cpu_final + stats.cpu_collate,
+            wall_seconds=stats.wall_seconds,
+            wait_seconds=stats.wait_seconds,
+            first_wait_seconds=stats.first_wait_seconds,
+            step_seconds=stats.step_seconds,
+            steps=stats.steps,
+            first_batch_samples=stats.batch_samples[0] if stats.batch_samples else 0,
+            num_workers=num_workers,
+            cores=cores,
+        )
+
+    @property
+    def usable(self) -> bool:
+        """Whether the epoch measured enough to predict from (two batches and some time)."""
+        return (
+            self.batches >= 2
+            and self.samples > self.first_batch_samples
+            and self.wall_seconds > self.first_wait_seconds
+            and all(math.isfinite(x) and x >= 0 for x in self._times())
+        )
+
+    def _times(self) -> tuple[float, ...]:
+        return (
+            self.cpu_miss,
+            self.cpu_write,
+            self.cpu_read,
+            self.cpu_common,
+            self.wall_seconds,
+            self.wait_seconds,
+            self.first_wait_seconds,
+            self.step_seconds,
+            self.cores,
+        )
+
+    @property
+    def serial(self) -> bool:
+        """Whether the main process produced the batches itself (no worker processes)."""
+        return self.num_workers == 0
+
+    @property
+    def delivered_seconds(self) -> float:
+        """Wall seconds per sample delivered after the first batch."""
+        return (self.wall_seconds - self.first_wait_seconds) / (
+            self.samples - self.first_batch_samples
+        )
+
+    @property
+    def wait_share(self) -> float:
+        """The share of the epoch after its first batch in which the consumer waited."""
+        waited = self.wait_seconds - self.first_wait_seconds
+        return min(1.0, max(0.0, waited / (self.wall_seconds - self.first_wait_seconds)))
+
+    @property
+    def step_per_sample(self) -> float:
+        """The consumer's seconds per sample outside the loader (its demand)."""
+        if self.steps == 0 or self.batches == 0:
+            return 0.0
+        return self.step_seconds / self.steps / (self.samples / self.batches)
+
+    @property
+    def cpu_per_sample(self) -> float:
+        """Worker CPU seconds per delivered sample, all stages."""
+        return (self.cpu_miss + self.cpu_read + self.cpu_common) / self.samples
+
+
+@dataclasses.dataclass(frozen=True)
+class CostModel:
+    """Per-sample costs measured on one rank, and the production rate they predict at any r.
+
+    Attributes:
+        miss: CPU seconds per computed sample (load, partial transform, cache write).
+        read: CPU seconds per planned hit (the cache read).
+        read_measured: Whether ``read`` was measured (else it is the write's cost).
+        common: CPU seconds per sample (final transform, collation).
+        failed_hits: Share of planned hits that had to be computed (``q``).
+        overhead: Seconds per sample of work the timers do not see, in core-seconds.
+        capacity: Cores the producers use at once (1 without worker processes).
+        serial: Whether production and consumption alternate (no worker processes).
+    """
+
+    miss: float
+    read: float
+    read_measured: bool
+    common: float
+    failed_hits: float
+    overhead: float
+    capacity: float
+    serial: bool
+
+    def cpu(self, reuse_factor: int) -> float:
+        """Predicted CPU seconds per sample at ``reuse_factor``."""
+        reuse = 1.0 - 1.0 / reuse_factor
+        computed = 1.0 - reuse + reuse * self.failed_hits
+        return computed * self.miss + reuse * self.read + self.common
+
+    def production_seconds(self, reuse_factor: int) -> float:
+        """Predicted wall seconds per sample the loader needs at ``reuse_factor``."""
+        return (self.cpu(reuse_factor) + self.overhead) / self.capacity
+
+    def rate(self, reuse_factor: int) -> float:
+        """Predicted production rate at ``reuse_factor``, in samples per second."""
+        seconds = self.production_seconds(reuse_factor)
+        return 1.0 / seconds if seconds > 0 else math.inf
+
+    def epoch_seconds(self, reuse_factor: int, step: float, margin: float) -> float:
+        """Predicted wall seconds per sample of a whole epoch, with production ``margin`` slower.
+
+        With worker processes the consumer and the loader overlap, so the slower sets the pace;
+        without, they take turns.
+        """
+        produce = self.production_seconds(reuse_factor) * (1.0 + margin)
+        return step + produce if self.serial else max(step, produce)
+
+
+def fit(
+    measured: EpochMeasurement, previous: CostModel | None, bottleneck_share: float
+) -> CostModel:
+    """The cost model after ``measured`` (a usable epoch), updating ``previous`` (or none).
+
+    Costs the epoch did not exercise (no cache reads, no computed sample) keep ``previous``'s
+    values; the overhead is calibrated as the module's description says.
+
+    Args:
+        measured: The epoch's measurement (:attr:`EpochMeasurement.usable`).
+        previous: The model before it, or ``None``.
+        bottleneck_share: The wait share above which the loader counts as the bottleneck.
+    """
+    computed = measured.computed
+    miss = measured.cpu_miss / computed if computed else (previous.miss if previous else 0.0)
+    if measured.planned_hits:
+        read, read_measured = measured.cpu_read / measured.planned_hits, True
+        failed = measured.unplanned_misses / measured.planned_hits
+    elif previous is not None and previous.read_measured:
+        read, read_measured, failed = previous.read, True, previous.failed_hits
+    else:
+        read = measured.cpu_write / computed if computed else 0.0
+        read_measured, failed = False, previous.failed_hits if previous else 0.0
+    capacity = 1.0 if measured.serial else max(1e-3, min(measured.num_workers, measured.cores))
+    if measured.serial:
+        waited = measured.wait_seconds - measured.first_wait_seconds
+        observed = waited / (measured.samples - measured.first_batch_samples)
+    else:
+        observed = measured.delivered_seconds * capacity
+    proven = max(0.0, observed - measured.cpu_per_sample)
+    if measured.serial or measured.wait_share >= bottleneck_share:
+        overhead = proven  # the loader set the pace: its wall time is its production time
+    else:
+        # The loader kept up, so the wall time only bounds the overhead from above. Keep the
+        # last calibration below that bound (none yet: 0, as the epoch proved its r enough).
+        overhead = min(previous.overhead, proven) if previous is not None else 0.0
+    return CostModel(
+        miss=miss,
+        read=read,
+        read_measured=read_measured,
+        common=measured.cpu_common / measured.samples,
+        failed_hits=min(1.0, max(0.0, failed)),
+        overhead=overhead,
+        capacity=float(capacity),
+        serial=measured.serial,
+    )

@@ -1,0 +1,301 @@
+"""``reuse_factor="auto"``'s choice of r, on synthetic measurements of a simulated machine.
+
+A :class:`Machine` has true per-sample costs, a true overhead the loader's timers do not see,
+workers on cores and a consumer with a fixed step; it turns "an epoch at r" into the
+:class:`EpochMeasurement` a loader would record (optionally with noise). The decision logic is
+then tested without any clock: it must find r = 1 when the loader keeps up without reuse, a
+larger r when it does not, stay within [1, R], settle, and not flap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from revamper.loader.reuse_control import (
+    ControlState,
+    ReuseControl,
+    decide,
+    smallest_sufficient,
+)
+from revamper.loader.reuse_model import CostModel, EpochMeasurement, fit
+from revamper.loader.stats import EpochStats
+
+N, B = 1000, 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Machine:
+    """The truth behind the measurements (seconds per sample; ``step`` per sample too)."""
+
+    miss: float  # load + partial + write, per computed sample
+    read: float
+    common: float
+    overhead: float
+    workers: int
+    cores: float
+    step: float
+    write_share: float = 0.1  # of ``miss``, the cache write
+
+    @property
+    def capacity(self) -> float:
+        return 1.0 if self.workers == 0 else min(self.workers, self.cores)
+
+    def model(self) -> CostModel:
+        return CostModel(
+            miss=self.miss,
+            read=self.read,
+            read_measured=True,
+            common=self.common,
+            failed_hits=0.0,
+            overhead=self.overhead,
+            capacity=self.capacity,
+            serial=self.workers == 0,
+        )
+
+    def run(self, epoch: int, r: int, noise: float = 1.0) -> EpochMeasurement:
+        computed = N if epoch == 0 else round(N / r)
+        hits = N - computed
+        cpu = (computed * self.miss + hits * self.read + N * self.common) / N
+        produce = (cpu + self.overhead) / self.capacity * noise
+        if self.workers == 0:
+            per, wait = self.step + produce, produce
+        else:
+            per, wait = max(self.step, produce), max(0.0, produce - self.step)
+        first_wait = 0.5
+        delivered = N - B
+        return EpochMeasurement(
+            epoch=epoch,
+            reuse_factor=r,
+            samples=N,
+            batches=N // B,
+            computed=computed,
+            planned_hits=hits,
+            unplanned_misses=0,
+            cpu_miss=computed * self.miss,
+            cpu_write=computed * self.miss * self.write_share,
+            cpu_read=hits * self.read,
+            cpu_common=N * self.common,
+            wall_seconds=first_wait + per * delivered,
+            wait_seconds=first_wait + wait * delivered,
+            first_wait_seconds=first_wait,
+            step_seconds=self.step * N,
+            steps=N // B,
+            first_batch_samples=B,
+            num_workers=self.workers,
+            cores=self.cores,
+        )
+
+
+def run_auto(
+    machine: Machine, control: ReuseControl, epochs: int, noise: float = 0.0, seed: int = 0
+) -> list[int]:
+    """The r of epochs 1..epochs-1 that auto chooses on ``machine`` (epoch 0 computes all)."""
+    rng = random.Random(seed)
+    state = ControlState()
+    r, chosen = 1, []
+    for epoch in range(epochs - 1):
+        factor = 1.0 + rng.uniform(-noise, noise)
+        measured = machine.run(epoch, r, factor)
+        decision, state = decide(control, state, [measured], epoch + 1)
+        r = decision.reuse_factor
+        chosen.append(r)
+    return chosen
+
+
+costs = st.floats(1e-4, 5e-3)
+machines = st.builds(
+    Machine,
+    miss=st.floats(1e-3, 2e-2),
+    read=st.floats(1e-5, 5e-4),
+    common=st.floats(1e-5, 2e-3),
+    overhead=st.floats(0.0, 1e-3),
+    workers=st.integers(0, 4),
+    cores=st.sampled_from([1.0, 2.0, 4.0]),
+    step=st.one_of(st.just(0.0), st.floats(1e-5, 2e-2)),
+)
+controls = st.builds(ReuseControl, max_reuse_factor=st.integers(1, 8))
+
+
+def test_a_slow_consumer_gets_r_1_at_the_first_choice() -> None:
+    # 50 ms per batch of 10 against about 1 ms of production per sample on 2 workers.
+    machine = Machine(1e-3, 1e-4, 1e-4, 2e-4, workers=2, cores=2.0, step=5e-3)
+    assert run_auto(machine, ReuseControl(), 6) == [1] * 5
+
+
+def test_a_consumer_that_takes_no_time_gets_a_large_r_when_the_partial_part_is_expensive() -> None:
+    machine = Machine(1e-2, 1e-4, 5e-4, 2e-4, workers=2, cores=2.0, step=0.0)
+    chosen = run_auto(machine, ReuseControl(max_reuse_factor=4), 6)
+    assert chosen[0] > 1 and chosen[-1] == 4
+
+
+def test_a_step_between_the_rates_of_r_1_and_r_2_gets_r_2() -> None:
+    machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0)
+    p1, p2 = machine.model().production_seconds(1), machine.model().production_seconds(2)
+    step = dataclasses.replace(machine, step=(p1 + p2 * 1.2) / 2)  # r = 2 keeps up with margin
+    assert run_auto(step, ReuseControl(), 6) == [2] * 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(machine=machines, control=controls)
+def test_auto_settles_between_what_keeps_up_and_what_keeps_up_with_room(
+    machine: Machine, control: ReuseControl
+) -> None:
+    chosen = run_auto(machine, control, 12)
+    bound = control.max_reuse_factor
+    assert all(1 <= r <= bound for r in chosen)
+    assert len(set(chosen[4:])) == 1, chosen  # settled after a few epochs, no flapping
+    truth = machine.model()
+    # At least the smallest r that is (within the tolerance) as fast as the best, measured
+    # without any margin; at most what the prediction with margin and hysteresis asks for.
+    low = smallest_sufficient(truth, machine.step, bound, 0.0, control.tolerance + 0.01)
+    high = smallest_sufficient(
+        truth, machine.step, bound, control.margin + control.hysteresis, control.tolerance
+    )
+    assert low <= chosen[-1] <= max(low, high), (chosen, low, high)
+
+
+@settings(max_examples=200, deadline=None)
+@given(machine=machines, control=controls)
+def test_where_r_1_keeps_up_with_room_auto_runs_r_1_from_epoch_1(
+    machine: Machine, control: ReuseControl
+) -> None:
+    produce = machine.model().production_seconds(1)
+    roomy = dataclasses.replace(machine, step=produce * 1.5 if machine.workers else 1.0)
+    if machine.workers == 0:  # serial: r = 1 is right once reuse saves under the tolerance
+        roomy = dataclasses.replace(roomy, step=produce * 100 / control.tolerance)
+    assert run_auto(roomy, control, 4) == [1, 1, 1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(machine=machines, control=controls, seed=st.integers(0, 2**16))
+def test_noise_below_the_hysteresis_does_not_make_r_flap(
+    machine: Machine, control: ReuseControl, seed: int
+) -> None:
+    noise = control.hysteresis / 3
+    chosen = run_auto(machine, control, 30, noise=noise, seed=seed)
+    changes = sum(a != b for a, b in itertools.pairwise(chosen))
+    assert changes <= 3, chosen
+    # Never back and forth: a value left is not taken again after the next change.
+    flips = [
+        i
+        for i in range(1, len(chosen) - 1)
+        if chosen[i - 1] != chosen[i] and chosen[i + 1] != chosen[i]
+    ]
+    assert not flips, chosen
+
+
+def test_r_goes_up_only_after_the_consumer_waited() -> None:
+    machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=1e-3)
+    control = ReuseControl()
+    measured = machine.run(3, 2)  # r = 2 does not keep up: the consumer waits
+    assert measured.wait_share > control.bottleneck_share
+    state = ControlState(current=2)
+    decision, _ = decide(control, state, [measured], 4)
+    assert decision.reuse_factor > 2 and decision.changed and "waited" in decision.reason
+    # The same prediction, but the epoch shows no wait (the consumer kept up): r stays.
+    kept_up = dataclasses.replace(measured, wait_seconds=measured.first_wait_seconds)
+    prior = fit(measured, None, control.bottleneck_share)
+    decision, _ = decide(control, ControlState(2, (prior,)), [kept_up], 4)
+    assert decision.reuse_factor == 2 and not decision.changed
+
+
+def test_every_rank_runs_the_r_that_its_slowest_loader_needs() -> None:
+    fast = Machine(1e-3, 1e-4, 1e-4, 0.0, workers=2, cores=2.0, step=2e-3)
+    slow = dataclasses.replace(fast, miss=1.2e-2)
+    control = ReuseControl()
+    alone = [run_auto(m, control, 2)[0] for m in (fast, slow)]
+    decision, state = decide(control, ControlState(), [fast.run(0, 1), slow.run(0, 1)], 1)
+    assert alone[0] == 1 < alone[1] == decision.reuse_factor
+    assert len(state.models) == 2 and len(decision.predicted_rates) == 2
+    assert "(rank 1)" in decision.reason
+    # A rank that measured nothing this time keeps its model and does not block a choice.
+    again, _ = decide(control, state, [fast.run(1, alone[1]), None], 2)
+    assert 1 <= again.reuse_factor <= alone[1]
+
+
+def test_an_epoch_too_short_to_measure_keeps_r() -> None:
+    machine = Machine(1e-2, 1e-4, 5e-4, 0.0, workers=2, cores=2.0, step=0.0)
+    tiny = dataclasses.replace(machine.run(2, 3), batches=1)
+    decision, state = decide(ReuseControl(), ControlState(current=3), [tiny], 3)
+    assert decision.reuse_factor == 3 and state.current == 3 and "two batches" in decision.reason
+    decision, _ = decide(ReuseControl(), ControlState(), [None], 1)
+    assert decision.reuse_factor == 1
+
+
+def test_the_read_cost_is_the_write_cost_until_an_epoch_read_the_cache() -> None:
+    machine = Machine(1e-2, 2e-3, 5e-4, 0.0, workers=2, cores=2.0, step=0.0, write_share=0.05)
+    control = ReuseControl()
+    first = fit(machine.run(0, 1), None, control.bottleneck_share)
+    assert not first.read_measured and first.read == pytest.approx(1e-2 * 0.05)
+    second = fit(machine.run(1, 3), first, control.bottleneck_share)
+    assert second.read_measured and second.read == pytest.approx(2e-3)
+    # An epoch with no hits keeps the measured read cost.
+    third = fit(machine.run(2, 1), second, control.bottleneck_share)
+    assert third.read == pytest.approx(2e-3)
+
+
+@given(machine=machines)
+def test_the_overhead_is_calibrated_when_the_loader_set_the_pace(machine: Machine) -> None:
+    control = ReuseControl()
+    measured = machine.run(0, 1)
+    model = fit(measured, None, control.bottleneck_share)
+    if machine.workers == 0 or measured.wait_share >= control.bottleneck_share:
+        assert model.overhead == pytest.approx(machine.overhead, rel=1e-6, abs=1e-9)
+    else:
+        assert model.overhead == 0.0
+
+
+def test_measurements_come_from_the_loaders_epoch_stats() -> None:
+    stats = EpochStats(
+        epoch=2,
+        samples=30,
+        batches=3,
+        planned_misses=8,
+        unplanned_misses=2,
+        hits=20,
+        cpu_load=0.1,
+        cpu_partial=0.2,
+        cpu_cache_write=0.05,
+        cpu_cache_read=0.02,
+        cpu_final=0.03,
+        cpu_collate=0.01,
+        wall_seconds=2.0,
+        batch_samples=[10, 10, 10],
+        reuse_factor=3,
+    )
+    stats.record_wait(0.5, first=True)
+    stats.record_wait(0.25)
+    stats.record_step(0.3)
+    measured = EpochMeasurement.from_stats(stats, num_workers=2, cores=2.0)
+    assert (measured.computed, measured.planned_hits, measured.reuse_factor) == (10, 22, 3)
+    assert measured.cpu_miss == pytest.approx(0.35)
+    assert measured.first_wait_seconds == 0.5 and measured.wait_seconds == 0.75
+    assert measured.wait_share == pytest.approx(0.25 / 1.5)
+    assert stats.wait_share == pytest.approx(measured.wait_share)
+    assert stats.measured_rate == pytest.approx(20 / 1.5)
+    assert measured.step_per_sample == pytest.approx(0.3 / 10)
+    assert measured.usable
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"max_reuse_factor": 0}, ValueError),
+        ({"max_reuse_factor": 65536}, ValueError),
+        ({"max_reuse_factor": 2.0}, TypeError),
+        ({"max_reuse_factor": True}, TypeError),
+        ({"margin": -0.1}, ValueError),
+        ({"margin": math.nan}, ValueError),
+        ({"tolerance": "a"}, TypeError),
+    ],
+)
+def test_settings_are_checked(kwargs: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        ReuseControl(**kwargs)  # type: ignore[arg-type]
