@@ -14,9 +14,13 @@ the default), or each rank keeps a private cache (``cache_scope="rank"``).
   differ).
 - :mod:`revamper.distributed.sharing`: the machine's first rank creates the cache store, the
   others attach to it.
+- :mod:`revamper.distributed.epoch_exchange`: with ``reuse_factor="auto"``, every rank's
+  measurements to every rank at each epoch boundary, with a bounded wait, so that all ranks
+  make the same choice of r.
 """
 
 from revamper.distributed.agreement import DistributedSetupError, agree
+from revamper.distributed.epoch_exchange import EpochExchange, EpochExchangeError
 from revamper.distributed.setup import CacheScope, DistributedSetup, resolve_setup
 from revamper.distributed.sharing import share_store
 
@@ -24,6 +28,8 @@ __all__ = [
     "CacheScope",
     "DistributedSetup",
     "DistributedSetupError",
+    "EpochExchange",
+    "EpochExchangeError",
     "agree",
     "resolve_setup",
     "share_store",
