@@ -1,42 +1,53 @@
-"""Shared fixtures: every cache store, for the contract suite."""
+"""Shared fixtures: every registered cache store (and a few variants), for the contract suite.
+
+The kinds come from the store registry, so a newly registered store is in the contract suite
+without a change here. A kind whose ``budget_bytes`` does not mean "all entries together" says
+how the suite's total budget maps onto its arguments in :data:`CONTRACT_BUDGETS`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from revamper.store import CacheStore, DiskStore, SharedMemoryStore, TieredStore
+from revamper.store import CacheStore, make_store, store_kinds, store_spec
 
 StoreFactory = Callable[..., CacheStore]
 
-STORE_KINDS = ["memory", "memory-checksum", "disk", "tiered"]
 CONTRACT_SAMPLES = 1000
 TIERED_RAM = 3000  # bytes: small entries live in RAM, larger ones on disk
 
 
-def make_store(kind: str, root: Path, capacity_bytes: int | None = None) -> CacheStore:
-    """A store of ``kind``; disk-backed kinds live under ``root``. A capacity is the total."""
-    if kind == "memory":
-        return SharedMemoryStore(capacity_bytes)
-    if kind == "memory-checksum":
-        return SharedMemoryStore(capacity_bytes, checksum=True)
-    if kind == "disk":
-        return DiskStore(root, num_samples=CONTRACT_SAMPLES, capacity_bytes=capacity_bytes)
-    if kind == "tiered":
-        ram = TIERED_RAM if capacity_bytes is None else capacity_bytes // 2
-        disk = None if capacity_bytes is None else capacity_bytes - ram
-        return TieredStore(
-            SharedMemoryStore(ram),
-            DiskStore(
-                root,
-                num_samples=CONTRACT_SAMPLES,
-                capacity_bytes=disk,
-                drop_after_read=True,
-            ),
-        )
-    raise ValueError(kind)
+def _tiered_budget(total: int | None) -> dict[str, Any]:
+    """The tiered store's budget is its RAM tier's: split a total between RAM and disk."""
+    if total is None:
+        return {"budget_bytes": TIERED_RAM}
+    return {"budget_bytes": total // 2, "extra": {"disk_budget_bytes": total - total // 2}}
+
+
+CONTRACT_BUDGETS: dict[str, Callable[[int | None], dict[str, Any]]] = {"tiered": _tiered_budget}
+"""How a kind takes a total byte budget (default: ``budget_bytes=total``)."""
+
+STORE_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    **{kind: (kind, {}) for kind in store_kinds()},
+    "memory-nochecksum": ("memory", {"checksum": False}),
+}
+"""Fixture id -> (registered kind, extra constructor keywords)."""
+STORE_KINDS = list(STORE_VARIANTS)
+
+
+def new_contract_store(variant: str, root: Path, budget_bytes: int | None = None) -> CacheStore:
+    """A store of ``variant``; those that need a directory get ``root``. A budget is the total."""
+    kind, extra = STORE_VARIANTS[variant]
+    common: dict[str, Any] = {"num_samples": CONTRACT_SAMPLES, "budget_bytes": budget_bytes}
+    common.update(CONTRACT_BUDGETS.get(kind, lambda total: {"budget_bytes": total})(budget_bytes))
+    common["extra"] = {**common.get("extra", {}), **extra}
+    if store_spec(kind).needs_directory:
+        common["directory"] = root
+    return make_store(kind, **common)
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -48,10 +59,10 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 def new_store(store_kind: str, tmp_path: Path) -> Iterator[StoreFactory]:
     made: list[CacheStore] = []
 
-    def factory(capacity_bytes: int | None = None) -> CacheStore:
+    def factory(budget_bytes: int | None = None) -> CacheStore:
         root = tmp_path / f"store{len(made)}"
         root.mkdir()
-        store = make_store(store_kind, root, capacity_bytes)
+        store = new_contract_store(store_kind, root, budget_bytes)
         made.append(store)
         return store
 

@@ -211,29 +211,29 @@ def test_garbled_metas_only_ever_raise_codec_error(
 
 
 class _ListStore(CacheStore):
-    """The smallest store: what CacheStore.put hands put_encoded."""
+    """The smallest store: what CacheStore.put hands the _put_encoded hook."""
 
     def __init__(self, allow_pickle: bool) -> None:
         self._allow_pickle = allow_pickle
         self.encoded: list[codec.EncodedValue] = []
 
-    def put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
+    def _put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
         self.encoded.append(encoded)
         return True
 
-    def get(self, index: int, generation: int) -> Any:
+    def _get(self, index: int, generation: int) -> Any:
         raise NotImplementedError
 
-    def evict(self, index: int) -> None:
+    def _evict(self, index: int) -> None:
         raise NotImplementedError
 
-    def contains(self, index: int, generation: int | None = None) -> bool:
+    def _contains(self, index: int, generation: int | None) -> bool:
         raise NotImplementedError
 
-    def stats(self) -> StoreStats:
+    def _stats(self) -> StoreStats:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def _close(self) -> None:
         pass
 
 

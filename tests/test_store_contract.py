@@ -94,12 +94,12 @@ def test_stats_count_puts_and_bytes(new_store: StoreFactory) -> None:
     stats = store.stats()
     assert stats.entries == 3 and stats.puts == 3
     assert stats.bytes_used == sum(sizes)
-    assert stats.capacity_bytes is None
+    assert stats.budget_bytes is None
 
 
 def test_budget_rejects_what_does_not_fit(new_store: StoreFactory) -> None:
     one = record_size(encode(np.zeros(1000, dtype=np.uint8)))
-    store = new_store(capacity_bytes=2 * one + 10)
+    store = new_store(budget_bytes=2 * one + 10)
     assert store.put(0, 0, np.zeros(1000, dtype=np.uint8))
     assert store.put(1, 0, np.zeros(1000, dtype=np.uint8))
     assert not store.put(2, 0, np.zeros(1000, dtype=np.uint8))
@@ -107,13 +107,13 @@ def test_budget_rejects_what_does_not_fit(new_store: StoreFactory) -> None:
     # replacing an entry reuses its own bytes
     assert store.put(1, 1, np.ones(1000, dtype=np.uint8))
     stats = store.stats()
-    assert stats.bytes_used <= stats.capacity_bytes == 2 * one + 10
+    assert stats.bytes_used <= stats.budget_bytes == 2 * one + 10
     assert stats.rejected_puts == 1 and stats.entries == 2
 
 
 def test_rejected_replacement_drops_the_outdated_entry(new_store: StoreFactory) -> None:
     small = record_size(encode(np.zeros(10, dtype=np.uint8)))
-    store = new_store(capacity_bytes=2 * small)
+    store = new_store(budget_bytes=2 * small)
     assert store.put(0, 0, np.zeros(10, dtype=np.uint8))
     assert not store.put(0, 1, np.zeros(5000, dtype=np.uint8))
     assert not store.contains(0)
@@ -121,7 +121,7 @@ def test_rejected_replacement_drops_the_outdated_entry(new_store: StoreFactory) 
 
 
 def test_zero_budget_caches_nothing(new_store: StoreFactory) -> None:
-    store = new_store(capacity_bytes=0)
+    store = new_store(budget_bytes=0)
     assert not store.put(0, 0, 1)
     assert store.get(0, 0) is MISS
 

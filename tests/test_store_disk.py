@@ -311,7 +311,7 @@ def test_a_fixed_subset_stays_in_ram_and_disk_reads_are_bounded(tmp_path: Path) 
 
 
 def test_tiered_store_needs_a_ram_budget(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="capacity_bytes"):
+    with pytest.raises(ValueError, match="budget_bytes"):
         TieredStore(SharedMemoryStore(), disk(tmp_path))
 
 

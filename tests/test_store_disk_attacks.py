@@ -158,7 +158,7 @@ def test_a_cache_planted_by_another_user_is_refused_and_its_seed_never_adopted(
 
 def test_persisted_seed_ignores_a_manifest_of_another_user(tmp_path: Path) -> None:
     from revamper.distributed import DistributedSetup
-    from revamper.loader.caching import persisted_seed
+    from revamper.loader.store_setup import persisted_seed
 
     if os.geteuid() != 0:
         pytest.skip("needs root to give a file to another user")

@@ -20,7 +20,7 @@ import pytest
 
 from revamper import RevamperLoader
 from revamper.distributed import DistributedSetup
-from revamper.loader.caching import persisted_seed
+from revamper.loader.store_setup import persisted_seed
 from revamper.store import MISS, DiskStore
 from revamper.store.manifest import MANIFEST_NAME, read_manifest
 from revamper.store.ownership import CacheInUseError

@@ -157,7 +157,7 @@ def test_custom_directory_and_bad_directories(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "10"])
 def test_bad_capacity(bad: object) -> None:
-    with pytest.raises((TypeError, ValueError), match="capacity_bytes"):
+    with pytest.raises((TypeError, ValueError), match="budget_bytes"):
         SharedMemoryStore(bad)  # type: ignore[arg-type]
 
 

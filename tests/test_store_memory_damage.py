@@ -139,7 +139,7 @@ def test_an_entry_truncated_while_it_is_read_is_a_miss(monkeypatch: pytest.Monke
 
 @pytest.mark.parametrize("capacity", [None, 100_000])
 def test_a_sparse_entry_claiming_a_huge_size_is_a_miss(capacity: int | None) -> None:
-    store, path = _store_with(7, np.arange(1000), capacity_bytes=capacity)
+    store, path = _store_with(7, np.arange(1000), budget_bytes=capacity)
     os.truncate(path, 2**40)  # a terabyte, almost none of it allocated
     assert _get_quietly(store, 7) is MISS
     assert store.stats().invalid_reads == 1
@@ -224,7 +224,7 @@ def _set_counters(store: SharedMemoryStore, **values: int) -> None:
 
 
 def test_a_damaged_byte_count_is_recounted_and_the_budget_works_again() -> None:
-    store = SharedMemoryStore(capacity_bytes=100_000)
+    store = SharedMemoryStore(budget_bytes=100_000)
     store.put(0, 0, np.zeros(1000, dtype=np.uint8))
     store.put(1, 0, np.zeros(1000, dtype=np.uint8))
     held = store.stats().bytes_used

@@ -183,8 +183,8 @@ def test_attach_refuses_a_store_planted_by_another_user(shared_root: Path, tmp_p
 @pytest.mark.parametrize(
     "change",
     [
-        {"capacity_bytes": -1},
-        {"capacity_bytes": "10"},
+        {"budget_bytes": -1},
+        {"budget_bytes": "10"},
         {"reserve_bytes": 2**80},
         {"reserve_bytes": None},
         {"checksum": 1},

@@ -20,7 +20,13 @@ Quick start::
 
 from revamper.baselines import echoing_loader, standard_loader
 from revamper.distributed import DistributedSetupError
-from revamper.errors import SampleError
+from revamper.errors import (
+    CacheInUseError,
+    CodecError,
+    PickleNotAllowedError,
+    SampleError,
+    UnsafeCacheError,
+)
 from revamper.loader import EpochStats, LoaderStats, RevamperLoader
 from revamper.plan import EpochPlan, PlanConfig, plan_epoch
 from revamper.store import (
@@ -30,6 +36,8 @@ from revamper.store import (
     SharedMemoryStore,
     StoreStats,
     TieredStore,
+    make_store,
+    store_kinds,
 )
 from revamper.transforms import Chain
 
@@ -37,21 +45,27 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MISS",
+    "CacheInUseError",
     "CacheStore",
     "Chain",
+    "CodecError",
     "DiskStore",
     "DistributedSetupError",
     "EpochPlan",
     "EpochStats",
     "LoaderStats",
+    "PickleNotAllowedError",
     "PlanConfig",
     "RevamperLoader",
     "SampleError",
     "SharedMemoryStore",
     "StoreStats",
     "TieredStore",
+    "UnsafeCacheError",
     "__version__",
     "echoing_loader",
+    "make_store",
     "plan_epoch",
     "standard_loader",
+    "store_kinds",
 ]

@@ -1,8 +1,18 @@
-"""Exceptions revamper raises beyond the built-in ``TypeError``/``ValueError``."""
+"""Exceptions revamper raises beyond the built-in ``TypeError``/``ValueError``.
+
+All of them live here, so that a caller finds what to catch in one place, and so that the modules
+that raise them can be reorganised without moving a name users import. The ones a user meets are
+also exported from :mod:`revamper` and :mod:`revamper.store`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pwd
 import re
+import stat
+from pathlib import Path
 
 _STAGE = re.compile(r"failed in stage '(?P<stage>\w+)'")
 _INDEX = re.compile(r"sample (?P<index>\d+) failed in stage")
@@ -65,3 +75,80 @@ class CodecError(ValueError):
     It is corrupt, truncated, from another codec version, names a type that cannot be resolved
     safely, or holds a pickle that this reader may not load. Stores turn it into a miss.
     """
+
+
+class RecordError(ValueError):
+    """A cache record that does not hold what the reader asked for, or is damaged.
+
+    Raised by :mod:`revamper.store.record`; stores turn it into a miss.
+    """
+
+
+class UnsafeCacheError(ValueError):
+    """A cache path that another user could have written, or that is not what it should be.
+
+    Raised by the stores (:mod:`revamper.store.permissions` applies the rule) when a cache
+    directory or a file in it is a symbolic link, belongs to another user, or is writable by
+    group or others: such a cache is never read nor written through.
+
+    Attributes:
+        path: The offending path.
+        owner_uid: Its owner's uid (``None`` if it could not be read).
+        mode: Its permission bits (``None`` if it could not be read).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], problem: str, st: os.stat_result | None = None
+    ) -> None:
+        self.path = str(path)
+        self.owner_uid = None if st is None else st.st_uid
+        self.mode = None if st is None else stat.S_IMODE(st.st_mode)
+        where = "" if st is None else f" (owner {user_name(st.st_uid)}, mode {self.mode:04o})"
+        super().__init__(
+            f"refusing the cache path {self.path!r}{where}: {problem}. A cache is trusted only "
+            f"if it belongs to you ({user_name(os.geteuid())}) and no one else can write to it; "
+            "remove it or fix it (chown/chmod go-w), or use a cache directory of your own"
+        )
+
+
+def user_name(uid: int) -> str:
+    """``name (uid N)`` for a user id, or ``uid N`` when it has no name."""
+    with contextlib.suppress(KeyError):
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    return f"uid {uid}"
+
+
+class CacheInUseError(RuntimeError):
+    """Another live store owns this cache directory (one owning store per directory).
+
+    Attributes:
+        directory: The cache directory.
+        pid: The process that holds it, if it could be read.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], pid: int | None) -> None:
+        self.directory = str(directory)
+        self.pid = pid
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"the disk cache {self.directory!r} is in use by {holder} (another loader or store "
+            "owns it; a cache directory serves one loader at a time). Use another cache_dir, or "
+            "close that loader first; the ranks of one distributed run share it by themselves"
+        )
+
+
+class StoreGone(RuntimeError):
+    """A shared-memory store's directory was removed (or made unsafe) under an attached instance.
+
+    Its loader was closed, or something removed the directory. Writers stop caching with a
+    warning; :meth:`~revamper.store.CacheStore.stats` and
+    :meth:`~revamper.store.CacheStore.evict` raise it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], unsafe: str | None = None) -> None:
+        super().__init__(
+            f"revamper: the cache directory {Path(path)} no longer exists (its loader was closed, "
+            "or something removed it)"
+            if unsafe is None
+            else f"revamper: the cache directory {Path(path)} is no longer safe to use ({unsafe})"
+        )

@@ -1,4 +1,4 @@
-"""The one contract every cache store implements.
+"""The one contract every cache store implements: a template, public methods final, hooks private.
 
 A store maps a sample index to the *partially augmented sample* computed for it, tagged with the
 *generation*: the epoch in which the plan says that entry was computed. A reader always states the
@@ -9,16 +9,30 @@ Stores are shared by processes. The instance the loader creates is the *owner*: 
 resources and releases them on :meth:`CacheStore.close` or garbage collection. Pickling a store (as
 torch's DataLoader does when it starts worker processes) yields an *attached* instance that reads
 and writes the same entries and never releases them.
+
+:class:`CacheStore` fixes the public methods (``typing.final``) and runs, once for every backend,
+what each of them used to repeat: the closed check, the index and generation checks, the pickle
+round trip (only :meth:`CacheStore._shared_state` travels; the unpickled instance is attached and
+open), per-process handles re-opened after ``fork`` (:class:`PerProcess`) and warnings said once
+per instance. A backend implements the private hooks (``_get`` or ``_get_many``,
+``_put_encoded``, ``_evict``, ``_contains``, ``_stats``, ``_close``, and optionally the others),
+which may assume their arguments are checked and the store is open. torchdata's ``BaseNode``
+follows the same pattern. How to add a store: :mod:`revamper.store.registry`.
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
-from collections.abc import Sequence
-from typing import Any, Final
+import operator
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar, final
 
 from revamper.store import codec
+from revamper.store.stats import IoCounters, StoreStats
+
+__all__ = ["MISS", "CacheStore", "IoCounters", "PerProcess", "StoreStats", "check_budget"]
 
 
 class _Missing:
@@ -44,59 +58,93 @@ class _Missing:
 MISS: Final = _Missing()
 """Sentinel returned by :meth:`CacheStore.get` for an absent, stale or invalid entry."""
 
+_S = TypeVar("_S", bound="CacheStore")
+_H = TypeVar("_H", bound="_Closable")
 
-@dataclasses.dataclass(frozen=True)
-class StoreStats:
-    """A snapshot of a store's shared state, the same whichever process asks.
+# The hooks a subclass implements instead of the public (final) methods.
+_HOOKS: Final = {
+    "get": "_get",
+    "get_many": "_get_many",
+    "put": "_put_encoded",
+    "put_encoded": "_put_encoded",
+    "evict": "_evict",
+    "contains": "_contains",
+    "stats": "_stats",
+    "close": "_close",
+    "prefetch": "_prefetch",
+    "on_epoch_start": "_on_epoch_start",
+    "io_counters": "_io_counters",
+    "handle": "_handle",
+    "ram_bytes": "_ram_bytes",
+    "__getstate__": "_shared_state",
+    "__setstate__": "_attach_state",
+}
 
-    Attributes:
-        entries: Entries currently held.
-        bytes_used: Bytes currently held (encoded size, headers included).
-        capacity_bytes: The byte budget, or ``None`` for no budget.
-        puts: Entries written since the store was created.
-        rejected_puts: Entries not cached because they did not fit in the budget.
-        failed_puts: Entries not cached because writing them failed (e.g. a full file system).
-        invalid_reads: Entries found but rejected on read as damaged or foreign (wrong index,
-            length or codec version, failed checksum). An entry of another generation is an
-            ordinary miss and is not counted here.
+
+class _Closable(Protocol):
+    pid: int
+
+    def close(self) -> None: ...
+
+
+class PerProcess(Generic[_H]):
+    """What one process holds open on a store (descriptors, locks), re-opened after ``fork``.
+
+    A forked worker inherits its parent's descriptors; sharing them would share ``flock`` locks
+    and file offsets, so a process never uses handles another process opened: :meth:`get`
+    re-opens them when the pid differs, and :meth:`close` closes only handles opened here.
+    Handles carry the pid of the process that opened them (``pid`` attribute).
     """
 
-    entries: int
-    bytes_used: int
-    capacity_bytes: int | None
-    puts: int
-    rejected_puts: int
-    failed_puts: int
-    invalid_reads: int
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value: _H | None = None
+
+    def get(self, opener: Callable[[], _H]) -> _H:
+        """This process's handles, opened with ``opener`` if it has none yet."""
+        value = self._value
+        if value is None or value.pid != os.getpid():
+            value = self._value = opener()
+        return value
+
+    def here(self) -> _H | None:
+        """This process's handles if it opened them, else ``None``."""
+        value = self._value
+        return value if value is not None and value.pid == os.getpid() else None
+
+    def close(self) -> None:
+        """Close the handles if this process opened them, and forget them either way."""
+        value = self.here()
+        self._value = None
+        if value is not None:
+            value.close()
 
 
-@dataclasses.dataclass(frozen=True)
-class IoCounters:
-    """Cumulative bytes one store instance moved in one process, by tier.
+def check_budget(name: str, value: object) -> int | None:
+    """Check a byte count argument (a budget, a reserve): ``None`` or an int >= 0.
 
-    Attributes:
-        memory_read: Bytes of entries read from memory.
-        disk_read: Bytes of entries read from disk (or its page cache).
-        disk_written: Bytes of entries written to disk.
+    Raises:
+        TypeError: If it is not an int (a bool is not).
+        ValueError: If it is negative.
     """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
 
-    memory_read: int = 0
-    disk_read: int = 0
-    disk_written: int = 0
 
-    def __sub__(self, other: IoCounters) -> IoCounters:
-        return IoCounters(
-            self.memory_read - other.memory_read,
-            self.disk_read - other.disk_read,
-            self.disk_written - other.disk_written,
-        )
-
-    def __add__(self, other: IoCounters) -> IoCounters:
-        return IoCounters(
-            self.memory_read + other.memory_read,
-            self.disk_read + other.disk_read,
-            self.disk_written + other.disk_written,
-        )
+def _integer(name: str, value: object) -> int:
+    """``value`` as an int if it is an integer (numpy's included, bool not), else TypeError."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
 
 
 class CacheStore(abc.ABC):
@@ -115,16 +163,49 @@ class CacheStore(abc.ABC):
     :attr:`allow_pickle` is true (otherwise it reads as a miss), since unpickling runs code and a
     cache is input that another user may have planted. Concrete stores take an ``allow_pickle``
     constructor keyword and store it in ``self._allow_pickle``; the class default is ``False``.
+
+    Subclasses implement the private hooks, never the public methods (a class that overrides
+    one gets a ``TypeError`` naming the hook to implement instead). ``_get`` and ``_get_many``
+    default to each other: implement at least one. Each hook is called only on an open store,
+    with an index that passed :meth:`_index_bound` and integer generations.
+
+    Attributes:
+        kind: The registry name of the store's kind (set by
+            :func:`~revamper.store.registry.register_store`; ``""`` for an unregistered class).
+        persistent: Whether entries survive the run (a later run with the same fingerprint
+            reuses them); set by the registration.
     """
 
+    kind: ClassVar[str] = ""
+    persistent: ClassVar[bool] = False
     _allow_pickle: bool = False
+    _closed: bool = False
+    _warned: frozenset[str] = frozenset()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for public, hook in _HOOKS.items():
+            if public in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__name__}.{public} overrides a final method of CacheStore; implement "
+                    f"the hook {hook} instead (see revamper.store.base)"
+                )
+        if cls._get is CacheStore._get and cls._get_many is CacheStore._get_many:
+            raise TypeError(f"{cls.__name__} must implement _get or _get_many")
+
+    # -- properties ---------------------------------------------------------------------------
     @property
     def allow_pickle(self) -> bool:
         """Whether values the codec cannot encode natively may be pickled (and unpickled)."""
         return self._allow_pickle
 
-    @abc.abstractmethod
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called on this instance."""
+        return self._closed
+
+    # -- the contract (final) -------------------------------------------------------------------
+    @final
     def get(self, index: int, generation: int) -> Any:
         """Return the entry for ``index`` computed in ``generation``, or :data:`MISS`.
 
@@ -135,16 +216,39 @@ class CacheStore(abc.ABC):
         Returns:
             A private copy of the cached value, or :data:`MISS` if there is no entry, the entry has
             another generation, or it fails validation.
-        """
 
+        Raises:
+            RuntimeError: If the store is closed.
+            ValueError: If ``index`` is out of range.
+            TypeError: If ``index`` or ``generation`` is not an int.
+        """
+        self._check_open()
+        if type(generation) is not int:
+            generation = _integer("generation", generation)
+        return self._get(self._checked_index(index), generation)
+
+    @final
     def get_many(self, indices: Sequence[int], generations: Sequence[int]) -> list[Any]:
-        """Return :meth:`get` for each ``(index, generation)`` pair; stores may batch the reads."""
+        """Return :meth:`get` for each ``(index, generation)`` pair; stores may batch the reads.
+
+        Raises:
+            ValueError: If the two sequences differ in length, or an index is out of range.
+        """
         if len(indices) != len(generations):
             raise ValueError(
                 f"get_many: got {len(indices)} indices but {len(generations)} generations"
             )
-        return [self.get(i, g) for i, g in zip(indices, generations, strict=True)]
+        self._check_open()
+        for index in indices:
+            self._checked_index(index)
+        for generation in generations:
+            if type(generation) is not int:
+                _integer("generation", generation)
+        if len(indices) == 0:
+            return []
+        return self._get_many(indices, generations)
 
+    @final
     def put(self, index: int, generation: int, value: Any) -> bool:
         """Cache ``value`` for ``index``, replacing any earlier entry for that index.
 
@@ -160,51 +264,192 @@ class CacheStore(abc.ABC):
         Raises:
             PickleNotAllowedError: If ``value`` holds something the codec cannot encode natively
                 and :attr:`allow_pickle` is false.
+            RuntimeError: If the store is closed.
         """
-        return self.put_encoded(
-            index, generation, codec.encode(value, allow_pickle=self.allow_pickle)
-        )
+        self._check_open()
+        index = self._checked_index(index)
+        if type(generation) is not int:
+            generation = _integer("generation", generation)
+        encoded = codec.encode(value, allow_pickle=self.allow_pickle)
+        return self._put_encoded(index, generation, encoded)
 
-    @abc.abstractmethod
+    @final
     def put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
         """:meth:`put` for a value already encoded (a tiered store encodes once for two tiers)."""
+        self._check_open()
+        index = self._checked_index(index)
+        return self._put_encoded(index, _integer("generation", generation), encoded)
 
+    @final
+    def evict(self, index: int) -> None:
+        """Drop the entry for ``index`` if there is one."""
+        self._check_open()
+        self._evict(self._checked_index(index))
+
+    @final
+    def contains(self, index: int, generation: int | None = None) -> bool:
+        """Whether an entry for ``index`` exists (with ``generation``, if given)."""
+        self._check_open()
+        index = self._checked_index(index)
+        if generation is not None:
+            generation = _integer("generation", generation)
+        return self._contains(index, generation)
+
+    @final
+    def stats(self) -> StoreStats:
+        """A snapshot of the store's shared counters."""
+        self._check_open()
+        return self._stats()
+
+    @final
     def prefetch(self, indices: Sequence[int], generations: Sequence[int]) -> None:
         """Hint that these entries will be read soon (a disk store starts reading them ahead).
 
-        Called in the main process as the plan hands out batches; the default does nothing.
+        Called in the main process as the plan hands out batches. A hint: indices out of range
+        are ignored, not refused.
         """
-        return None
+        self._check_open()
+        self._prefetch(indices, generations)
 
+    @final
     def on_epoch_start(self, epoch: int) -> None:
-        """Maintenance between epochs, in the process that owns the store (default: nothing)."""
-        return None
+        """Maintenance between epochs, in the process that owns the store."""
+        self._check_open()
+        self._on_epoch_start(_integer("epoch", epoch))
 
+    @final
     def io_counters(self) -> IoCounters:
         """Bytes this instance (in this process) has read and written, by tier."""
-        return IoCounters()
+        return self._io_counters()
 
-    @abc.abstractmethod
-    def evict(self, index: int) -> None:
-        """Drop the entry for ``index`` if there is one."""
+    @final
+    def handle(self) -> dict[str, str]:
+        """What another rank passes to :func:`~revamper.store.registry.attach_store` to share it.
 
-    @abc.abstractmethod
-    def contains(self, index: int, generation: int | None = None) -> bool:
-        """Whether an entry for ``index`` exists (with ``generation``, if given)."""
+        Strings only (they travel through ``torch.distributed``'s object collectives); empty for
+        a store that other processes cannot attach to by path.
+        """
+        self._check_open()
+        return self._handle()
 
-    @abc.abstractmethod
-    def stats(self) -> StoreStats:
-        """A snapshot of the store's shared counters."""
+    @final
+    def ram_bytes(self) -> int:
+        """Bytes of entries the store holds in RAM (a tmpfs counts; a disk's page cache not)."""
+        self._check_open()
+        return self._ram_bytes()
 
-    @abc.abstractmethod
+    @final
     def close(self) -> None:
         """Release what this instance holds; the owner also releases the shared entries.
 
         Closing twice is harmless. Using a closed store raises :class:`RuntimeError`.
         """
+        if self._closed:
+            return
+        try:
+            self._close()
+        finally:
+            self._closed = True
 
-    def __enter__(self) -> CacheStore:
+    @final
+    def __enter__(self: _S) -> _S:
         return self
 
+    @final
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @final
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker receives: :meth:`_shared_state` (never per-process state)."""
+        self._check_open()
+        return self._shared_state()
+
+    @final
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Become an attached, open instance from the owner's :meth:`_shared_state`."""
+        self._closed = False
+        self._warned = frozenset()
+        self._attach_state(state)
+
+    # -- shared helpers ---------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the cache store {self!r} is closed")
+
+    def _checked_index(self, index: int) -> int:
+        if type(index) is not int:
+            index = _integer("index", index)
+        bound = self._index_bound()
+        if index < 0 or (bound is not None and index >= bound):
+            if bound is None:
+                raise ValueError(f"index must be >= 0, got {index}")
+            raise ValueError(f"index must be in [0, {bound}), got {index}")
+        return index
+
+    def _warn_once(self, key: str, message: str, *, stacklevel: int = 4) -> None:
+        """Warn (``RuntimeWarning``) the first time this instance meets ``key``."""
+        if key not in self._warned:
+            self._warned = self._warned | {key}
+            warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def _index_bound(self) -> int | None:
+        """Indices must be below this (``None``: any index >= 0)."""
+        return None
+
+    def _get(self, index: int, generation: int) -> Any:
+        """One entry (default: :meth:`_get_many` of one)."""
+        return self._get_many([index], [generation])[0]
+
+    def _get_many(self, indices: Sequence[int], generations: Sequence[int]) -> list[Any]:
+        """Several entries, non-empty (default: :meth:`_get` each)."""
+        return [self._get(i, g) for i, g in zip(indices, generations, strict=True)]
+
+    @abc.abstractmethod
+    def _put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
+        """Store an encoded value; ``False`` if it is not cached (budget, write failure)."""
+
+    @abc.abstractmethod
+    def _evict(self, index: int) -> None:
+        """Drop the entry for ``index`` if any."""
+
+    @abc.abstractmethod
+    def _contains(self, index: int, generation: int | None) -> bool:
+        """Whether an entry exists (with ``generation``, if given)."""
+
+    @abc.abstractmethod
+    def _stats(self) -> StoreStats:
+        """The shared counters."""
+
+    @abc.abstractmethod
+    def _close(self) -> None:
+        """Release this instance's resources (called once)."""
+
+    def _prefetch(self, indices: Sequence[int], generations: Sequence[int]) -> None:
+        """Start reading these entries ahead (default: nothing)."""
+        return None
+
+    def _on_epoch_start(self, epoch: int) -> None:
+        """Between-epoch maintenance (default: nothing)."""
+        return None
+
+    def _io_counters(self) -> IoCounters:
+        """Bytes moved by this instance in this process (default: none counted)."""
+        return IoCounters()
+
+    def _handle(self) -> dict[str, str]:
+        """How other processes attach by path (default: they cannot)."""
+        return {}
+
+    def _ram_bytes(self) -> int:
+        """Bytes held in RAM (default: all of :meth:`_stats`'s)."""
+        return self._stats().bytes_used
+
+    def _shared_state(self) -> dict[str, Any]:
+        """What a pickled copy carries (default: the instance's attributes)."""
+        return dict(self.__dict__)
+
+    def _attach_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`_shared_state` in an attached instance (default: the attributes)."""
+        self.__dict__.update(state)

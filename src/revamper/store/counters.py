@@ -103,14 +103,14 @@ class Counters:
         wrapped = (value + 2**63) % 2**64 - 2**63
         os.pwrite(self._fd, _SLOT.pack(wrapped), self._index[name] * _SLOT.size)
 
-    def stats(self, capacity_bytes: int | None) -> StoreStats:
+    def stats(self, budget_bytes: int | None) -> StoreStats:
         """A consistent snapshot of the statistics."""
         with self.locked():
             values = {name: self.value(name) for name in STATS}
         return StoreStats(
             entries=values["entries"],
             bytes_used=values["bytes"],
-            capacity_bytes=capacity_bytes,
+            budget_bytes=budget_bytes,
             puts=values["puts"],
             rejected_puts=values["rejected"],
             failed_puts=values["failed"],

@@ -30,17 +30,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from revamper.errors import CacheInUseError
 from revamper.store import codec, manifest, record
 from revamper.store import disk_layout as layout
-from revamper.store.base import MISS, CacheStore, IoCounters, StoreStats
+from revamper.store import disk_read as reading
+from revamper.store import disk_write as writing
+from revamper.store.base import MISS, CacheStore, IoCounters, PerProcess, StoreStats
 from revamper.store.disk_layout import check_directory
-from revamper.store.ownership import CacheInUseError, OwnerLock
-from revamper.store.segments import ActiveSegment, segment_path
+from revamper.store.ownership import OwnerLock
+from revamper.store.registry import StoreOptions, StoreSpec, handle_field, register_store
+from revamper.store.segments import segment_path
 from revamper.store.slots import Slot
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "CacheInUseError", "DiskStore", "check_directory"]
@@ -53,8 +56,6 @@ _SHARED_STATE: Final = (
     "_run_id", "_disabled",
 )  # fmt: skip
 """What a pickled copy (a worker's) carries."""
-_DAMAGE: Final = (ValueError, TypeError, OverflowError, LookupError, MemoryError)
-"""What decoding damaged bytes may raise (``RecordError`` and ``CodecError`` are ValueErrors)."""
 
 
 class DiskStore(CacheStore):
@@ -73,7 +74,7 @@ class DiskStore(CacheStore):
         num_samples: Size of the data set (the slot table has one slot per sample).
         fingerprint: What the cache is for (see :mod:`revamper.store.manifest`); a cache found
             with another fingerprint is discarded. ``None`` means "don't care": reuse any.
-        capacity_bytes: Budget for all records together, or ``None``.
+        budget_bytes: Budget for all live records together, or ``None``.
         segment_bytes: A writer starts a new segment file beyond this size.
         drop_after_read: Ask the kernel to drop a record's pages from the page cache once read
             (each entry is read once per epoch), so the cache does not also fill RAM; used with
@@ -91,8 +92,7 @@ class DiskStore(CacheStore):
     """
 
     _owner: OwnerLock | None
-    _proc_state: layout.ProcessFiles | None
-    _warned: set[str]
+    _proc_state: PerProcess[layout.ProcessFiles]
     _verified_pid: int | None
     _manifest: dict[str, Any]
 
@@ -102,12 +102,12 @@ class DiskStore(CacheStore):
         *,
         num_samples: int,
         fingerprint: Mapping[str, Any] | None = None,
-        capacity_bytes: int | None = None,
+        budget_bytes: int | None = None,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         drop_after_read: bool = False,
         allow_pickle: bool = False,
     ) -> None:
-        self._setup(directory, num_samples, capacity_bytes, segment_bytes, drop_after_read)
+        self._setup(directory, num_samples, budget_bytes, segment_bytes, drop_after_read)
         self._allow_pickle = bool(allow_pickle)
         try:
             layout.check_cache_files(self._path)
@@ -126,15 +126,15 @@ class DiskStore(CacheStore):
         self,
         directory: str | os.PathLike[str],
         num_samples: int,
-        capacity_bytes: int | None,
+        budget_bytes: int | None,
         segment_bytes: int,
         drop_after_read: bool,
     ) -> None:
         path = layout.check_directory(directory)
-        layout.check_arguments(num_samples, capacity_bytes)
+        layout.check_arguments(num_samples, budget_bytes)
         self._path = path
         self._num_samples = num_samples
-        self._capacity = capacity_bytes
+        self._capacity = budget_bytes
         self._segment_bytes = max(int(segment_bytes), 1)
         self._drop_after_read = drop_after_read
         self._disabled: str | None = None
@@ -149,7 +149,7 @@ class DiskStore(CacheStore):
         num_samples: int,
         fingerprint: Mapping[str, Any] | None = None,
         run_id: bytes | None = None,
-        capacity_bytes: int | None = None,
+        budget_bytes: int | None = None,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         drop_after_read: bool = False,
         allow_pickle: bool = False,
@@ -164,7 +164,7 @@ class DiskStore(CacheStore):
             fingerprint: If given, must match the cache's.
             run_id: If given, the owner's :attr:`run_id`: the cache must still be that
                 incarnation.
-            capacity_bytes: As for the constructor.
+            budget_bytes: As for the constructor.
             segment_bytes: As for the constructor.
             drop_after_read: As for the constructor.
             allow_pickle: As for the constructor.
@@ -173,7 +173,7 @@ class DiskStore(CacheStore):
             ValueError: If there is no trustworthy cache there, or it is another one.
         """
         store = cls.__new__(cls)
-        store._setup(directory, num_samples, capacity_bytes, segment_bytes, drop_after_read)
+        store._setup(directory, num_samples, budget_bytes, segment_bytes, drop_after_read)
         store._allow_pickle = bool(allow_pickle)
         store._run_id = layout.attached_run_id(store._path, num_samples, fingerprint, run_id)
         store._proc()  # open the files now: errors show here, not in the first get
@@ -203,11 +203,10 @@ class DiskStore(CacheStore):
             self._owner = None
 
     # -- pickling: workers get attached instances ------------------------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        self._check_open()
+    def _shared_state(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _SHARED_STATE}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def _attach_state(self, state: Mapping[str, Any]) -> None:
         for name in _SHARED_STATE:
             setattr(self, name, state[name])
         self._reset_process_state()
@@ -215,9 +214,7 @@ class DiskStore(CacheStore):
     def _reset_process_state(self) -> None:
         """What each instance keeps for itself (never owned after unpickling)."""
         self._owner = None
-        self._proc_state = None
-        self._closed = False
-        self._warned = set()
+        self._proc_state = PerProcess()
         self._failed_here = 0
         self._verified_pid = None
 
@@ -242,19 +239,20 @@ class DiskStore(CacheStore):
         return self._owner is not None
 
     # -- helpers ------------------------------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError(f"the disk cache store at {self._path} is closed")
-
     def _proc(self) -> layout.ProcessFiles:
-        self._check_open()
-        proc = self._proc_state
-        if proc is None or proc.pid != os.getpid():
-            if self._owner is not None:
-                self._owner.drop_inherited()  # a forked worker: the owner keeps the lock
-            proc = self._proc_state = layout.ProcessFiles(self._path, self._num_samples)
-            if proc.pid != self._verified_pid:
+        self._check_open()  # internal callers too: a closed store never re-opens files
+        return self._proc_state.get(self._open_files)
+
+    def _open_files(self) -> layout.ProcessFiles:
+        if self._owner is not None:
+            self._owner.drop_inherited()  # a forked worker: the owner keeps the lock
+        proc = layout.ProcessFiles(self._path, self._num_samples)
+        if proc.pid != self._verified_pid:
+            try:
                 self._verify_incarnation()
+            except BaseException:
+                proc.close()
+                raise
         return proc
 
     def _verify_incarnation(self) -> None:
@@ -272,9 +270,7 @@ class DiskStore(CacheStore):
         try:
             return self._proc()
         except (OSError, ValueError, _Gone) as exc:  # files gone, unsafe, full, reset
-            if self._proc_state is not None and self._proc_state.pid == os.getpid():
-                self._proc_state.close()
-            self._proc_state = None
+            self._proc_state.close()
             self._disable(str(exc))
             return None
 
@@ -284,16 +280,10 @@ class DiskStore(CacheStore):
         with proc.counters.locked():
             yield proc
 
-    def _check_index(self, index: int) -> None:
-        if not 0 <= index < self._num_samples:
-            raise ValueError(f"index must be in [0, {self._num_samples}), got {index}")
+    def _index_bound(self) -> int:
+        return self._num_samples
 
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-    def _damaged(self, proc: layout.ProcessFiles, count: int, what: str) -> None:
+    def _damaged(self, count: int, what: str) -> None:
         with contextlib.suppress(OSError), self._locked() as locked:
             locked.counters.add("invalid", count)
         self._warn_once(
@@ -303,70 +293,29 @@ class DiskStore(CacheStore):
         )
 
     # -- reading --------------------------------------------------------------------------------
-    def get(self, index: int, generation: int) -> Any:
-        """See :meth:`CacheStore.get`."""
-        return self.get_many([index], [generation])[0]
-
-    def get_many(self, indices: Sequence[int], generations: Sequence[int]) -> list[Any]:
-        """See :meth:`CacheStore.get_many`: one pass over the batch, in file order."""
-        if len(indices) != len(generations):
-            raise ValueError(
-                f"get_many: got {len(indices)} indices but {len(generations)} generations"
-            )
-        for index in indices:
-            self._check_index(index)
-        out: list[Any] = [MISS] * len(indices)
-        proc = self._live()
-        if proc is None or len(indices) == 0:
-            return out
-        try:
-            slots = proc.slots.read_many(indices)
-        except OSError:
-            return out
-        self._note_damaged_slots(proc)
-        for segment, items in layout.by_segment(slots, generations).items():
-            spans = [(slot.offset, slot.length) for _, slot in items]
-            datas = proc.reader.read_many(segment, spans)
-            for (position, slot), data in zip(items, datas, strict=True):
-                out[position] = self._open(proc, indices[position], slot, data)
-            if self._drop_after_read:
-                proc.reader.release(segment, spans)
-        return out
-
-    def _note_damaged_slots(self, proc: layout.ProcessFiles) -> None:
-        new = proc.slots.damaged - proc.damaged_seen
-        if new:
-            proc.damaged_seen = proc.slots.damaged
-            self._damaged(proc, new, f"{new} damaged slot(s) of the index")
-
-    def _open(self, proc: layout.ProcessFiles, index: int, slot: Slot, data: Any) -> Any:
-        try:
-            if data is None:
-                raise record.RecordError("its segment file is missing or cut short")
-            proc.disk_read += slot.length
-            return layout.decode_record(data, index, slot, self._run_id, self._allow_pickle)
-        except _DAMAGE as exc:
-            self._damaged(proc, 1, f"a damaged record (sample {index}: {exc})")
-            return MISS
-
-    def prefetch(self, indices: Sequence[int], generations: Sequence[int]) -> None:
-        """Start reading these entries from disk in the background (``POSIX_FADV_WILLNEED``)."""
+    def _get_many(self, indices: Sequence[int], generations: Sequence[int]) -> list[Any]:
+        """One pass over the batch, in file order (:mod:`revamper.store.disk_read`)."""
         proc = self._live()
         if proc is None:
-            return
-        keep = [k for k, i in enumerate(indices) if 0 <= i < self._num_samples]
-        try:
-            slots = proc.slots.read_many([indices[k] for k in keep])
-        except OSError:
-            return
-        wanted = layout.by_segment(slots, [generations[k] for k in keep])
-        for segment, items in wanted.items():
-            spans = [(slot.offset, slot.length) for _, slot in items]
-            proc.reader.advise(segment, spans, os.POSIX_FADV_WILLNEED)
+            return [MISS] * len(indices)
+        return reading.read_records(
+            proc,
+            indices,
+            generations,
+            run_id=self._run_id,
+            allow_pickle=self._allow_pickle,
+            drop_after_read=self._drop_after_read,
+            damaged=self._damaged,
+        )
 
-    def contains(self, index: int, generation: int | None = None) -> bool:
-        """See :meth:`CacheStore.contains` (checks the slot, not the record)."""
-        self._check_index(index)
+    def _prefetch(self, indices: Sequence[int], generations: Sequence[int]) -> None:
+        """Start reading these entries from disk in the background (``POSIX_FADV_WILLNEED``)."""
+        proc = self._live()
+        if proc is not None:
+            reading.prefetch_records(proc, indices, generations)
+
+    def _contains(self, index: int, generation: int | None) -> bool:
+        """Checks the slot, not the record."""
         proc = self._live()
         if proc is None:
             return False
@@ -377,9 +326,7 @@ class DiskStore(CacheStore):
         return slot is not None and (generation is None or slot.generation == generation)
 
     # -- writing --------------------------------------------------------------------------------
-    def put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
-        """See :meth:`CacheStore.put_encoded`."""
-        self._check_index(index)
+    def _put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
         proc = self._live()
         if proc is None:
             self._failed_here += 1
@@ -388,10 +335,8 @@ class DiskStore(CacheStore):
         try:
             if not layout.fits(proc, index, size, self._capacity):
                 with self._locked() as locked:
-                    layout.drop_slot(locked, index)
-                    locked.counters.add("rejected", 1)
-                return False
-            active = self._active(proc, generation)
+                    return writing.reject(locked, index)
+            active = writing.active_segment(proc, self._path, generation, self._segment_bytes)
             offset = active.append(
                 record.record_segments(
                     index, generation, encoded, checksum=True, run_id=self._run_id
@@ -399,34 +344,14 @@ class DiskStore(CacheStore):
             )
             proc.disk_written += size
             with self._locked() as locked:
-                if not layout.fits(locked, index, size, self._capacity):
-                    layout.drop_slot(locked, index)
-                    locked.counters.add("rejected", 1)
+                slot = Slot(generation, offset, size, active.number)
+                if not writing.commit(locked, index, slot, self._capacity):
                     return False
-                old = locked.slots.clear(index)
-                locked.slots.write(index, Slot(generation, offset, size, active.number))
-                locked.counters.add("bytes", size - old)
-                locked.counters.add("entries", 0 if old else 1)
-                locked.counters.add("puts", 1)
         except (OSError, ValueError) as exc:
             return self._write_failed(proc, index, exc)
         if self._drop_after_read:
             proc.reader.advise(active.number, [(offset, size)], os.POSIX_FADV_DONTNEED)
         return True
-
-    def _active(self, proc: layout.ProcessFiles, generation: int) -> ActiveSegment:
-        active = proc.active
-        if active is not None and active.size < self._segment_bytes:
-            if generation <= active.generation:
-                return active
-            if active.size == 0:
-                active.generation = generation
-                return active
-        if active is not None:
-            active.close()
-            proc.active = None
-        proc.active = layout.new_segment(proc, self._path, generation)
-        return proc.active
 
     def _write_failed(self, proc: layout.ProcessFiles, index: int, exc: Exception) -> bool:
         with contextlib.suppress(OSError), self._locked() as locked:
@@ -441,9 +366,7 @@ class DiskStore(CacheStore):
         )
         return False
 
-    def evict(self, index: int) -> None:
-        """See :meth:`CacheStore.evict`."""
-        self._check_index(index)
+    def _evict(self, index: int) -> None:
         proc = self._live()
         if proc is None:
             return
@@ -451,7 +374,7 @@ class DiskStore(CacheStore):
             layout.drop_slot(locked, index)
 
     # -- maintenance ----------------------------------------------------------------------------
-    def on_epoch_start(self, epoch: int) -> None:
+    def _on_epoch_start(self, epoch: int) -> None:
         """Check the counters, and delete the segments no slot points into and no writer holds.
 
         Counters that disagree with the slot table (damaged) are rebuilt from it, with a log
@@ -480,7 +403,7 @@ class DiskStore(CacheStore):
             locked.slots.clear_all()
             locked.counters.set("bytes", 0)
             locked.counters.set("entries", 0)
-        self.on_epoch_start(-1)
+        self._on_epoch_start(-1)
 
     def disk_bytes(self) -> int:
         """Bytes the segment files take, live and dead records together."""
@@ -490,29 +413,28 @@ class DiskStore(CacheStore):
                 total += os.lstat(segment_path(self._path / "segments", number)).st_size
         return total
 
-    def io_counters(self) -> IoCounters:
-        """See :meth:`CacheStore.io_counters`."""
-        proc = self._proc_state
-        if proc is None or proc.pid != os.getpid():
+    def _io_counters(self) -> IoCounters:
+        proc = self._proc_state.here()
+        if proc is None:
             return IoCounters()
         return IoCounters(disk_read=proc.disk_read, disk_written=proc.disk_written)
 
-    def stats(self) -> StoreStats:
-        """See :meth:`CacheStore.stats`."""
+    def _stats(self) -> StoreStats:
         proc = self._live()
         if proc is None:
             return StoreStats(0, 0, self._capacity, 0, 0, self._failed_here, 0)
         return proc.counters.stats(self._capacity)
 
-    def close(self) -> None:
+    def _handle(self) -> dict[str, str]:
+        return {"disk_run_id": self._run_id.hex()}
+
+    def _ram_bytes(self) -> int:
+        return 0  # entries are in segment files (their page cache is the kernel's)
+
+    def _close(self) -> None:
         """Release this process's handles (and the directory, if it owns it); the cache stays."""
-        if self._closed:
-            return
-        if self._proc_state is not None and self._proc_state.pid == os.getpid():
-            self._proc_state.close()
-        self._proc_state = None
+        self._proc_state.close()
         self._release_owner()
-        self._closed = True
 
     def __repr__(self) -> str:
         return f"DiskStore({str(self._path)!r}, num_samples={self._num_samples})"
@@ -520,3 +442,40 @@ class DiskStore(CacheStore):
 
 class _Gone(Exception):
     """The cache this process knew is no longer there (reset or replaced by another process)."""
+
+
+def _disk_keywords(options: StoreOptions) -> dict[str, Any]:
+    return {
+        "num_samples": options.num_samples,
+        "fingerprint": options.fingerprint,
+        "budget_bytes": options.budget_bytes,
+        **options.pickle_keyword(),
+        **options.extra,
+    }
+
+
+def _create(options: StoreOptions) -> DiskStore:
+    assert options.directory is not None  # make_store checked it
+    return DiskStore(options.directory, **_disk_keywords(options))
+
+
+def _attach(options: StoreOptions, handle: Mapping[str, str]) -> DiskStore:
+    assert options.directory is not None
+    run_id = bytes.fromhex(handle_field(handle, "disk_run_id", "disk"))
+    return DiskStore.attach(options.directory, run_id=run_id, **_disk_keywords(options))
+
+
+register_store(
+    StoreSpec(
+        name="disk",
+        store_class=DiskStore,
+        create=_create,
+        attach=_attach,
+        needs_directory=True,
+        needs_num_samples=True,
+        persistent=True,
+        budget="bytes of all live records in the segment files together (None: no budget; "
+        "dead records wait for the garbage collection between epochs)",
+        summary="checksummed records in segment files on local disk, kept across runs",
+    )
+)

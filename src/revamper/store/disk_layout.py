@@ -23,7 +23,9 @@ from typing import Any, Final
 
 import numpy as np
 
+from revamper.errors import RecordError, UnsafeCacheError
 from revamper.store import codec, manifest, permissions, record
+from revamper.store.base import check_budget
 from revamper.store.counters import Counters
 from revamper.store.segments import ActiveSegment, SegmentReader, segment_path, try_delete
 from revamper.store.slots import MAX_SEGMENT, Slot, SlotTable
@@ -44,7 +46,7 @@ def check_directory(directory: str | os.PathLike[str]) -> Path:
 
     Raises:
         ValueError: Naming the path and what is wrong with it (an
-            :class:`~revamper.store.permissions.UnsafeCacheError` for the owner and mode rule).
+            :class:`~revamper.store.UnsafeCacheError` for the owner and mode rule).
     """
     path = Path(directory)
     if not path.exists():
@@ -115,7 +117,7 @@ def is_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in _FULL
 
 
-def check_arguments(num_samples: int, capacity_bytes: int | None) -> None:
+def check_arguments(num_samples: int, budget_bytes: int | None) -> None:
     """Check a disk store's size arguments.
 
     Raises:
@@ -123,12 +125,7 @@ def check_arguments(num_samples: int, capacity_bytes: int | None) -> None:
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
-    if capacity_bytes is not None and (
-        isinstance(capacity_bytes, bool) or not isinstance(capacity_bytes, int)
-    ):
-        raise TypeError(f"capacity_bytes must be an int or None, got {capacity_bytes!r}")
-    if capacity_bytes is not None and capacity_bytes < 0:
-        raise ValueError(f"capacity_bytes must be >= 0, got {capacity_bytes}")
+    check_budget("budget_bytes", budget_bytes)
 
 
 def open_or_reset(
@@ -222,7 +219,7 @@ def _segment_files(directory: Path) -> list[Path]:
         return []
     for name in names:
         if not _SEGMENT_NAME.fullmatch(name):
-            raise permissions.UnsafeCacheError(
+            raise UnsafeCacheError(
                 directory / name, "it is not a cache segment, and a reset would delete it"
             )
     return [directory / name for name in names]
@@ -341,7 +338,7 @@ def decode_record(data: Any, index: int, slot: Slot, run_id: bytes, allow_pickle
     """
     header, meta, payload = record.open_record(data, index, run_id=run_id, require_checksum=True)
     if header.generation != slot.generation:
-        raise record.RecordError("record and slot disagree on the generation")
+        raise RecordError("record and slot disagree on the generation")
     return codec.decode(meta, payload, allow_pickle=allow_pickle)
 
 

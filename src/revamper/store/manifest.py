@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from revamper.errors import UnsafeCacheError
 from revamper.store import permissions
 from revamper.store.codec import CODEC_VERSION
 from revamper.store.record import RUN_ID_SIZE
@@ -130,7 +131,7 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
         problem = _problem(loaded)
     except FileNotFoundError:
         return None
-    except permissions.UnsafeCacheError as exc:
+    except UnsafeCacheError as exc:
         logger.warning("not trusting the cache manifest in %s: %s", directory, exc)
         return None
     except (OSError, ValueError, RecursionError) as exc:  # UnicodeError, JSONDecodeError, ...

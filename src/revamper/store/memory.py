@@ -26,14 +26,14 @@ import errno
 import logging
 import os
 import stat
-import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from revamper.errors import CodecError, RecordError
 from revamper.store import codec, record
-from revamper.store.base import MISS, CacheStore, IoCounters, StoreStats
+from revamper.store.base import MISS, CacheStore, IoCounters, PerProcess, StoreStats, check_budget
 from revamper.store.counters import Counters
 from revamper.store.memory_dir import (
     DIR_PREFIX,
@@ -60,6 +60,7 @@ from revamper.store.memory_entry import (
 from revamper.store.memory_handles import Handles, StoreGone
 from revamper.store.memory_settings import MemorySettings
 from revamper.store.memory_usage import MAX_BYTES, checked_stats, checked_usage
+from revamper.store.registry import StoreOptions, StoreSpec, handle_field, register_store
 
 __all__ = ["DIR_PREFIX", "SharedMemoryStore", "default_reserve", "sweep_abandoned"]
 
@@ -81,7 +82,7 @@ class SharedMemoryStore(CacheStore):
     :class:`~revamper.errors.PickleNotAllowedError` on :meth:`put`).
 
     Args:
-        capacity_bytes: Budget for all entries together (record sizes), or ``None`` for none.
+        budget_bytes: Budget for all entries together (record sizes), or ``None`` for none.
             An entry that does not fit is not cached; readers then miss and recompute it.
         directory: Where to create the store's directory; defaults to ``/dev/shm`` (falling back
             to the system temp directory, with a log message, where there is none).
@@ -96,35 +97,30 @@ class SharedMemoryStore(CacheStore):
             unpickled when read back); see the pickle policy above.
 
     Raises:
-        ValueError: If ``capacity_bytes`` or ``reserve_bytes`` is negative or ``directory`` is
+        ValueError: If ``budget_bytes`` or ``reserve_bytes`` is negative or ``directory`` is
             not a writable directory.
         UnsafeCacheError: If another user could replace what the store creates in
             ``directory`` (it is theirs, or writable by others and not sticky).
-        TypeError: If ``capacity_bytes`` or ``reserve_bytes`` is not an int.
+        TypeError: If ``budget_bytes`` or ``reserve_bytes`` is not an int.
     """
 
     _finalizer: weakref.finalize[Any, Any] | None
 
     def __init__(
         self,
-        capacity_bytes: int | None = None,
+        budget_bytes: int | None = None,
         *,
         directory: str | os.PathLike[str] | None = None,
         checksum: bool = True,
         reserve_bytes: int | None = None,
         allow_pickle: bool = True,
     ) -> None:
-        for name, value in (("capacity_bytes", capacity_bytes), ("reserve_bytes", reserve_bytes)):
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+        check_budget("budget_bytes", budget_bytes)
+        check_budget("reserve_bytes", reserve_bytes)
         root = Path(directory) if directory is not None else default_directory()
         check_root(root)
         settings = MemorySettings(
-            capacity_bytes=capacity_bytes,
+            budget_bytes=budget_bytes,
             checksum=bool(checksum),
             reserve_bytes=default_reserve(root) if reserve_bytes is None else reserve_bytes,
             allow_pickle=bool(allow_pickle),
@@ -141,18 +137,16 @@ class SharedMemoryStore(CacheStore):
     def _init_state(self, path: Path, settings: MemorySettings) -> None:
         self._path = path
         self._settings = settings
-        self._capacity = settings.capacity_bytes
+        self._capacity = settings.budget_bytes
         self._checksum = settings.checksum
         self._reserve = settings.reserve_bytes
         self._allow_pickle = settings.allow_pickle
         self._run_id = settings.run_id
-        self._max_record = max_entry_size(path, settings.capacity_bytes)
+        self._max_record = max_entry_size(path, settings.budget_bytes)
         self._max_used = MAX_BYTES if self._capacity is None else self._capacity
         self._owner_pid = -1
         self._finalizer = None
-        self._handles: Handles | None = None
-        self._closed = False
-        self._warned: set[str] = set()
+        self._handles: PerProcess[Handles] = PerProcess()
         self._bytes_read = 0
         self._invalid_seen = 0
 
@@ -186,11 +180,10 @@ class SharedMemoryStore(CacheStore):
         return store
 
     # -- pickling: what a worker process receives is an attached instance -------------------
-    def __getstate__(self) -> dict[str, Any]:
-        self._check_open()
+    def _shared_state(self) -> dict[str, Any]:
         return {"path": self._path, "settings": self._settings}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def _attach_state(self, state: Mapping[str, Any]) -> None:
         # The state comes from the owner's process (a trusted pickle, not the directory).
         self._init_state(state["path"], state["settings"])
 
@@ -200,7 +193,7 @@ class SharedMemoryStore(CacheStore):
         return self._path
 
     @property
-    def capacity_bytes(self) -> int | None:
+    def budget_bytes(self) -> int | None:
         """The byte budget, or ``None``."""
         return self._capacity
 
@@ -225,16 +218,12 @@ class SharedMemoryStore(CacheStore):
         return self._finalizer is not None and os.getpid() == self._owner_pid
 
     # -- helpers --------------------------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError(f"the cache store at {self._path} is closed")
+    def _open_handles(self) -> Handles:
+        return Handles.open(self._path)
 
     def _proc(self) -> Handles:
-        self._check_open()
-        handles = self._handles
-        if handles is None or handles.pid != os.getpid():
-            handles = self._handles = Handles.open(self._path)
-        return handles
+        self._check_open()  # internal callers too: a closed store never re-opens files
+        return self._handles.get(self._open_handles)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Counters]:
@@ -247,16 +236,6 @@ class SharedMemoryStore(CacheStore):
 
     def _entry_path(self, index: int) -> str:
         return f"{self._path}/data/{index >> _SHARD_BITS:x}/{index}"
-
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
-
-    @staticmethod
-    def _check_index(index: int) -> None:
-        if index < 0:
-            raise ValueError(f"index must be >= 0, got {index}")
 
     def _invalid(self, index: int, reason: str) -> Any:
         """Count a damaged or foreign entry (warning once per process) and miss."""
@@ -283,11 +262,8 @@ class SharedMemoryStore(CacheStore):
             )
         return used
 
-    # -- the contract -----------------------------------------------------------------------
-    def get(self, index: int, generation: int) -> Any:
-        """See :meth:`CacheStore.get`."""
-        self._check_open()
-        self._check_index(index)
+    # -- the contract's hooks (see CacheStore) ---------------------------------------------------
+    def _get(self, index: int, generation: int) -> Any:
         try:
             data = read_entry(self._entry_path(index), self._max_record)
         except DamagedEntry as exc:
@@ -302,12 +278,10 @@ class SharedMemoryStore(CacheStore):
             if header.generation != generation:
                 return MISS
             return codec.decode(meta, payload, allow_pickle=self._allow_pickle)
-        except (record.RecordError, codec.CodecError) as exc:
+        except (RecordError, CodecError) as exc:
             return self._invalid(index, str(exc))
 
-    def put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
-        """See :meth:`CacheStore.put_encoded`."""
-        self._check_index(index)
+    def _put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
         try:
             return self._put(index, generation, encoded)
         except StoreGone as exc:
@@ -416,23 +390,18 @@ class SharedMemoryStore(CacheStore):
         )
         return False
 
-    def evict(self, index: int) -> None:
-        """See :meth:`CacheStore.evict`."""
-        self._check_index(index)
+    def _evict(self, index: int) -> None:
         final = self._entry_path(index)
         with self._locked() as counters:
             self._drop_locked(counters, final, entry_size(final))
 
-    def contains(self, index: int, generation: int | None = None) -> bool:
-        """See :meth:`CacheStore.contains`."""
-        self._check_open()
-        self._check_index(index)
+    def _contains(self, index: int, generation: int | None) -> bool:
         try:
             head = read_head(self._entry_path(index))
             if head is None:
                 return False
             header = record.parse_header(head)
-        except (DamagedEntry, record.RecordError):
+        except (DamagedEntry, RecordError):
             return False
         return (
             header.index == index
@@ -440,7 +409,7 @@ class SharedMemoryStore(CacheStore):
             and (generation is None or header.generation == generation)
         )
 
-    def on_epoch_start(self, epoch: int) -> None:
+    def _on_epoch_start(self, epoch: int) -> None:
         """Recount the bytes held if damaged entries (which skew the count) were seen lately."""
         with contextlib.suppress(StoreGone, OSError), self._locked() as counters:
             invalid = counters.value("invalid")
@@ -448,28 +417,55 @@ class SharedMemoryStore(CacheStore):
                 self._invalid_seen = invalid
                 self._usage(counters, recount=True)
 
-    def io_counters(self) -> IoCounters:
-        """See :meth:`CacheStore.io_counters`: entries read here, all from memory."""
+    def _io_counters(self) -> IoCounters:
+        """Entries read here, all from memory."""
         return IoCounters(memory_read=self._bytes_read)
 
-    def stats(self) -> StoreStats:
-        """See :meth:`CacheStore.stats`; a counter found out of range is reset (recounted)."""
+    def _stats(self) -> StoreStats:
+        """The shared counters; one found out of range is reset (recounted)."""
         with self._locked() as counters:
             self._usage(counters)
             return checked_stats(counters, self._capacity)
 
-    def close(self) -> None:
-        """See :meth:`CacheStore.close`; the owner removes the directory and every entry."""
-        if self._closed:
-            return
-        if self._handles is not None and self._handles.pid == os.getpid():
-            self._handles.close()
-        self._handles = None
-        self._closed = True
+    def _handle(self) -> dict[str, str]:
+        return {"memory": str(self._path)}
+
+    def _close(self) -> None:
+        """The owner also removes the directory and every entry."""
+        self._handles.close()
         if self._finalizer is not None and os.getpid() == self._owner_pid:
             self._finalizer()
 
     def __repr__(self) -> str:
         role = "owner" if self.is_owner else "attached"
-        state = "closed" if self._closed else role
-        return f"SharedMemoryStore({str(self._path)!r}, capacity_bytes={self._capacity}, {state})"
+        state = "closed" if self.closed else role
+        return f"SharedMemoryStore({str(self._path)!r}, budget_bytes={self._capacity}, {state})"
+
+
+def _create(options: StoreOptions) -> SharedMemoryStore:
+    return SharedMemoryStore(
+        options.budget_bytes,
+        directory=options.directory,
+        **options.pickle_keyword(),
+        **options.extra,
+    )
+
+
+def _attach(options: StoreOptions, handle: Mapping[str, str]) -> SharedMemoryStore:
+    return SharedMemoryStore.attach(handle_field(handle, "memory", "memory"))
+
+
+register_store(
+    StoreSpec(
+        name="memory",
+        store_class=SharedMemoryStore,
+        create=_create,
+        attach=_attach,
+        needs_directory=False,
+        needs_num_samples=False,
+        persistent=False,
+        budget="bytes of all records in shared memory together (None: no budget; the free "
+        "space reserve on the tmpfs applies either way)",
+        summary="record files on a tmpfs (/dev/shm), shared by the loader's processes for the run",
+    )
+)

@@ -26,15 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Final
 
+from revamper.errors import UnsafeCacheError
 from revamper.store.counters import Counters
 from revamper.store.memory_settings import MemorySettings
-from revamper.store.permissions import (
-    DIR_MODE,
-    FILE_MODE,
-    UnsafeCacheError,
-    check_fd,
-    check_path,
-)
+from revamper.store.permissions import DIR_MODE, FILE_MODE, check_fd, check_path
 
 logger = logging.getLogger(__name__)
 

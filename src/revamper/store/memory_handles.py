@@ -9,20 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from revamper.errors import StoreGone, UnsafeCacheError
 from revamper.store.counters import Counters
-from revamper.store.permissions import UnsafeCacheError
 
-
-class StoreGone(RuntimeError):
-    """The store's directory was removed (or made unsafe) under an attached instance."""
-
-    def __init__(self, path: Path, unsafe: str | None = None) -> None:
-        super().__init__(
-            f"revamper: the cache directory {path} no longer exists (its loader was closed, or "
-            "something removed it)"
-            if unsafe is None
-            else f"revamper: the cache directory {path} is no longer safe to use ({unsafe})"
-        )
+__all__ = ["Handles", "StoreGone"]
 
 
 class Handles:

@@ -36,21 +36,21 @@ class MemorySettings:
     """What every instance of one shared-memory store must agree on.
 
     Attributes:
-        capacity_bytes: The byte budget, or ``None``.
+        budget_bytes: The byte budget, or ``None``.
         checksum: Whether records carry and are checked against a CRC-32.
         reserve_bytes: Free space left on the file system.
         allow_pickle: Whether values may be pickled and unpickled.
         run_id: The store's random identity (16 bytes), written in and required of every record.
     """
 
-    capacity_bytes: int | None
+    budget_bytes: int | None
     checksum: bool
     reserve_bytes: int
     allow_pickle: bool
     run_id: bytes
 
     def __post_init__(self) -> None:
-        _check_size("capacity_bytes", self.capacity_bytes, optional=True)
+        _check_size("budget_bytes", self.budget_bytes, optional=True)
         _check_size("reserve_bytes", self.reserve_bytes)
         _check_flag("checksum", self.checksum)
         _check_flag("allow_pickle", self.allow_pickle)

@@ -51,7 +51,7 @@ def checked_usage(
     return used, True
 
 
-def checked_stats(counters: Counters, capacity_bytes: int | None) -> StoreStats:
+def checked_stats(counters: Counters, budget_bytes: int | None) -> StoreStats:
     """A snapshot of the statistics, resetting any counter out of range (hold the lock)."""
     values: dict[str, int] = {}
     for name in STATS:
@@ -63,7 +63,7 @@ def checked_stats(counters: Counters, capacity_bytes: int | None) -> StoreStats:
     return StoreStats(
         entries=values["entries"],
         bytes_used=values["bytes"],
-        capacity_bytes=capacity_bytes,
+        budget_bytes=budget_bytes,
         puts=values["puts"],
         rejected_puts=values["rejected"],
         failed_puts=values["failed"],

@@ -21,28 +21,12 @@ import weakref
 from pathlib import Path
 from typing import Final
 
+from revamper.errors import CacheInUseError
 from revamper.store import permissions
 
+__all__ = ["OWNER_LOCK_NAME", "CacheInUseError", "OwnerLock"]
+
 OWNER_LOCK_NAME: Final = "owner.lock"
-
-
-class CacheInUseError(RuntimeError):
-    """Another live store owns this cache directory.
-
-    Attributes:
-        directory: The cache directory.
-        pid: The process that holds it, if it could be read.
-    """
-
-    def __init__(self, directory: Path, pid: int | None) -> None:
-        self.directory = str(directory)
-        self.pid = pid
-        holder = f"process {pid}" if pid is not None else "another process"
-        super().__init__(
-            f"the disk cache {self.directory!r} is in use by {holder} (another loader or store "
-            "owns it; a cache directory serves one loader at a time). Use another cache_dir, or "
-            "close that loader first; the ranks of one distributed run share it by themselves"
-        )
 
 
 def _close(holder: list[int]) -> None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import pwd
 import stat
 from pathlib import Path
 from typing import Final
+
+from revamper.errors import UnsafeCacheError
 
 __all__ = [
     "DIR_MODE",
@@ -34,35 +35,6 @@ __all__ = [
 DIR_MODE: Final = 0o700
 FILE_MODE: Final = 0o600
 _OPEN_FLAGS: Final = os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class UnsafeCacheError(ValueError):
-    """A cache path that another user could have written, or that is not what it should be.
-
-    Attributes:
-        path: The offending path.
-        owner_uid: Its owner's uid (``None`` if it could not be read).
-        mode: Its permission bits (``None`` if it could not be read).
-    """
-
-    def __init__(
-        self, path: str | os.PathLike[str], problem: str, st: os.stat_result | None = None
-    ) -> None:
-        self.path = str(path)
-        self.owner_uid = None if st is None else st.st_uid
-        self.mode = None if st is None else stat.S_IMODE(st.st_mode)
-        where = "" if st is None else f" (owner {_owner(st.st_uid)}, mode {self.mode:04o})"
-        super().__init__(
-            f"refusing the cache path {self.path!r}{where}: {problem}. A cache is trusted only "
-            f"if it belongs to you ({_owner(os.geteuid())}) and no one else can write to it; "
-            "remove it or fix it (chown/chmod go-w), or use a cache directory of your own"
-        )
-
-
-def _owner(uid: int) -> str:
-    with contextlib.suppress(KeyError):
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    return f"uid {uid}"
 
 
 def _check_stat(path: str | os.PathLike[str], st: os.stat_result, *, directory: bool) -> None:

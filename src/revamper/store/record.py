@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from revamper.errors import RecordError as RecordError
 from revamper.store.codec import CODEC_VERSION, EncodedValue, align_up
 
 MAGIC: Final = b"RVMP"
@@ -34,10 +35,6 @@ MAX_RECORD_BYTES: Final = 2**40
 """No record is larger (a header that claims more is damaged)."""
 _FLAG_CHECKSUM: Final = 1
 _IOV_MAX: Final = 512  # stay well under the kernel's limit on segments per writev
-
-
-class RecordError(ValueError):
-    """A record that does not hold what the reader asked for, or is damaged."""
 
 
 @dataclasses.dataclass(frozen=True)
