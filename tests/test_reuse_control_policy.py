@@ -76,7 +76,8 @@ def test_a_slow_consumer_runs_r_1_and_the_change_is_logged_once(
     assert p.schedule == (1, 1, 1, 1, 1)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "epoch 1 runs at r=1" in lines[0], lines
-    assert p.predicted_rate(1) is not None and p.predicted_rate(1) > 0
+    rate = p.predicted_rate(1)
+    assert rate is not None and rate > 0
 
 
 def test_epochs_already_chosen_keep_their_r_and_skipped_ones_take_the_last() -> None:
