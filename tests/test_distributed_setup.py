@@ -7,7 +7,7 @@ import pytest
 from revamper import RevamperLoader
 from revamper.distributed import DistributedSetup, resolve_setup
 from revamper.distributed.agreement import DistributedSetupError, format_ranks, raise_if_any_failed
-from revamper.loader.loader import _DEFAULTED_KEYS
+from revamper.loader.state import _DEFAULTED_KEYS
 from tests.helpers import IndexDataset
 
 

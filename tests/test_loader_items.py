@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from revamper import RevamperLoader, SampleError
-from revamper.loader.caching import cache_fingerprint
+from revamper.loader.store_setup import cache_fingerprint
 
 
 class Rows(torch.utils.data.Dataset[dict[str, Any]]):

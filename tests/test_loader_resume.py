@@ -12,7 +12,7 @@ import torch
 
 from revamper import RevamperLoader, plan_epoch
 from revamper.distributed import DistributedSetup
-from revamper.loader.caching import cache_fingerprint, persisted_seed
+from revamper.loader.store_setup import cache_fingerprint, persisted_seed
 from revamper.plan import reads_left
 from revamper.store import DiskStore, TieredStore
 from revamper.store.manifest import manifest_for, write_manifest

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from revamper.loader import RevamperLoader
-from revamper.loader.executor import Transform
+from revamper.loader.layout import Transform
 from revamper.transforms import Chain
 
 

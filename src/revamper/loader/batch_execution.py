@@ -25,7 +25,7 @@ from revamper.loader.stats import BatchStats
 from revamper.loader.tickets import BatchTicket
 from revamper.store.base import MISS, CacheStore
 
-__all__ = ["CollateWithStats", "FetchedBatch", "RefurbishingDataset", "SampleLayout", "Transform"]
+__all__ = ["CollateWithStats", "FetchedBatch", "RefurbishingDataset"]
 
 _now = time.thread_time
 

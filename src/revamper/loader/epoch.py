@@ -10,20 +10,23 @@ iterable) uses up no epoch and starts no worker, and ``loader.set_epoch(k)`` cal
 from __future__ import annotations
 
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from torch.utils.data import DataLoader
 
-from revamper.loader.position import Position
+from revamper.loader.cursor import EpochRun
 from revamper.loader.sampler import PlanBatchSampler
-from revamper.loader.stats import BatchStats, EpochStats
+from revamper.loader.shutdown import release_worker_frames
+from revamper.loader.stats import BatchStats, EpochStats, LoaderStats
 from revamper.store.base import CacheStore
 
 Delivery = tuple[Any, BatchStats, "str | None"]
 """What the DataLoader yields for one batch: the collated batch, its figures, a note to warn of."""
+
+Bound = tuple[EpochStats, EpochRun]
+"""A started epoch: its statistics, and its place on the cursor (advanced batch by batch)."""
 
 
 class EpochSource:
@@ -31,8 +34,8 @@ class EpochSource:
 
     Args:
         dataloader: The DataLoader that executes the plan (``(batch, stats, note)`` batches).
-        sampler: Its batch sampler, told each epoch's number and first batch.
-        position: The loader's epoch counter.
+        sampler: Its batch sampler (it owns the epoch cursor).
+        stats: The loader's per-epoch statistics, where each started epoch gets its entry.
         store: The cache, or ``None``.
         maintains_store: Whether this process tidies the store between epochs (its owner, or
             the leader of the ranks sharing it).
@@ -42,14 +45,14 @@ class EpochSource:
         self,
         dataloader: DataLoader[Any],
         sampler: PlanBatchSampler,
-        position: Position,
+        stats: LoaderStats,
         store: CacheStore | None,
         *,
         maintains_store: bool,
     ) -> None:
         self.dataloader: DataLoader[Any] | None = dataloader
         self._sampler = sampler
-        self._position = position
+        self._stats = stats
         self.store = store
         self._maintains_store = maintains_store
         self._warned = False
@@ -77,24 +80,28 @@ class EpochSource:
 
     def pending(self) -> int:
         """Batches the next epoch delivers (fewer than an epoch's when it resumes)."""
-        return self._sampler.config.num_batches - self._position.resume_batch
+        return self._sampler.config.num_batches - self._sampler.cursor.next_batch
 
-    def bind(self) -> EpochStats:
-        """Take the next epoch (the counter moves on) and start its statistics."""
+    def bind(self) -> Bound:
+        """Take the next epoch (the cursor moves on) and start its statistics."""
         self._check_open()
+        cursor = self._sampler.cursor
         if self.store is not None and self._maintains_store:
-            self.store.on_epoch_start(self._position.next_epoch)
-        return self._position.start(self._sampler.config.num_batches)
+            self.store.on_epoch_start(cursor.next_epoch)
+        run = cursor.begin()
+        num_batches = self._sampler.config.num_batches
+        stats = self._stats._start(run.epoch, num_batches - run.first_batch)
+        stats.first_batch = run.first_batch
+        return stats, run
 
-    def open(self, stats: EpochStats) -> Iterator[Delivery]:
+    def open(self, stats: EpochStats, run: EpochRun) -> Iterator[Delivery]:
         """Start delivering the batches of the bound epoch ``stats.epoch`` (workers start here)."""
         dataloader = self._check_open()
         if stats.planned_batches == 0:
             return iter(())  # nothing left of the epoch: no worker needs to start
-        # The sampler is shared by every iterator: set it just before the DataLoader's iterator
-        # reads it (its creation computes the epoch's plan).
-        self._sampler.epoch = stats.epoch
-        self._sampler.first_batch = stats.first_batch
+        # The sampler is shared by every iterator: point it at this epoch just before the
+        # DataLoader's iterator reads it (its creation computes the epoch's plan).
+        self._sampler.start(run)
         return cast(Iterator[Delivery], iter(dataloader))
 
     def warn_once(self, note: str) -> None:
@@ -119,8 +126,8 @@ class EpochIterator(Iterator[Any]):
 
     def __init__(
         self,
-        bind: Callable[[], EpochStats],
-        open_epoch: Callable[[EpochStats], Iterator[Delivery]],
+        bind: Callable[[], Bound],
+        open_epoch: Callable[[EpochStats, EpochRun], Iterator[Delivery]],
         pending: Callable[[], int],
         store: CacheStore | None,
         warn: Callable[[str], None],
@@ -134,6 +141,7 @@ class EpochIterator(Iterator[Any]):
         self._warn = warn
         self._release_on_error = release_on_error
         self._stats: EpochStats | None = None
+        self._run: EpochRun | None = None
         self._batches: Iterator[Delivery] | None = None
         self._start = 0.0
 
@@ -161,7 +169,7 @@ class EpochIterator(Iterator[Any]):
 
     def _bound(self) -> EpochStats:
         if self._stats is None:
-            self._stats = self._bind()
+            self._stats, self._run = self._bind()
             self._start = time.perf_counter()
         return self._stats
 
@@ -169,21 +177,20 @@ class EpochIterator(Iterator[Any]):
         stats = self._bound()
         try:
             if self._batches is None:
-                self._batches = self._open(stats)
+                assert self._run is not None  # bound with the stats
+                self._batches = self._open(stats, self._run)
             batch, batch_stats, note = next(self._batches)
         except StopIteration:
             raise
         except BaseException as exc:
             if self._release_on_error:
-                # torch re-raises a worker's exception from a frame that holds it, a cycle that
-                # pins the whole worker pool until a (slow) cyclic garbage collection. Those
-                # frames are torch internals (the worker's traceback is in the message), so
-                # clearing their locals lets the pool go as soon as the exception does.
-                traceback.clear_frames(exc.__traceback__)
+                release_worker_frames(exc)
             raise
         if note is not None:
             self._warn(note)
         stats.record_batch(batch_stats)
+        if self._run is not None:
+            self._run.advance()  # the cursor's position: this batch is delivered
         stats.wall_seconds = time.perf_counter() - self._start
         if self._store is not None:
             stats.bytes_cached = self._store.stats().bytes_used

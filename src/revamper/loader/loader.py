@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -11,20 +10,21 @@ from typing import Any
 import torch
 
 from revamper.distributed import CacheScope, DistributedSetup, resolve_setup
-from revamper.loader.arguments import check_arguments, check_int, check_optional, settle_seed
-from revamper.loader.caching import CacheKind, cache_fingerprint, make_store
+from revamper.loader.arguments import check_arguments
+from revamper.loader.batch_execution import RefurbishingDataset
+from revamper.loader.config import LoaderConfig
 from revamper.loader.epoch import EpochIterator, EpochSource
-from revamper.loader.executor import RefurbishingDataset, Transform
-from revamper.loader.layout import check_transform_keys
+from revamper.loader.layout import Transform, check_transform_keys
 from revamper.loader.pipeline import choose_pipeline
-from revamper.loader.position import Position
 from revamper.loader.sampler import PlanBatchSampler
-from revamper.loader.state import _DEFAULTED_KEYS, STATE_VERSION, check_state, make_state  # noqa: F401
+from revamper.loader.seed_policy import SeedPolicy
+from revamper.loader.shutdown import close_loader
+from revamper.loader.state import IDENTITY_KEYS, check_state, make_state
 from revamper.loader.stats import LoaderStats
+from revamper.loader.store_setup import CacheKind, make_store
 from revamper.loader.workers import build_dataloader
 from revamper.plan import PlanConfig
-from revamper.plan.config import MAX_EPOCH
-from revamper.store import DiskStore, TieredStore
+from revamper.plan.limits import MAX_EPOCH, check_int
 from revamper.store.base import CacheStore
 
 logger = logging.getLogger(__name__)
@@ -177,52 +177,21 @@ class RevamperLoader:
     ) -> None:
         num_samples = check_arguments(
             dataset,
-            numbers={
-                "batch_size": (batch_size, 1),
-                "reuse_factor": (reuse_factor, 1),
-                "num_workers": (num_workers, 0),
-            },
-            optional={"cache_bytes": (cache_bytes, 0), "seed": (seed, 0)},
-            functions={
-                "partial_transform": partial_transform,
-                "final_transform": final_transform,
-                "collate_fn": collate_fn,
-                "worker_init_fn": worker_init_fn,
-            },
+            batch_size=batch_size,
+            reuse_factor=reuse_factor,
+            num_workers=num_workers,
+            cache_bytes=cache_bytes,
+            seed=seed,
+            partial_transform=partial_transform,
+            final_transform=final_transform,
+            collate_fn=collate_fn,
+            worker_init_fn=worker_init_fn,
+            generator=generator,
+            allow_pickle=allow_pickle,
+            cache_key=cache_key,
         )
         keys = check_transform_keys(transform_keys, bool(whole_sample))
-        check_optional("generator", generator, torch.Generator)
-        check_optional("allow_pickle", allow_pickle, bool)
-        check_optional("cache_key", cache_key, str)
-        setup = resolve_setup(rank, world_size, local_world_size, cache_scope)
-        fingerprint: dict[str, Any] = {
-            "num_samples": num_samples,
-            "reuse_factor": reuse_factor,
-            "partial_transform": partial_transform,
-            "whole_sample": bool(whole_sample),
-            "transform_keys": keys,
-            "cache_key": cache_key,
-        }
-        choice = settle_seed(
-            seed,
-            generator,
-            setup,
-            cache=cache,
-            cache_dir=cache_dir,
-            fingerprint=fingerprint,
-            plan={
-                "batch_size": batch_size,
-                "drop_last": bool(drop_last),
-                "shuffle": bool(shuffle),
-                "balance_misses": bool(balance_misses),
-            },
-            group={"cache_bytes": cache_bytes, "allow_pickle": allow_pickle},
-        )
-        seed, generator, self._seed_given = choice.seed, choice.generator, choice.given
-        self._seed = seed
-        self._setup = setup
-        # Before the store: a layout the plan rejects must not leave a cache behind.
-        self._config = PlanConfig(
+        identity = LoaderConfig(
             num_samples=num_samples,
             reuse_factor=reuse_factor,
             batch_size=batch_size,
@@ -230,24 +199,23 @@ class RevamperLoader:
             drop_last=bool(drop_last),
             shuffle=bool(shuffle),
             balance_misses=bool(balance_misses),
-            world_size=setup.world_size,
-            rank=setup.rank,
-            group_size=setup.group_size,
-        )
-        self._store, self._owns_store = make_store(
-            cache,
+            setup=resolve_setup(rank, world_size, local_world_size, cache_scope),
+            whole_sample=bool(whole_sample),
+            transform_keys=keys,
+            partial=LoaderConfig.partial_identity(partial_transform, cache_key),
+            cache=cache if isinstance(cache, str) else type(cache).__name__,
             cache_bytes=cache_bytes,
             cache_dir=cache_dir,
-            reuse_factor=reuse_factor,
-            fingerprint=cache_fingerprint(seed=seed, **fingerprint),
-            setup=setup,
             allow_pickle=allow_pickle,
         )
-        if setup.distributed:
-            logger.info("RevamperLoader: %s, store %r", setup.describe(), self._store)
+        self._seeds = SeedPolicy(generator, given=seed is not None)
+        choice = self._seeds.settle(identity, cache)
+        self._identity = identity.with_seed(choice.seed)
+        # Before the store: a layout the plan rejects must not leave a cache behind.
+        self._config = self._identity.plan_config()
+        self._store, self._owns_store = make_store(cache, self._identity)
         self._dataset = dataset
         self._stats = LoaderStats()
-        self._position = Position(self._stats)
         self._sampler = PlanBatchSampler(self._config, self._store)
         self._epochs = self._connect(
             RefurbishingDataset(
@@ -259,7 +227,7 @@ class RevamperLoader:
             pin_memory=pin_memory,
             timeout=timeout,
             multiprocessing_context=multiprocessing_context,
-            generator=generator,
+            generator=choice.generator,
             prefetch_factor=prefetch_factor,
             persistent_workers=persistent_workers,
             pin_memory_device=pin_memory_device,
@@ -270,11 +238,11 @@ class RevamperLoader:
         return EpochSource(
             build_dataloader(executor, self._sampler, **options),
             self._sampler,
-            self._position,
+            self._stats,
             self._store,
             # Between epochs the store's owner tidies it (a disk cache's dead segments); in a
             # shared cache only the leader does, so that the ranks do not repeat the work.
-            maintains_store=not self._owns_store or self._setup.is_leader,
+            maintains_store=not self._owns_store or self._identity.setup.is_leader,
         )
 
     @classmethod
@@ -339,7 +307,7 @@ class RevamperLoader:
         last batch. Any other epoch starts at its first batch.
         """
         epoch = check_int("epoch", epoch, 0, MAX_EPOCH)
-        self._position.set_epoch(epoch, len(self))
+        self._sampler.cursor.set_epoch(epoch, len(self))
 
     def state_dict(self) -> dict[str, Any]:
         """Where training is, for :meth:`load_state_dict` to resume from (mid-epoch included).
@@ -353,8 +321,8 @@ class RevamperLoader:
         at the start of the next epoch. The plan is a pure function of the loader's arguments,
         so the state is small: the position plus what must match on resume.
         """
-        epoch, batch = self._position.where()
-        return make_state(self._config, epoch, batch)
+        epoch, batch = self._sampler.cursor.position()
+        return make_state(self._identity.state_identity(IDENTITY_KEYS), epoch, batch)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from :meth:`state_dict`: the next epoch run yields the rest of the state's epoch.
@@ -382,33 +350,25 @@ class RevamperLoader:
         if the cache is gone (a new machine), pass ``seed=state["seed"]``. Under distributed
         training every rank must load its own state (the ranks do not check each other here).
         """
-        point = check_state(state, self._config, self._may_adopt_seed)
+        point = check_state(
+            state,
+            self._identity.state_identity(IDENTITY_KEYS),
+            len(self),
+            lambda _seed: self._seeds.may_adopt(epochs_run=len(self._stats), store=self._store),
+        )
         if point.adopt_seed is not None:
             logger.info(
                 "load_state_dict: seed=None, so the loader takes the state's seed %d",
                 point.adopt_seed,
             )
-            self._seed = point.adopt_seed
-            self._config = self._sampler.config = dataclasses.replace(
-                self._config, seed=point.adopt_seed
-            )
-        self._position.resume(point.epoch, point.batch)
-
-    def _may_adopt_seed(self, seed: int) -> bool:
-        """Whether :meth:`load_state_dict` may replace this loader's seed with ``seed``.
-
-        Only a seed the loader drew itself (``seed=None``) gives way, before the loader ran any
-        epoch (its cache would hold another plan's entries), and not when a disk cache was made
-        for it (likewise).
-        """
-        if self._seed_given:
-            return False
-        return len(self._stats) == 0 and not isinstance(self._store, (DiskStore, TieredStore))
+            self._identity = self._identity.with_seed(point.adopt_seed)
+            self._config = self._sampler.config = self._identity.plan_config()
+        self._sampler.cursor.seek(point.epoch, point.batch)
 
     @property
     def epoch(self) -> int:
         """The epoch the next iterator to start (at its first batch) will run."""
-        return self._position.next_epoch
+        return self._sampler.cursor.next_epoch
 
     @property
     def stats(self) -> LoaderStats:
@@ -433,12 +393,12 @@ class RevamperLoader:
     @property
     def distributed(self) -> DistributedSetup:
         """This rank's place in distributed training and its cache group (see ``cache_scope``)."""
-        return self._setup
+        return self._identity.setup
 
     @property
     def seed(self) -> int:
         """The seed of the sample order and eviction plan."""
-        return self._seed
+        return self._identity.settled_seed
 
     def close(self) -> None:
         """Stop the worker processes and release the cache (if this loader created it).
@@ -447,9 +407,7 @@ class RevamperLoader:
         the other ranks only let go of it. Close every rank's loader when training is done (a
         rank still reading after its machine's first rank closed recomputes what it needs).
         """
-        self._epochs.close()  # drops the persistent workers' iterator with the DataLoader
-        if self._store is not None and self._owns_store:
-            self._store.close()
+        close_loader(self._epochs, self._store, owns_store=self._owns_store)
 
     def __enter__(self) -> RevamperLoader:
         return self

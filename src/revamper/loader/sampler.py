@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from torch.utils.data import Sampler
 
+from revamper.loader.cursor import EpochCursor, EpochRun
 from revamper.loader.tickets import BatchTicket
 from revamper.plan import EpochPlan, PlanConfig, plan_epoch
 from revamper.store.base import CacheStore
@@ -14,12 +15,13 @@ from revamper.store.base import CacheStore
 class PlanBatchSampler(Sampler[BatchTicket]):
     """Yields the :class:`BatchTicket` of every batch of one epoch's plan.
 
-    The loader sets :attr:`epoch` (and :attr:`first_batch`, to resume mid-epoch) before each
-    epoch; ``iter()`` computes that epoch's plan at once (not lazily), so the epoch is fixed when
-    the DataLoader iterator is created, and the epoch counter lives in the main process only
-    (worker processes never keep one). As the DataLoader takes each ticket, some batches ahead
-    of the one being consumed, the sampler tells the store which entries that batch will read,
-    so a disk store can start reading them.
+    The sampler owns the loader's :class:`~revamper.loader.cursor.EpochCursor`, from which
+    epochs are begun; :meth:`start` points the sampler at a begun epoch, and ``iter()`` runs it
+    (from the batch it began at), computing that epoch's plan at once (not lazily), so the epoch
+    is fixed when the DataLoader iterator is created, and the epoch counter lives in the main
+    process only (worker processes never keep one). As the DataLoader takes each ticket, some
+    batches ahead of the one being consumed, the sampler tells the store which entries that
+    batch will read, so a disk store can start reading them.
 
     Args:
         config: The plan's parameters.
@@ -30,15 +32,20 @@ class PlanBatchSampler(Sampler[BatchTicket]):
         super().__init__()
         self.config = config
         self.store = store
-        self.epoch = 0
-        self.first_batch = 0
+        self.cursor = EpochCursor()
+        self._running: EpochRun | None = None
 
     def __len__(self) -> int:
         return self.config.num_batches
 
+    def start(self, run: EpochRun) -> None:
+        """Make the next ``iter()`` run ``run``'s epoch from its first batch (a begun epoch)."""
+        self._running = run
+
     def __iter__(self) -> Iterator[BatchTicket]:
-        plan = plan_epoch(self.config, self.epoch)
-        return _tickets(plan, self.first_batch, self.store)
+        run = self._running
+        epoch, first_batch = (run.epoch, run.first_batch) if run else self.cursor.position()
+        return _tickets(plan_epoch(self.config, epoch), first_batch, self.store)
 
 
 def _tickets(plan: EpochPlan, first_batch: int, store: CacheStore | None) -> Iterator[BatchTicket]:

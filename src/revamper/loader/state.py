@@ -13,7 +13,6 @@ import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from revamper.plan import PlanConfig
 from revamper.plan.config import MAX_EPOCH, MAX_REUSE_FACTOR
 
 STATE_VERSION: Final = 1
@@ -26,6 +25,8 @@ _DEFAULTED_KEYS: Final[dict[str, Any]] = {
     "group_size": 1,
     "balance_misses": None,
 }
+IDENTITY_KEYS: Final = (*_STATE_KEYS, *_DEFAULTED_KEYS)
+"""The plan's fields a state records (:meth:`LoaderConfig.state_identity` reads them)."""
 _REQUIRED = ("version", "epoch", "batch", *_STATE_KEYS)
 _KNOWN = frozenset((*_REQUIRED, *_DEFAULTED_KEYS))
 _FLAGS = frozenset(("drop_last", "shuffle", "balance_misses"))
@@ -45,24 +46,23 @@ class ResumePoint:
     adopt_seed: int | None
 
 
-def make_state(config: PlanConfig, epoch: int, batch: int) -> dict[str, Any]:
-    """The state of a loader with plan ``config`` whose next batch is ``batch`` of ``epoch``."""
-    return {
-        "version": STATE_VERSION,
-        "epoch": epoch,
-        "batch": batch,
-        **{key: getattr(config, key) for key in (*_STATE_KEYS, *_DEFAULTED_KEYS)},
-    }
+def make_state(identity: Mapping[str, Any], epoch: int, batch: int) -> dict[str, Any]:
+    """The state of the loader of ``identity`` (:data:`IDENTITY_KEYS`) at ``batch`` of ``epoch``."""
+    return {"version": STATE_VERSION, "epoch": epoch, "batch": batch, **identity}
 
 
 def check_state(
-    state: object, config: PlanConfig, may_adopt_seed: Callable[[int], bool]
+    state: object,
+    identity: Mapping[str, Any],
+    num_batches: int,
+    may_adopt_seed: Callable[[int], bool],
 ) -> ResumePoint:
-    """Validate ``state`` against the loader whose plan is ``config``; change nothing.
+    """Validate ``state`` against the loader of ``identity``; change nothing.
 
     Args:
         state: What :meth:`RevamperLoader.state_dict` returned (as loaded from a checkpoint).
-        config: The loading loader's plan parameters.
+        identity: The loading loader's :data:`IDENTITY_KEYS` and their values.
+        num_batches: Batches per epoch of the loading loader.
         may_adopt_seed: Whether the loader may take the state's (different) seed instead of its
             own (one it drew itself, before its first epoch).
 
@@ -99,9 +99,9 @@ def check_state(
         raise ValueError(f"not a RevamperLoader state: missing keys {', '.join(missing)}")
     fields = {key: _check_field(key, state[key], state) for key in state if key != "version"}
     adopt_seed = None
-    for key in (*_STATE_KEYS, *_DEFAULTED_KEYS):
+    for key in IDENTITY_KEYS:
         found = fields.get(key, _DEFAULTED_KEYS.get(key))
-        mine = getattr(config, key)
+        mine = identity[key]
         if found is None or found == mine:
             continue
         if key == "seed" and may_adopt_seed(found):
@@ -111,9 +111,9 @@ def check_state(
             f"cannot resume: the state has {key}={found!r}, this loader has {key}={mine!r}"
             f"{_SEED_HINT if key == 'seed' else ''}"
         )
-    if fields["batch"] > config.num_batches:
+    if fields["batch"] > num_batches:
         raise ValueError(
-            f"state['batch'] must be from 0 to {config.num_batches} (the batches of an epoch of "
+            f"state['batch'] must be from 0 to {num_batches} (the batches of an epoch of "
             f"this loader), got {fields['batch']}"
         )
     return ResumePoint(fields["epoch"], fields["batch"], adopt_seed)

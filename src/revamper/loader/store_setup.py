@@ -1,18 +1,24 @@
-"""Which cache store a loader's arguments ask for, and the fingerprint a disk cache carries."""
+"""The loader's cache store: built (or shared between ranks) from the run's identity.
+
+Also where a persistent cache's recorded identity is read back (:func:`persisted_seed`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 from revamper.distributed import DistributedSetup, share_store
+from revamper.loader.config import LoaderConfig
+from revamper.loader.shutdown import closed_on_failure
 from revamper.store import CacheStore, DiskStore, SharedMemoryStore, TieredStore
-from revamper.store.codec import CODEC_VERSION
 from revamper.store.disk import check_directory
 from revamper.store.manifest import read_manifest
-from revamper.store.transform_identity import transform_identity
+
+logger = logging.getLogger(__name__)
 
 CacheKind = Literal["memory", "disk"]
 
@@ -27,23 +33,24 @@ def cache_fingerprint(
     cache_key: str | None,
     transform_keys: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """What a persistent cache's entries depend on; a cache made for anything else is discarded.
+    """:meth:`LoaderConfig.cache_identity` of a loader with these arguments (and no others).
 
-    The sample order and batch size do not matter (entries are per sample), but the eviction
-    plan does (seed, reuse factor, data set length) and so does what the partial transform
-    computes: ``cache_key`` names it when its description is not enough (a changed function
-    body, new data behind the same length), and which part of an item it applies to
-    (``whole_sample``, ``transform_keys``).
+    What a persistent cache's entries depend on; a cache made for anything else is discarded.
     """
-    return {
-        "num_samples": num_samples,
-        "reuse_factor": reuse_factor,
-        "seed": seed,
-        "whole_sample": whole_sample,
-        "transform_keys": None if transform_keys is None else list(transform_keys),
-        "partial": cache_key if cache_key is not None else transform_identity(partial_transform),
-        "codec_version": CODEC_VERSION,
-    }
+    return LoaderConfig(
+        num_samples=num_samples,
+        reuse_factor=reuse_factor,
+        batch_size=1,
+        seed=seed,
+        drop_last=False,
+        shuffle=False,
+        balance_misses=True,
+        setup=DistributedSetup(),
+        whole_sample=whole_sample,
+        transform_keys=transform_keys,
+        partial=LoaderConfig.partial_identity(partial_transform, cache_key),
+        cache="disk",
+    ).cache_identity()
 
 
 def layout_fingerprint(fingerprint: dict[str, Any], setup: DistributedSetup) -> dict[str, Any]:
@@ -106,23 +113,16 @@ def persisted_seed(
 
 
 def make_store(
-    cache: CacheKind | CacheStore,
-    *,
-    cache_bytes: int | None,
-    cache_dir: str | os.PathLike[str] | None,
-    reuse_factor: int,
-    fingerprint: dict[str, Any],
-    setup: DistributedSetup | None = None,
-    allow_pickle: bool | None = None,
+    cache: CacheKind | CacheStore, config: LoaderConfig
 ) -> tuple[CacheStore | None, bool]:
-    """Build the store the loader's arguments describe.
+    """Build the store that ``cache`` and the run's identity ``config`` describe.
 
-    ``allow_pickle`` is handed to every store built here (``None``: each store's own default,
-    ``True`` for the private shared-memory store and ``False`` for a disk cache, so a tiered
-    cache refuses pickles unless ``True`` is passed).
+    ``config.allow_pickle`` is handed to every store built here (``None``: each store's own
+    default, ``True`` for the private shared-memory store and ``False`` for a disk cache, so a
+    tiered cache refuses pickles unless ``True`` is passed).
 
-    Under distributed training (``setup``), the ranks of a machine-wide cache group share one
-    store: the group's first rank creates it, the others attach to it
+    Under distributed training, the ranks of a machine-wide cache group share one store: the
+    group's first rank creates it, the others attach to it
     (:func:`revamper.distributed.share_store`; a collective). With ``cache_scope="rank"`` every
     rank creates its own, a disk cache in the sub-directory ``rank-<rank>`` of ``cache_dir``.
     A disk cache's fingerprint then also names the rank layout, so that a restart with another
@@ -137,26 +137,12 @@ def make_store(
         DistributedSetupError: On every rank, if a rank failed to create or attach the shared
             cache.
     """
-    setup = setup or DistributedSetup()
+    setup = config.setup
     if isinstance(cache, CacheStore):
-        if cache_bytes is not None or cache_dir is not None:
-            raise ValueError(
-                "cache_bytes and cache_dir configure the store the loader creates; you passed a "
-                "store instance, so configure that store instead"
-            )
-        if allow_pickle is not None and bool(allow_pickle) != cache.allow_pickle:
-            raise ValueError(
-                f"allow_pickle={allow_pickle!r}, but the store you passed has allow_pickle="
-                f"{cache.allow_pickle!r}: set it where you create the store"
-            )
+        _check_given_store(cache, config)
         return cache, False
-    if cache not in ("memory", "disk"):
-        raise ValueError(f"cache must be 'memory', 'disk' or a CacheStore instance, got {cache!r}")
-    if cache == "memory" and cache_dir is not None:
-        raise ValueError("cache_dir is used only with cache='disk'")
-    if cache == "disk" and cache_dir is None:
-        raise ValueError("cache='disk' needs cache_dir, a directory on local disk (an SSD)")
-    if reuse_factor == 1:
+    _check_request(cache, config)
+    if not config.caches:
         return None, False  # every sample is recomputed every epoch: a cache would only cost
     if setup.shares_cache and not setup.communicate:
         raise ValueError(
@@ -167,12 +153,53 @@ def make_store(
             "cache_scope='rank', or create the store yourself and pass it as cache= (e.g. "
             "SharedMemoryStore.attach(path) on the other ranks)"
         )
-    recipe = _Recipe(cache, cache_bytes, cache_dir, fingerprint, allow_pickle)
+    recipe = _Recipe(
+        cache, config.cache_bytes, config.cache_dir, config.cache_identity(), config.allow_pickle
+    )
     if setup.distributed:
         recipe = recipe.for_ranks(setup)
     if not setup.shares_cache:
-        return recipe.create(), True
-    return share_store(setup, recipe.create, _handle, recipe.attach), True
+        store = recipe.create()
+    else:
+        store = share_store(setup, recipe.create, _handle, recipe.attach)
+    if setup.distributed:
+        logger.info("RevamperLoader: %s, store %r", setup.describe(), store)
+    return store, True
+
+
+def _check_given_store(store: CacheStore, config: LoaderConfig) -> None:
+    """Refuse store options the loader would ignore, for a store the user created."""
+    if config.cache_bytes is not None or config.cache_dir is not None:
+        raise ValueError(
+            "cache_bytes and cache_dir configure the store the loader creates; you passed a "
+            "store instance, so configure that store instead"
+        )
+    allow_pickle = config.allow_pickle
+    if allow_pickle is not None and bool(allow_pickle) != store.allow_pickle:
+        raise ValueError(
+            f"allow_pickle={allow_pickle!r}, but the store you passed has allow_pickle="
+            f"{store.allow_pickle!r}: set it where you create the store"
+        )
+
+
+def _check_request(cache: object, config: LoaderConfig) -> None:
+    """Refuse a store kind the loader does not know, or options that do not fit it."""
+    if cache not in ("memory", "disk"):
+        raise ValueError(f"cache must be 'memory', 'disk' or a CacheStore instance, got {cache!r}")
+    if cache == "memory" and config.cache_dir is not None:
+        raise ValueError("cache_dir is used only with cache='disk'")
+    if cache == "disk" and config.cache_dir is None:
+        raise ValueError("cache='disk' needs cache_dir, a directory on local disk (an SSD)")
+
+
+def is_persistent(store: CacheStore | None) -> bool:
+    """Whether ``store``'s entries outlive the run (they belong to the seed they were made with)."""
+    return isinstance(store, (DiskStore, TieredStore))
+
+
+def persists(cache: object) -> bool:
+    """Whether the store kind ``cache`` asks for keeps its entries across runs."""
+    return isinstance(cache, str) and cache == "disk"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,11 +255,8 @@ class _Recipe:
         disk = self._disk()
         if self.cache_bytes is None:
             return disk
-        try:
+        with closed_on_failure(disk):
             return TieredStore(SharedMemoryStore(self.cache_bytes, **self._pickle()), disk)
-        except BaseException:
-            disk.close()
-            raise
 
     def attach(self, handle: dict[str, str]) -> CacheStore:
         """Open the store another rank created, from its :func:`_handle`.
@@ -247,11 +271,8 @@ class _Recipe:
         disk = self._disk(handle)  # the leader has validated the directory by now
         if memory is None:
             return disk
-        try:
+        with closed_on_failure(disk):
             return TieredStore(SharedMemoryStore.attach(memory), disk)
-        except BaseException:
-            disk.close()
-            raise
 
 
 def _handle(store: CacheStore) -> dict[str, str]:

@@ -3,10 +3,11 @@
 The loader hands torch's public ``DataLoader`` its executing data set, its plan-carrying batch
 sampler and its collate function; everything else is the user's ``DataLoader`` options.
 
-torch's ``get_worker_info().dataset`` is the data set the ``DataLoader`` was given, which for a
-:class:`RevamperLoader` is its :class:`~revamper.loader.executor.RefurbishingDataset`. A user's
-``worker_init_fn`` that sets something on it (a per-worker file handle, a connection, a shard)
-must reach the user's own data set, as it does with a plain ``DataLoader``. So the loader's own
+torch's ``get_worker_info().dataset`` is the data set the ``DataLoader`` was given, which for
+a :class:`RevamperLoader` is its
+:class:`~revamper.loader.batch_execution.RefurbishingDataset`. A user's ``worker_init_fn``
+that sets something on it (a per-worker file handle, a connection, a shard) must reach the
+user's own data set, as it does with a plain ``DataLoader``. So the loader's own
 ``worker_init_fn`` first points the worker's :class:`~torch.utils.data.WorkerInfo` at the
 wrapper's data set (the very object the worker's ``__getitem__`` calls use: its copy of the
 user's data set in this process), then calls the user's function.
@@ -20,7 +21,7 @@ from typing import Any, cast
 import torch.utils.data
 from torch.utils.data import DataLoader, default_collate
 
-from revamper.loader.executor import CollateWithStats, RefurbishingDataset
+from revamper.loader.batch_execution import CollateWithStats, RefurbishingDataset
 from revamper.loader.sampler import PlanBatchSampler
 
 

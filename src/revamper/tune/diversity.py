@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from revamper.loader.executor import SampleLayout
+from revamper.loader.layout import SampleLayout
 from revamper.pipelines import Pipeline
 from revamper.tune.profile import ProfileError
 from revamper.tune.sampling import isolated_rng, sample_indices, single_thread

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from revamper.loader.executor import SampleLayout
+from revamper.loader.layout import SampleLayout
 from revamper.pipelines import Pipeline
 from revamper.store import codec, record
 from revamper.store.base import MISS, CacheStore

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from revamper.loader.executor import Transform
+from revamper.loader.layout import Transform
 from revamper.pipelines import Pipeline
 from revamper.store.base import CacheStore
 from revamper.tune.choice import choose

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from revamper.loader.executor import Transform
+from revamper.loader.layout import Transform
 from revamper.tune.choice import Verdict, format_bytes
 from revamper.tune.diversity import DiversityProfile
 from revamper.tune.overhead import Overhead

@@ -33,7 +33,7 @@ import numpy as np
 from torch.utils.data import Subset, default_collate
 
 from revamper.costmodel import StageCosts
-from revamper.loader.executor import Transform
+from revamper.loader.layout import Transform
 from revamper.tune.sampling import isolated_rng
 
 logger = logging.getLogger(__name__)
