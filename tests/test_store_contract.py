@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from revamper.store import MISS, CacheStore
+from revamper.store import MISS, CacheStore, store_kinds, store_spec
 from revamper.store.codec import encode
 from revamper.store.record import record_size
 from tests.conftest import StoreFactory
@@ -151,6 +151,45 @@ def test_closed_store_refuses_use(new_store: StoreFactory) -> None:
         store.get(0, 0)
     with pytest.raises(RuntimeError, match="closed"):
         store.put(0, 0, 1)
+
+
+def test_closed_store_refuses_every_method(new_store: StoreFactory) -> None:
+    store = new_store()
+    store.close()
+    calls = [
+        lambda: store.get_many([0], [0]),
+        lambda: store.evict(0),
+        lambda: store.contains(0),
+        store.stats,
+        lambda: store.prefetch([0], [0]),
+        lambda: store.on_epoch_start(1),
+        store.handle,
+        store.ram_bytes,
+        lambda: pickle.dumps(store),
+    ]
+    for call in calls:
+        with pytest.raises(RuntimeError, match="closed"):
+            call()
+
+
+def test_indices_and_generations_must_be_integers(new_store: StoreFactory) -> None:
+    store = new_store()
+    assert store.put(np.int64(4), np.int64(2), "numpy integers are integers")
+    assert store.get(4, 2) == "numpy integers are integers"
+    with pytest.raises(TypeError, match="index"):
+        store.get(4.0, 2)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="generation"):
+        store.put(4, 2.0, 1)  # type: ignore[arg-type]
+
+
+def test_the_store_describes_itself_to_the_registry(new_store: StoreFactory) -> None:
+    store = new_store()
+    assert store.kind in store_kinds()
+    assert store.persistent is store_spec(store.kind).persistent
+    assert all(isinstance(value, str) for value in store.handle().values())
+    with store as entered:
+        assert entered is store
+    assert store.closed
 
 
 def test_pickled_store_is_attached_and_shares_entries(new_store: StoreFactory) -> None:
