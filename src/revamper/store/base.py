@@ -239,8 +239,10 @@ class CacheStore(abc.ABC):
                 f"get_many: got {len(indices)} indices but {len(generations)} generations"
             )
         self._check_open()
+        bound = self._index_bound()
         for index in indices:
-            self._checked_index(index)
+            if type(index) is not int or index < 0 or (bound is not None and index >= bound):
+                self._checked_index(index)  # raises, or accepts a numpy integer
         for generation in generations:
             if type(generation) is not int:
                 _integer("generation", generation)
