@@ -264,6 +264,16 @@ def test_disk_cache_arguments(tmp_path: Path) -> None:
         assert isinstance(loader.store, TieredStore)
 
 
+def test_the_loader_builds_its_stores_from_the_registry(tmp_path: Path) -> None:
+    with make() as memory, make(tmp_path) as disk:
+        assert (memory.store.kind, disk.store.kind) == ("memory", "disk")  # type: ignore[union-attr]
+        assert not memory.store.persistent and disk.store.persistent  # type: ignore[union-attr]
+    with make(tmp_path, cache_bytes=1000) as tiered:  # a disk cache with a RAM budget
+        assert tiered.store is not None and tiered.store.kind == "tiered"
+    with pytest.raises(ValueError, match="cache must be one of .*'tiered'"):
+        make(cache="ram")
+
+
 def test_a_different_partial_transform_invalidates_the_disk_cache(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -72,8 +72,9 @@ class RevamperLoader:
             from disk. ``None`` means no budget.
         cache: ``"memory"`` (a shared-memory store owned by this loader), ``"disk"`` (a
             persistent store in ``cache_dir``, reused by a later run with the same data, seed,
-            reuse factor and partial transform) or a :class:`~revamper.store.CacheStore` you
-            created and close yourself.
+            reuse factor and partial transform), another kind registered in
+            :mod:`revamper.store.registry` (``store_kinds()``), or a
+            :class:`~revamper.store.CacheStore` you created and close yourself.
         cache_dir: With ``cache="disk"``: an existing, writable directory on local disk.
         cache_key: With ``cache="disk"``: names what the partial transform computes, for when
             its description is not enough to tell caches apart (default: the transform's

@@ -9,9 +9,7 @@ each hard rule is one ``NOTE``.
 
 from __future__ import annotations
 
-import contextlib
 import traceback
-from collections.abc import Iterator
 from typing import Protocol
 
 from revamper.store.base import CacheStore
@@ -54,16 +52,3 @@ def release_worker_frames(exc: BaseException) -> None:
     # collection. Those frames are torch internals (the worker's traceback is in the message),
     # so clearing their locals lets the pool stop as soon as the exception is dropped.
     traceback.clear_frames(exc.__traceback__)
-
-
-@contextlib.contextmanager
-def closed_on_failure(part: CacheStore) -> Iterator[None]:
-    """Close ``part`` (the first part of a store being built) if building the rest fails."""
-    # NOTE: a store made of parts (a tiered cache: a disk tier, then a memory tier) owns its
-    # parts only once it is built; until then a failure must close what was built, or the disk
-    # tier's ownership lock outlives the loader that never came to be.
-    try:
-        yield
-    except BaseException:
-        part.close()
-        raise

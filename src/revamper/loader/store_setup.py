@@ -9,18 +9,24 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final
 
 from revamper.distributed import DistributedSetup, share_store
 from revamper.loader.config import LoaderConfig
-from revamper.loader.shutdown import closed_on_failure
-from revamper.store import CacheStore, DiskStore, SharedMemoryStore, TieredStore
+from revamper.store import CacheStore
 from revamper.store.disk import check_directory
 from revamper.store.manifest import read_manifest
+from revamper.store.registry import StoreSpec, attach_store, store_kinds, store_spec
+from revamper.store.registry import make_store as create_store
 
 logger = logging.getLogger(__name__)
 
-CacheKind = Literal["memory", "disk"]
+CacheKind = str
+"""A registered store kind (:func:`revamper.store.store_kinds`), as the loader's ``cache=``."""
+
+_WITH_RAM_BUDGET: Final = {"disk": "tiered"}
+"""Kinds that a ``cache_bytes`` budget turns into another: a disk cache with a RAM budget is a
+tiered store (the entries that fit stay in shared memory), as the loader documents it."""
 
 
 def cache_fingerprint(
@@ -49,7 +55,7 @@ def cache_fingerprint(
         whole_sample=whole_sample,
         transform_keys=transform_keys,
         partial=LoaderConfig.partial_identity(partial_transform, cache_key),
-        cache="disk",
+        cache="",  # not part of the identity a cache records
     ).cache_identity()
 
 
@@ -151,17 +157,21 @@ def make_store(
             "process group (to tell the other ranks where the first rank created it); call "
             "torch.distributed.init_process_group() before creating the loader, or pass "
             "cache_scope='rank', or create the store yourself and pass it as cache= (e.g. "
-            "SharedMemoryStore.attach(path) on the other ranks)"
+            "revamper.store.attach_store(kind, handle) on the other ranks)"
         )
     recipe = _Recipe(
-        cache, config.cache_bytes, config.cache_dir, config.cache_identity(), config.allow_pickle
+        _store_spec(cache, config.cache_bytes),
+        config.cache_bytes,
+        config.cache_dir,
+        config.cache_identity(),
+        config.allow_pickle,
     )
     if setup.distributed:
         recipe = recipe.for_ranks(setup)
     if not setup.shares_cache:
         store = recipe.create()
     else:
-        store = share_store(setup, recipe.create, _handle, recipe.attach)
+        store = share_store(setup, recipe.create, CacheStore.handle, recipe.attach)
     if setup.distributed:
         logger.info("RevamperLoader: %s, store %r", setup.describe(), store)
     return store, True
@@ -184,43 +194,52 @@ def _check_given_store(store: CacheStore, config: LoaderConfig) -> None:
 
 def _check_request(cache: object, config: LoaderConfig) -> None:
     """Refuse a store kind the loader does not know, or options that do not fit it."""
-    if cache not in ("memory", "disk"):
-        raise ValueError(f"cache must be 'memory', 'disk' or a CacheStore instance, got {cache!r}")
-    if cache == "memory" and config.cache_dir is not None:
-        raise ValueError("cache_dir is used only with cache='disk'")
-    if cache == "disk" and config.cache_dir is None:
-        raise ValueError("cache='disk' needs cache_dir, a directory on local disk (an SSD)")
+    kinds = store_kinds()
+    if not isinstance(cache, str) or cache not in kinds:
+        known = ", ".join(repr(kind) for kind in kinds)
+        raise ValueError(f"cache must be one of {known} or a CacheStore instance, got {cache!r}")
+    spec = store_spec(cache)
+    if not spec.needs_directory and config.cache_dir is not None:
+        with_files = ", ".join(repr(k) for k in kinds if store_spec(k).needs_directory)
+        raise ValueError(f"cache_dir is used only with cache={with_files}")
+    if spec.needs_directory and config.cache_dir is None:
+        raise ValueError(
+            f"cache={cache!r} needs cache_dir, a directory on local disk (an SSD): {spec.summary}"
+        )
+
+
+def _store_spec(cache: str, cache_bytes: int | None) -> StoreSpec:
+    """The registered kind the loader builds for ``cache`` and its budget ``cache_bytes``."""
+    if cache_bytes is not None:
+        cache = _WITH_RAM_BUDGET.get(cache, cache)
+    return store_spec(cache)
 
 
 def is_persistent(store: CacheStore | None) -> bool:
     """Whether ``store``'s entries outlive the run (they belong to the seed they were made with)."""
-    return isinstance(store, (DiskStore, TieredStore))
+    return store is not None and store.persistent
 
 
 def persists(cache: object) -> bool:
     """Whether the store kind ``cache`` asks for keeps its entries across runs."""
-    return isinstance(cache, str) and cache == "disk"
+    return isinstance(cache, str) and cache in store_kinds() and store_spec(cache).persistent
 
 
 @dataclasses.dataclass(frozen=True)
 class _Recipe:
     """How to create (or attach to) the store a loader's arguments describe."""
 
-    kind: CacheKind
+    spec: StoreSpec
     cache_bytes: int | None
     cache_dir: str | os.PathLike[str] | None
     fingerprint: dict[str, Any]
     allow_pickle: bool | None = None
 
-    def _pickle(self) -> dict[str, Any]:
-        """The stores' ``allow_pickle`` keyword: none for their defaults."""
-        return {} if self.allow_pickle is None else {"allow_pickle": bool(self.allow_pickle)}
-
     def for_ranks(self, setup: DistributedSetup) -> _Recipe:
-        """The recipe for this rank's cache group: its own disk directory and fingerprint."""
+        """The recipe for this rank's cache group: its own directory and fingerprint."""
         fingerprint = layout_fingerprint(self.fingerprint, setup)
         cache_dir = self.cache_dir
-        if self.kind == "disk" and not setup.shares_cache:
+        if self.spec.needs_directory and not setup.shares_cache:
             assert cache_dir is not None
             check_directory(cache_dir)
             own = disk_directory(cache_dir, setup)
@@ -228,63 +247,25 @@ class _Recipe:
             cache_dir = own
         return dataclasses.replace(self, cache_dir=cache_dir, fingerprint=fingerprint)
 
-    def _disk(self, handle: dict[str, str] | None = None) -> DiskStore:
-        """The disk store: created (and owned), or, with another rank's ``handle``, attached."""
-        assert self.cache_dir is not None
-        if handle is None:
-            return DiskStore(
-                self.cache_dir,
-                num_samples=self.fingerprint["num_samples"],
-                fingerprint=self.fingerprint,
-                drop_after_read=self.cache_bytes is not None,
-                **self._pickle(),
-            )
-        return DiskStore.attach(  # the leader owns the directory; the others share it
-            self.cache_dir,
-            num_samples=self.fingerprint["num_samples"],
-            fingerprint=self.fingerprint,
-            run_id=bytes.fromhex(handle["disk_run_id"]),
-            drop_after_read=self.cache_bytes is not None,
-            **self._pickle(),
-        )
+    def _options(self) -> dict[str, Any]:
+        """The registry's common arguments (:class:`~revamper.store.registry.StoreOptions`)."""
+        return {
+            "num_samples": self.fingerprint["num_samples"],
+            "budget_bytes": self.cache_bytes,
+            "directory": self.cache_dir,
+            "fingerprint": self.fingerprint,
+            "allow_pickle": self.allow_pickle,
+        }
 
     def create(self) -> CacheStore:
-        """A new store (the owner's instance of a shared-memory cache)."""
-        if self.kind == "memory":
-            return SharedMemoryStore(self.cache_bytes, **self._pickle())
-        disk = self._disk()
-        if self.cache_bytes is None:
-            return disk
-        with closed_on_failure(disk):
-            return TieredStore(SharedMemoryStore(self.cache_bytes, **self._pickle()), disk)
+        """A new store (the owner's instance of a shared cache)."""
+        return create_store(self.spec.name, **self._options())
 
     def attach(self, handle: dict[str, str]) -> CacheStore:
-        """Open the store another rank created, from its :func:`_handle`.
+        """Open the store another rank created, from its :meth:`~CacheStore.handle`.
 
         An attached shared-memory store takes the creator's pickle policy (recorded in its
-        directory); the ranks of a cache group agree on ``allow_pickle`` at construction.
+        directory); the ranks of a cache group agree on ``allow_pickle`` at construction. The
+        leader owns a disk directory (and has validated it by now); the others share it.
         """
-        memory = handle.get("memory")
-        if self.kind == "memory":
-            assert memory is not None
-            return SharedMemoryStore.attach(memory)
-        disk = self._disk(handle)  # the leader has validated the directory by now
-        if memory is None:
-            return disk
-        with closed_on_failure(disk):
-            return TieredStore(SharedMemoryStore.attach(memory), disk)
-
-
-def _handle(store: CacheStore) -> dict[str, str]:
-    """What another rank needs to attach to ``store``.
-
-    Its shared-memory directory, if any, and a disk cache's run identity (so that a rank never
-    attaches to another incarnation of the directory).
-    """
-    if isinstance(store, SharedMemoryStore):
-        return {"memory": str(store.path)}
-    if isinstance(store, TieredStore):
-        return {"memory": str(store.memory.path), "disk_run_id": store.disk.run_id.hex()}
-    if isinstance(store, DiskStore):
-        return {"disk_run_id": store.run_id.hex()}
-    return {}
+        return attach_store(self.spec.name, handle, **self._options())
