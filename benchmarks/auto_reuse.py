@@ -44,8 +44,8 @@ def run_one(config: dict[str, Any]) -> dict[str, Any]:
     import logging
 
     from revamper import RevamperLoader
-    from revamper.bench.builtin import builtin_data_dir
-    from revamper.bench.folder import image_folder
+    from revamper.datasets.builtin import builtin_data_dir
+    from revamper.datasets.folder import image_folder
     from revamper.pipelines import load_pipeline
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")

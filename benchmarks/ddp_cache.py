@@ -35,8 +35,8 @@ from typing import Any
 import torch.distributed as dist
 
 from revamper import RevamperLoader
-from revamper.bench.builtin import builtin_data_dir
-from revamper.bench.folder import image_folder
+from revamper.datasets.builtin import builtin_data_dir
+from revamper.datasets.folder import image_folder
 from revamper.pipelines import imagenet_pipeline
 from revamper.store import SharedMemoryStore
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from revamper.bench.builtin import builtin_data_dir
+from revamper.datasets.builtin import builtin_data_dir
 from revamper.fused_crop import FusedDecodeCrop, dct_scale
 from revamper.pipelines import Decode
 

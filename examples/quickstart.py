@@ -11,8 +11,8 @@ from torch import nn
 from torchvision import transforms as T
 
 from revamper import RevamperLoader
-from revamper.bench.builtin import builtin_data_dir  # ImageNet-like JPEGs, made on first use
-from revamper.bench.folder import image_folder  # ImageFolder(root, loader=read_bytes)
+from revamper.datasets.builtin import builtin_data_dir  # ImageNet-like JPEGs, made on first use
+from revamper.datasets.folder import image_folder  # ImageFolder(root, loader=read_bytes)
 from revamper.pipelines import Decode
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from revamper.bench import builtin as data
-from revamper.bench.builtin import CLASSES, MANIFEST_NAME, builtin_data_dir, generate_builtin
-from revamper.bench.folder import DataError, image_folder, read_bytes, scan_image_folder
+from revamper.datasets import builtin as data
+from revamper.datasets.builtin import CLASSES, MANIFEST_NAME, builtin_data_dir, generate_builtin
+from revamper.datasets.folder import DataError, image_folder, read_bytes, scan_image_folder
 
 SMALL = 30
 
@@ -208,7 +208,7 @@ def test_progress_bar_goes_to_stderr_only(
 def test_builtin_data_dir_generates_once_then_reuses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="revamper.bench.builtin"):
+    with caplog.at_level(logging.INFO, logger="revamper.datasets.builtin"):
         folder = builtin_data_dir(num_images=10, seed=3, cache_dir=tmp_path, progress=False)
     assert folder == tmp_path / "data" / f"builtin-v{data.GENERATOR_VERSION}-seed3-n10"
     assert any("generating" in record.getMessage() for record in caplog.records)

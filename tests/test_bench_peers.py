@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from revamper.bench import harness, peers, summary
-from revamper.bench.folder import image_folder
 from revamper.bench.scenarios import Scenario
 from revamper.cli import main
+from revamper.datasets.folder import image_folder
 from revamper.pipelines import load_pipeline, pipeline_from
 from tests.test_bench_cli import SMALL, make_folder
 

@@ -1,120 +1,30 @@
-"""The two baselines, built from the same machinery so comparisons are like for like.
+"""The baselines, and the registry of the kinds of loader the tools compare.
 
-- :func:`standard_loader`: no cache; the full pipeline (partial then final) runs on every use, as
-  in a plain DataLoader. Stage times are still split into partial and final.
-- :func:`echoing_loader`: data echoing after augmentation (Choi et al., 2019): the full pipeline
-  is the cached part and nothing runs on reuse, so each reuse is an identical copy.
+- :mod:`~revamper.baselines.loaders`: :func:`standard_loader` (no cache, the full pipeline on
+  every use) and :func:`echoing_loader` (data echoing: the fully augmented sample repeated), both
+  built on :class:`~revamper.RevamperLoader` so comparisons are like for like;
+- :mod:`~revamper.baselines.variants`: every kind of loader by name (:class:`LoaderVariant`:
+  whether it takes r, how to build it, its analytic bound), read by ``revamper bench`` and
+  ``revamper experiment``.
 """
 
-from __future__ import annotations
+from revamper.baselines.loaders import echoing_loader, standard_loader
+from revamper.baselines.variants import (
+    LoaderVariant,
+    loader_of_kind,
+    loader_variant,
+    register_variant,
+    variant_names,
+    variants,
+)
 
-from typing import Any, Literal
-
-from revamper.loader import RevamperLoader
-from revamper.loader.layout import Transform
-from revamper.transforms import Chain
-
-
-def standard_loader(
-    dataset: Any,
-    batch_size: int = 1,
-    shuffle: bool = False,
-    *,
-    partial_transform: Transform | None = None,
-    final_transform: Transform | None = None,
-    **kwargs: Any,
-) -> RevamperLoader:
-    """A loader that caches nothing and runs both parts of the pipeline on every use.
-
-    Args:
-        dataset: As for :class:`RevamperLoader`.
-        batch_size: As for :class:`RevamperLoader`.
-        shuffle: As for :class:`RevamperLoader`.
-        partial_transform: First part of the pipeline (timed as ``cpu_partial``).
-        final_transform: Last part of the pipeline (timed as ``cpu_final``).
-        **kwargs: Any other :class:`RevamperLoader` argument except ``reuse_factor``.
-    """
-    if "reuse_factor" in kwargs:
-        raise TypeError("standard_loader caches nothing: it takes no reuse_factor")
-    return RevamperLoader(
-        dataset,
-        batch_size,
-        shuffle,
-        partial_transform=partial_transform,
-        final_transform=final_transform,
-        reuse_factor=1,
-        **kwargs,
-    )
-
-
-def echoing_loader(
-    dataset: Any,
-    batch_size: int = 1,
-    shuffle: bool = False,
-    *,
-    partial_transform: Transform | None = None,
-    final_transform: Transform | None = None,
-    reuse_factor: int = 3,
-    **kwargs: Any,
-) -> RevamperLoader:
-    """A loader that caches fully augmented samples and repeats each ``reuse_factor`` times.
-
-    Args:
-        dataset: As for :class:`RevamperLoader`.
-        batch_size: As for :class:`RevamperLoader`.
-        shuffle: As for :class:`RevamperLoader`.
-        partial_transform: First part of the pipeline.
-        final_transform: Last part of the pipeline; with echoing it is cached too.
-        reuse_factor: Uses of each fully augmented sample.
-        **kwargs: Any other :class:`RevamperLoader` argument.
-    """
-    return RevamperLoader(
-        dataset,
-        batch_size,
-        shuffle,
-        partial_transform=Chain(partial_transform, final_transform),
-        final_transform=None,
-        reuse_factor=reuse_factor,
-        **kwargs,
-    )
-
-
-LoaderKind = Literal["standard", "echo", "refurbish"]
-
-
-def loader_of_kind(
-    kind: LoaderKind,
-    dataset: Any,
-    *,
-    partial_transform: Transform | None,
-    final_transform: Transform | None,
-    reuse_factor: int,
-    **kwargs: Any,
-) -> RevamperLoader:
-    """The loader a side-by-side comparison names: standard, echoing or refurbishing.
-
-    Args:
-        kind: ``"standard"`` (``reuse_factor`` is ignored), ``"echo"`` or ``"refurbish"``.
-        dataset: As for :class:`RevamperLoader`.
-        partial_transform: First part of the pipeline.
-        final_transform: Last part of the pipeline.
-        reuse_factor: Uses of each cached entry (echo and refurbish).
-        **kwargs: Any other :class:`RevamperLoader` argument.
-    """
-    if kind == "standard":
-        return standard_loader(
-            dataset, partial_transform=partial_transform, final_transform=final_transform, **kwargs
-        )
-    if kind in ("echo", "refurbish"):
-        build = echoing_loader if kind == "echo" else RevamperLoader
-        return build(
-            dataset,
-            partial_transform=partial_transform,
-            final_transform=final_transform,
-            reuse_factor=reuse_factor,
-            **kwargs,
-        )
-    raise ValueError(f"kind must be 'standard', 'echo' or 'refurbish', got {kind!r}")
-
-
-__all__ = ["LoaderKind", "echoing_loader", "loader_of_kind", "standard_loader"]
+__all__ = [
+    "LoaderVariant",
+    "echoing_loader",
+    "loader_of_kind",
+    "loader_variant",
+    "register_variant",
+    "standard_loader",
+    "variant_names",
+    "variants",
+]

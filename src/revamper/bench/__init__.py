@@ -1,8 +1,11 @@
-"""The benchmark behind ``revamper bench``: built-in data, scenarios, harness and report.
+"""The benchmark behind ``revamper bench``: scenarios, harness and report.
 
-- :mod:`~revamper.bench.builtin`: the built-in ImageNet-like JPEG data set;
-- :mod:`~revamper.bench.folder`: checks and a bytes reader for a user's ``--data`` folder;
-- :mod:`~revamper.bench.scenarios`: standard, simplified, echoing, refurbishing, unbalanced;
+Its data (the built-in JPEG set, a user's ``--data`` folder) is in :mod:`revamper.datasets`;
+``revamper.bench.builtin`` and ``revamper.bench.folder`` only re-export it for old imports.
+
+- :mod:`~revamper.bench.scenarios`: the loader variants of :mod:`revamper.baselines.variants`
+  (standard, simplified, echoing, refurbishing, unbalanced) and the peers;
+- :mod:`~revamper.bench.peers`: FFCV and DALI, when installed;
 - :mod:`~revamper.bench.harness`: interleaved runs with a simulated accelerator step;
 - :mod:`~revamper.bench.summary` and :mod:`~revamper.bench.report`: medians, ratios, the
   analytic bound, the table, the JSON-lines file and the figure.

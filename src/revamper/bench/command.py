@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from revamper.cli import (
+from revamper.cli_args import (
     CliError,
     HelpFormatter,
     int_list,
@@ -16,6 +16,7 @@ from revamper.cli import (
     parse_size,
     positive_int,
 )
+from revamper.store import store_kinds
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def register(subparsers: Any) -> None:
     runs.add_argument("--seed", type=int, default=0)
     runs.add_argument(
         "--cache",
-        choices=("memory", "disk"),
+        choices=store_kinds(),
         default="memory",
         help="where refurbishing and echoing cache (a scenario may name its own: refurbish:3@disk)",
     )
@@ -152,8 +153,8 @@ def _scenarios(args: argparse.Namespace) -> list[Any]:
 
 
 def _dataset(args: argparse.Namespace) -> Any:
-    from revamper.bench.builtin import builtin_data_dir
-    from revamper.bench.folder import DataError, image_folder, scan_image_folder
+    from revamper.datasets.builtin import builtin_data_dir
+    from revamper.datasets.folder import DataError, image_folder, scan_image_folder
 
     try:
         if args.data is not None:

@@ -21,7 +21,7 @@ from typing import Any
 from revamper.bench.procfs import PeakMemorySampler, tree_read_bytes
 from revamper.bench.scenarios import Scenario
 from revamper.pipelines import Pipeline
-from revamper.store import DiskStore, TieredStore
+from revamper.store import store_spec
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +181,10 @@ def run_scenario(
     """Run ``options.epochs`` epochs of one scenario with a fresh loader (and a fresh cache)."""
     kwargs = options.loader_kwargs()
     cache_dir = None
-    if scenario.caches and (scenario.cache or options.cache) == "disk":
+    cache = scenario.cache or options.cache
+    if scenario.caches and store_spec(cache).needs_directory:
         cache_dir = tempfile.mkdtemp(prefix="revamper-bench-", dir=options.cache_dir)
-        kwargs.update(cache="disk", cache_dir=cache_dir)
+        kwargs.update(cache=cache, cache_dir=cache_dir)
     loader = scenario.make_loader(dataset, pipeline, options.split, **kwargs)
     epochs: list[EpochRecord] = []
     try:
@@ -197,7 +198,7 @@ def run_scenario(
         stats = store.stats() if store is not None else None
         cache_bytes = stats.bytes_used if stats is not None else 0
         entries = stats.entries if stats is not None else 0
-        ram_bytes = _ram_bytes(store, cache_bytes)
+        ram_bytes = store.ram_bytes() if store is not None else 0
     finally:
         loader.close()
         if cache_dir is not None:
@@ -205,14 +206,6 @@ def run_scenario(
     # Disk-tier entries are in no process's memory; RAM-tier (tmpfs) entries must be added.
     peak = None if memory.peak_bytes is None else memory.peak_bytes + ram_bytes
     return RunRecord(scenario.name, repeat, epochs, peak, cache_bytes, ram_bytes, entries)
-
-
-def _ram_bytes(store: Any, cache_bytes: int) -> int:
-    if isinstance(store, TieredStore):
-        return store.tier_bytes()[0]
-    if isinstance(store, DiskStore):
-        return 0
-    return cache_bytes
 
 
 def warm_up(dataset: Any) -> float:

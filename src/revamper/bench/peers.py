@@ -157,7 +157,7 @@ def write_beton(root: Path, num_workers: int = 2) -> Path:
         return path
     import numpy as np
 
-    from revamper.bench.folder import image_folder
+    from revamper.datasets.folder import image_folder
     from revamper.pipelines import Decode
 
     folder = image_folder(root)

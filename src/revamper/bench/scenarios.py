@@ -1,6 +1,8 @@
 """The scenarios the benchmark compares, all built on the same loader machinery.
 
-A scenario is written ``kind`` or ``kind:r`` on the command line:
+A scenario is written ``kind`` or ``kind:r`` on the command line. The kinds are the loader
+variants of :mod:`revamper.baselines.variants` that run the full or the simplified pipeline (a
+new variant registered there is a new scenario here) and the peers:
 
 - ``standard``: no cache, the full pipeline on every use (a plain DataLoader's work);
 - ``simplified``: standard with the pipeline's cheaper variant (fewer random operations);
@@ -11,8 +13,9 @@ A scenario is written ``kind`` or ``kind:r`` on the command line:
   pipeline (see :mod:`revamper.bench.peers`); skipped with a one-line message when the library
   is not installed (:meth:`Scenario.missing`).
 
-A caching scenario may name its cache with a suffix, ``refurbish:3@disk`` or
-``refurbish:3@memory``, to compare the two in one run; without one it uses ``--cache``.
+A caching scenario may name its cache, any registered store kind
+(:func:`~revamper.store.store_kinds`), with a suffix, ``refurbish:3@disk`` or
+``refurbish:3@memory``, to compare them in one run; without one it uses ``--cache``.
 
 A revamper scenario may end in ``+fused`` (``standard+fused``, ``refurbish:3+fused``) to run the
 pipeline with its decode and crop fused (:func:`~revamper.pipelines.fuse_decode_crop`) next to
@@ -23,32 +26,28 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from revamper.baselines import LoaderKind, loader_of_kind
+from revamper.baselines.variants import LoaderVariant, loader_of_kind, loader_variant, variants
 from revamper.bench.peers import PEERS, PeerLoader, crop_size
 from revamper.bench.peers import missing as peer_missing
 from revamper.loader import RevamperLoader
 from revamper.pipelines import Pipeline, fused_or_error
+from revamper.store import store_kinds
 
-Kind = Literal["standard", "simplified", "echo", "refurbish", "unbalanced", "ffcv", "dali"]
-Cache = Literal["memory", "disk"]
-_KINDS: tuple[Kind, ...] = (
-    "standard",
-    "simplified",
-    "echo",
-    "refurbish",
-    "unbalanced",
-    *PEERS,
-)
-_NEEDS_R = ("echo", "refurbish", "unbalanced")
-_LOADER_KINDS: dict[str, LoaderKind] = {
-    "standard": "standard",
-    "simplified": "standard",  # the cheaper pipeline, run in full every time
-    "echo": "echo",
-    "refurbish": "refurbish",
-    "unbalanced": "refurbish",  # without the cache-aware shuffle
-}
+
+def _variants() -> tuple[LoaderVariant, ...]:
+    """The loader variants the benchmark runs: those on the full or the simplified pipeline."""
+    return variants(("full", "simplified"))
+
+
+def _kinds() -> tuple[str, ...]:
+    return (*(v.name for v in _variants()), *PEERS)
+
+
+def _accepted() -> str:
+    words = [f"{v.name}:R" if v.takes_r else v.name for v in _variants()] + list(PEERS)
+    return ", ".join(words[:-1]) + " or " + words[-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,28 +55,37 @@ class Scenario:
     """One configuration to measure.
 
     Attributes:
-        kind: What to run (see the module docstring).
+        kind: What to run: a loader variant's name
+            (:func:`~revamper.baselines.variants.variants`) or a peer's (see the module docstring).
         reuse_factor: r (1 for ``standard`` and ``simplified``).
-        cache: The cache it names (``None``: the run's default).
+        cache: The store kind it names (:func:`~revamper.store.store_kinds`; ``None``: the
+            run's default).
         fused: Run the pipeline with decode and crop fused into one step.
     """
 
-    kind: Kind
+    kind: str
     reuse_factor: int = 1
-    cache: Cache | None = None
+    cache: str | None = None
     fused: bool = False
 
     @property
     def name(self) -> str:
         """``standard``, ``refurbish-r3``, ``refurbish-r3-disk``, ...: unique within a run."""
-        name = self.kind if self.kind not in _NEEDS_R else f"{self.kind}-r{self.reuse_factor}"
+        variant = self.variant
+        takes_r = variant is not None and variant.takes_r
+        name = f"{self.kind}-r{self.reuse_factor}" if takes_r else self.kind
         name = name if self.cache is None else f"{name}-{self.cache}"
         return f"{name}-fused" if self.fused else name
 
     @property
     def caches(self) -> bool:
         """Whether the scenario uses a cache at all."""
-        return self.kind in _NEEDS_R and self.reuse_factor > 1
+        return self.variant is not None and self.variant.takes_r and self.reuse_factor > 1
+
+    @property
+    def variant(self) -> LoaderVariant | None:
+        """The loader variant it runs (``None`` for a peer)."""
+        return None if self.kind in PEERS else loader_variant(self.kind)
 
     @classmethod
     def parse(cls, spec: str) -> Scenario:
@@ -93,15 +101,13 @@ class Scenario:
                 raise ValueError(f"scenario {spec!r}: a peer runs its own pipeline, not +fused")
             return dataclasses.replace(plain, fused=True)
         body, _, cache = text.partition("@")
-        if cache and cache not in ("memory", "disk"):
-            raise ValueError(f"scenario {spec!r}: the cache after @ must be memory or disk")
+        if cache and cache not in store_kinds():
+            caches = ", ".join(store_kinds())
+            raise ValueError(f"scenario {spec!r}: the cache after @ must be one of {caches}")
         kind, _, r_text = body.partition(":")
-        if kind not in _KINDS:
-            raise ValueError(
-                f"unknown scenario {spec!r}: use standard, simplified, echo:R, refurbish:R, "
-                "unbalanced:R, ffcv or dali"
-            )
-        if kind not in _NEEDS_R:
+        if kind not in _kinds():
+            raise ValueError(f"unknown scenario {spec!r}: use {_accepted()}")
+        if kind in PEERS or not loader_variant(kind).takes_r:
             if r_text or cache:
                 raise ValueError(f"scenario {kind!r} takes no reuse factor or cache: {spec!r}")
             return cls(kind)
@@ -113,11 +119,14 @@ class Scenario:
             ) from None
         if r < 1:
             raise ValueError(f"the reuse factor of {spec!r} must be at least 1")
-        return cls(kind, r, cache or None)  # type: ignore[arg-type]
+        return cls(kind, r, cache or None)
 
     def available(self, pipeline: Pipeline) -> bool:
         """Whether ``pipeline`` supports this scenario (``simplified`` needs a variant)."""
-        return self.kind != "simplified" or pipeline.simplified is not None
+        variant = self.variant
+        if variant is None or variant.pipeline != "simplified":
+            return True
+        return pipeline.simplified is not None
 
     @property
     def peer(self) -> bool:
@@ -153,17 +162,16 @@ class Scenario:
         if self.fused and not pipeline.name.endswith("-fused"):
             pipeline = fused_or_error(pipeline)
             split = split - 1 if split is not None and split >= 2 else split
-        if self.kind == "simplified":
+        variant = loader_variant(self.kind)
+        if variant.pipeline == "simplified":
             parts = pipeline.split_simplified(split)
             if parts is None:
                 raise ValueError(f"pipeline {pipeline.name!r} has no simplified variant")
         else:
             parts = pipeline.split(split)
         partial, final = parts
-        if self.kind in ("refurbish", "unbalanced"):
-            loader_kwargs["balance_misses"] = self.kind == "refurbish"
         return loader_of_kind(
-            _LOADER_KINDS[self.kind],
+            variant.name,
             dataset,
             partial_transform=partial,
             final_transform=final,

@@ -23,6 +23,7 @@ from revamper.bench.scenarios import Scenario
 from revamper.costmodel import StageCosts
 from revamper.loader.stats import BatchStats
 from revamper.plan import PlanConfig
+from revamper.store import store_spec
 
 BASELINE = "standard"
 
@@ -255,7 +256,8 @@ def _disk_figures(
     steady: Sequence[EpochRecord],
     options: BenchOptions | None,
 ) -> dict[str, float | None] | None:
-    if not scenario.caches or (scenario.cache or (options and options.cache)) != "disk":
+    cache = scenario.cache or (options.cache if options is not None else None)
+    if not scenario.caches or cache is None or not store_spec(cache).persistent:
         return None
     run = runs[0]
     disk_bytes = statistics.median(r.cache_bytes - r.ram_bytes for r in runs)
@@ -267,7 +269,7 @@ def _disk_figures(
             reuse_factor=scenario.reuse_factor,
             batch_size=options.batch_size,
             seed=options.seed,
-            balance_misses=scenario.kind != "unbalanced",
+            balance_misses=scenario.variant is None or scenario.variant.balances_misses,
         )
         replay = simulate_lru(
             config, options.epochs, run.cache_bytes / run.entries, options.cache_bytes
@@ -283,12 +285,7 @@ def _disk_figures(
 
 
 def _bound(scenario: Scenario, base: StageCosts | None, own: StageCosts) -> float | None:
-    if base is None:
+    variant = scenario.variant
+    if base is None or variant is None:
         return None
-    if scenario.kind == "standard":
-        return 1.0
-    if scenario.kind in ("refurbish", "unbalanced"):
-        return base.with_cache_costs(own).refurbishing_bound(scenario.reuse_factor)
-    if scenario.kind == "echo":
-        return base.with_cache_costs(own).echoing_bound(scenario.reuse_factor)
-    return None  # simplified runs another pipeline: no bound from these costs
+    return variant.speed_bound(base.with_cache_costs(own), scenario.reuse_factor)

@@ -33,7 +33,7 @@ The set is written in torchvision's ``ImageFolder`` layout (``<root>/<class>/<fi
 temporary sibling folder that is renamed into place only when complete, with a manifest
 (``revamper-data.json``) that :func:`builtin_data_dir` checks before reusing a cached set.
 
-Read it with :func:`revamper.bench.folder.image_folder`, whose items are raw JPEG bytes.
+Read it with :func:`revamper.datasets.folder.image_folder`, whose items are raw JPEG bytes.
 """
 
 from __future__ import annotations

@@ -1,30 +1,35 @@
 """The arms of the accuracy experiment and the loader each one trains from.
 
-Every arm is built on :class:`~revamper.RevamperLoader` (directly or through the baselines), with
-the same batch size, workers and seed, so they differ only in what is augmented and cached:
+An arm is a loader variant of :mod:`revamper.baselines.variants` (every registered variant is an
+arm), all built on :class:`~revamper.RevamperLoader` with the same batch size, workers and seed,
+so they differ only in what is augmented and cached:
 
 - ``none``: no augmentation (only the conversion to the model's input), nothing cached;
 - ``standard``: the full pipeline on every use, nothing cached (a plain DataLoader's work);
 - ``simplified``: the full pipeline without its elastic step, on every use, nothing cached;
 - ``echo:r``: data echoing, the fully augmented sample cached and repeated r times;
 - ``refurbish:r``: data refurbishing, the partial part cached and reused r times, the final part
-  re-run on every use.
+  re-run on every use;
+- ``unbalanced:r``: refurbishing without the cache-aware shuffle.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
-from revamper.baselines import loader_of_kind
+from revamper.baselines.variants import loader_of_kind, loader_variant, variant_names
 from revamper.experiments.augment import Augmentation, augmentation
 from revamper.loader import RevamperLoader
 
-Kind = Literal["none", "standard", "simplified", "echo", "refurbish"]
-KINDS: tuple[Kind, ...] = ("none", "standard", "simplified", "echo", "refurbish")
-_NEEDS_R: tuple[Kind, ...] = ("echo", "refurbish")
-_PIPELINE = {"none": "none", "simplified": "simplified"}  # all other arms: "full"
+Kind = str
+"""A loader variant's name (:func:`~revamper.baselines.variants.variant_names`)."""
+KINDS: tuple[Kind, ...] = variant_names()
+
+
+def _takes_r(kind: Kind) -> bool:
+    return loader_variant(kind).takes_r
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +47,12 @@ class Arm:
     @property
     def name(self) -> str:
         """``none``, ``standard``, ``echo-r2``, ``refurbish-r3``, ...: unique within a run."""
-        return f"{self.kind}-r{self.reuse_factor}" if self.kind in _NEEDS_R else self.kind
+        return f"{self.kind}-r{self.reuse_factor}" if _takes_r(self.kind) else self.kind
 
     @property
     def pipeline(self) -> str:
         """The augmentation it uses: ``full``, ``simplified`` or ``none``."""
-        return _PIPELINE.get(self.kind, "full")
+        return loader_variant(self.kind).pipeline
 
     @classmethod
     def parse(cls, spec: str) -> Arm:
@@ -60,11 +65,11 @@ class Arm:
         kind, sep, r_text = text.partition(":")
         if not sep and "-r" in text:
             kind, _, r_text = text.partition("-r")
-        if kind not in KINDS:
-            raise ValueError(
-                f"unknown arm {spec!r}: use none, standard, simplified, echo:R or refurbish:R"
-            )
-        if kind not in _NEEDS_R:
+        if kind not in variant_names():
+            words = [f"{k}:R" if _takes_r(k) else k for k in variant_names()]
+            accepted = ", ".join(words[:-1]) + " or " + words[-1]
+            raise ValueError(f"unknown arm {spec!r}: use {accepted}")
+        if not _takes_r(kind):
             if r_text:
                 raise ValueError(f"arm {kind!r} takes no reuse factor, got {spec!r}")
             return cls(kind)
@@ -92,7 +97,7 @@ class Arm:
         """
         pipeline = pipelines(self.pipeline)
         return loader_of_kind(
-            self.kind if self.kind in ("echo", "refurbish") else "standard",
+            self.kind,
             dataset,
             partial_transform=pipeline.partial_transform,
             final_transform=pipeline.final_transform,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from revamper.cli import CliError, positive_int
+from revamper.cli_args import CliError, positive_int
 
 if TYPE_CHECKING:
     from revamper.experiments.arms import Arm

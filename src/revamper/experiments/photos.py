@@ -1,6 +1,6 @@
 """The second task: photographs (the built-in image set), an ImageNet-style pipeline, a small CNN.
 
-The data is :mod:`revamper.bench.builtin`'s set: 10 classes, each cut from one colour photograph
+The data is :mod:`revamper.datasets.builtin`'s set: 10 classes, each cut from one colour photograph
 that scikit-image or scikit-learn ships, as JPEG files of ImageNet-like size (mostly 500x375).
 Nothing is downloaded. A fixed stratified split keeps held-out test images apart from the
 training images (different crops of the same photographs, never the same file).
@@ -153,8 +153,8 @@ class PhotoSplit:
 
 
 def _load_all(num_images: int) -> tuple[list[bytes], np.ndarray]:
-    from revamper.bench.builtin import builtin_data_dir
-    from revamper.bench.folder import image_folder
+    from revamper.datasets.builtin import builtin_data_dir
+    from revamper.datasets.folder import image_folder
 
     folder = image_folder(builtin_data_dir(num_images=num_images, progress=False))
     blobs = [folder.loader(path) for path, _ in folder.samples]

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from revamper.cli import CliError
+from revamper.cli_args import CliError
 from revamper.experiments.sweep import SweepOptions, TaskGrid, default_options
 from revamper.experiments.tasks import TASKS
 

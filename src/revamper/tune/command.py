@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from revamper.cli import CliError, HelpFormatter, non_negative_int, parse_size, positive_int
+from revamper.cli_args import CliError, HelpFormatter, non_negative_int, parse_size, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,8 @@ def register(subparsers: Any) -> None:
 
 
 def _dataset(args: argparse.Namespace) -> Any:
-    from revamper.bench.builtin import builtin_data_dir
-    from revamper.bench.folder import DataError, image_folder, scan_image_folder
+    from revamper.datasets.builtin import builtin_data_dir
+    from revamper.datasets.folder import DataError, image_folder, scan_image_folder
 
     try:
         if args.data is not None:

@@ -1,0 +1,232 @@
+"""The kinds of loader that the benchmark and the experiments compare, by name, in one registry.
+
+A :class:`LoaderVariant` says everything a tool needs to know about one way of loading: its
+name, whether it takes a reuse factor r, which pipeline it runs (the full one, the cheaper
+``simplified`` one, or ``none``), how to build its loader from the two parts of the pipeline, and
+its analytic speed-up bound over standard from measured stage costs. ``revamper bench``'s
+scenarios and ``revamper experiment``'s arms are both read from here, so a new variant is one
+:func:`register_variant` call below and both tools accept it (the benchmark offers the variants
+whose pipeline is ``full`` or ``simplified``; the experiments offer all of them).
+
+Every variant is built on :class:`~revamper.RevamperLoader` through the baselines, with the
+caller's batch size, workers and seed, so variants differ only in what is cached and reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from revamper.baselines.loaders import echoing_loader, standard_loader
+from revamper.costmodel import StageCosts
+from revamper.loader import RevamperLoader
+from revamper.loader.layout import Transform
+
+__all__ = [
+    "LoaderVariant",
+    "PipelinePart",
+    "loader_of_kind",
+    "loader_variant",
+    "register_variant",
+    "variant_names",
+    "variants",
+]
+
+PipelinePart = Literal["full", "simplified", "none"]
+"""Which pipeline a variant runs: the whole one, its cheaper variant, or only the conversion."""
+
+Build = Callable[..., RevamperLoader]
+"""``build(dataset, *, partial_transform, final_transform, reuse_factor, **loader_kwargs)``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoaderVariant:
+    """One way of loading that the tools compare.
+
+    Attributes:
+        name: The registry name (``standard``, ``refurbish``, ...); with r, a run names it
+            ``<name>-r<r>``.
+        summary: One line saying what it does (the tools' help and module docs).
+        takes_r: Whether it caches and so takes a reuse factor (``name:r`` on a command line).
+        pipeline: Which pipeline it runs (:data:`PipelinePart`).
+        build: Builds its loader from the pipeline's two parts (see :data:`Build`).
+        bound: Its analytic speed-up bound over standard, from stage costs and r (``None``: none
+            from the same costs, e.g. a variant that runs another pipeline).
+        loader_options: Loader arguments the variant fixes (e.g. ``balance_misses=False``).
+    """
+
+    name: str
+    summary: str
+    takes_r: bool
+    build: Build
+    pipeline: PipelinePart = "full"
+    bound: Callable[[StageCosts, int], float] | None = None
+    loader_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def make_loader(
+        self,
+        dataset: Any,
+        *,
+        partial_transform: Transform | None,
+        final_transform: Transform | None,
+        reuse_factor: int = 1,
+        **loader_kwargs: Any,
+    ) -> RevamperLoader:
+        """Build this variant's loader (``reuse_factor`` is ignored unless :attr:`takes_r`)."""
+        return self.build(
+            dataset,
+            partial_transform=partial_transform,
+            final_transform=final_transform,
+            reuse_factor=reuse_factor if self.takes_r else 1,
+            **{**loader_kwargs, **self.loader_options},
+        )
+
+    def speed_bound(self, costs: StageCosts, reuse_factor: int) -> float | None:
+        """The analytic bound at ``reuse_factor`` from ``costs``, or ``None`` if it has none."""
+        return None if self.bound is None else self.bound(costs, reuse_factor)
+
+    @property
+    def balances_misses(self) -> bool:
+        """Whether its batches get the cache-aware shuffle (the loader's default)."""
+        return bool(self.loader_options.get("balance_misses", True))
+
+
+_VARIANTS: dict[str, LoaderVariant] = {}
+
+
+def register_variant(variant: LoaderVariant) -> LoaderVariant:
+    """Add ``variant`` to the registry and return it.
+
+    Raises:
+        ValueError: If a variant of that name is registered already.
+    """
+    if variant.name in _VARIANTS:
+        raise ValueError(f"a loader variant named {variant.name!r} is registered already")
+    _VARIANTS[variant.name] = variant
+    return variant
+
+
+def variants(pipelines: tuple[PipelinePart, ...] | None = None) -> tuple[LoaderVariant, ...]:
+    """The registered variants in registration order, only those running ``pipelines`` if given."""
+    return tuple(v for v in _VARIANTS.values() if pipelines is None or v.pipeline in pipelines)
+
+
+def variant_names(pipelines: tuple[PipelinePart, ...] | None = None) -> tuple[str, ...]:
+    """The names of :func:`variants`."""
+    return tuple(v.name for v in variants(pipelines))
+
+
+def loader_variant(name: str) -> LoaderVariant:
+    """The variant registered as ``name``.
+
+    Raises:
+        ValueError: Naming the known variants, for an unknown one.
+    """
+    try:
+        return _VARIANTS[name]
+    except KeyError:
+        known = ", ".join(_VARIANTS)
+        raise ValueError(f"unknown loader variant {name!r}: known are {known}") from None
+
+
+def loader_of_kind(
+    kind: str,
+    dataset: Any,
+    *,
+    partial_transform: Transform | None,
+    final_transform: Transform | None,
+    reuse_factor: int,
+    **kwargs: Any,
+) -> RevamperLoader:
+    """The loader of the variant registered as ``kind`` (:meth:`LoaderVariant.make_loader`).
+
+    Raises:
+        ValueError: For an unknown kind.
+    """
+    return loader_variant(kind).make_loader(
+        dataset,
+        partial_transform=partial_transform,
+        final_transform=final_transform,
+        reuse_factor=reuse_factor,
+        **kwargs,
+    )
+
+
+def _standard(dataset: Any, *, reuse_factor: int, **kwargs: Any) -> RevamperLoader:
+    del reuse_factor  # standard caches nothing
+    return standard_loader(dataset, **kwargs)
+
+
+def _refurbish(dataset: Any, **kwargs: Any) -> RevamperLoader:
+    return RevamperLoader(dataset, **kwargs)
+
+
+def _no_gain(costs: StageCosts, reuse_factor: int) -> float:
+    del costs, reuse_factor
+    return 1.0
+
+
+def _refurbishing_bound(costs: StageCosts, reuse_factor: int) -> float:
+    return costs.refurbishing_bound(reuse_factor)
+
+
+def _echoing_bound(costs: StageCosts, reuse_factor: int) -> float:
+    return costs.echoing_bound(reuse_factor)
+
+
+register_variant(
+    LoaderVariant(
+        "none",
+        "no augmentation (only the conversion to the model's input), nothing cached",
+        takes_r=False,
+        build=_standard,
+        pipeline="none",
+    )
+)
+register_variant(
+    LoaderVariant(
+        "standard",
+        "no cache, the full pipeline on every use (a plain DataLoader's work)",
+        takes_r=False,
+        build=_standard,
+        bound=_no_gain,
+    )
+)
+register_variant(
+    LoaderVariant(
+        "simplified",
+        "standard with the pipeline's cheaper variant (fewer random operations)",
+        takes_r=False,
+        build=_standard,
+        pipeline="simplified",
+    )
+)
+register_variant(
+    LoaderVariant(
+        "echo",
+        "data echoing: the fully augmented sample cached and repeated r times",
+        takes_r=True,
+        build=echoing_loader,
+        bound=_echoing_bound,
+    )
+)
+register_variant(
+    LoaderVariant(
+        "refurbish",
+        "data refurbishing: the partial part cached and reused r times, the final part re-run",
+        takes_r=True,
+        build=_refurbish,
+        bound=_refurbishing_bound,
+    )
+)
+register_variant(
+    LoaderVariant(
+        "unbalanced",
+        "refurbishing with the cache-aware shuffle turned off (a plain shuffle)",
+        takes_r=True,
+        build=_refurbish,
+        bound=_refurbishing_bound,
+        loader_options={"balance_misses": False},
+    )
+)
