@@ -18,6 +18,9 @@ Quick start::
             ...
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 from revamper.baselines import echoing_loader, standard_loader
 from revamper.distributed import DistributedSetupError
 from revamper.errors import (
@@ -28,6 +31,8 @@ from revamper.errors import (
     UnsafeCacheError,
 )
 from revamper.loader import EpochStats, LoaderStats, RevamperLoader
+from revamper.loader.layout import Transform
+from revamper.loader.pipeline import use_pipeline_chooser
 from revamper.plan import EpochPlan, PlanConfig, plan_epoch
 from revamper.store import (
     MISS,
@@ -42,6 +47,27 @@ from revamper.store import (
 from revamper.transforms import Chain
 
 __version__ = "0.1.0"
+"""The package's version: the one place it is written (``pyproject.toml`` reads it from here)."""
+
+
+def _tuner_choice(
+    dataset: Any,
+    transforms: Any,
+    cache_bytes: int | None,
+    min_diversity: float,
+    loader_kwargs: Mapping[str, Any],
+) -> tuple[Transform, Transform, int]:
+    """:meth:`RevamperLoader.from_pipeline`'s choice, made by the tuner (imported on first use).
+
+    The package root is the one place that joins the core and a tool: the loader defines the
+    port (:func:`~revamper.loader.pipeline.use_pipeline_chooser`), the tuner fills it.
+    """
+    from revamper.tune.tuned_loader import choose_pipeline
+
+    return choose_pipeline(dataset, transforms, cache_bytes, min_diversity, loader_kwargs)
+
+
+use_pipeline_chooser(_tuner_choice)
 
 __all__ = [
     "MISS",

@@ -1,18 +1,33 @@
-""":meth:`RevamperLoader.from_pipeline`'s choice: where to split a pipeline, and the reuse factor.
+""":meth:`RevamperLoader.from_pipeline`'s choice of split point and reuse factor, as a port.
 
-The tuner (:mod:`revamper.tune`) is imported only when this runs: the runtime core does not
-depend on the tools.
+Choosing needs the tuner (it profiles the pipeline), and the runtime core never imports a tool.
+So the loader only defines what a chooser is (:data:`PipelineChooser`) and asks the one plugged
+in with :func:`use_pipeline_chooser`; the ``revamper`` package plugs in the tuner's
+(:func:`revamper.tune.tuned_loader.choose_pipeline`) when it is imported, which every import of
+``revamper.loader`` does first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
-
-from revamper.loader.arguments import process_group_size
 from revamper.loader.layout import Transform
+
+__all__ = ["PipelineChooser", "choose_pipeline", "use_pipeline_chooser"]
+
+PipelineChooser = Callable[
+    [Any, Any, int | None, float, Mapping[str, Any]], tuple[Transform, Transform, int]
+]
+"""``chooser(dataset, transforms, cache_bytes, min_diversity, loader_kwargs)`` returns
+``(partial, final, reuse_factor)``; all ranks of a process group must get the same answer."""
+
+_chooser: list[PipelineChooser] = []
+
+
+def use_pipeline_chooser(chooser: PipelineChooser) -> None:
+    """Make ``chooser`` the one :meth:`RevamperLoader.from_pipeline` asks (replacing any)."""
+    _chooser[:] = [chooser]
 
 
 def choose_pipeline(
@@ -22,36 +37,14 @@ def choose_pipeline(
     min_diversity: float,
     loader_kwargs: Mapping[str, Any],
 ) -> tuple[Transform, Transform, int]:
-    """Profile ``transforms`` on ``dataset`` and return ``(partial, final, reuse_factor)``.
-
-    Under ``torch.distributed`` rank 0 measures and chooses and the other ranks take its choice
-    (a collective), so that all ranks agree.
+    """Ask the plugged-in chooser for ``(partial, final, reuse_factor)``.
 
     Raises:
-        TypeError: If ``loader_kwargs`` holds an argument the choice sets itself.
+        RuntimeError: If no chooser is plugged in (only when ``revamper`` failed to import).
     """
-    from revamper.tune import as_pipeline, recommend
-
-    for name in ("partial_transform", "final_transform", "reuse_factor"):
-        if name in loader_kwargs:
-            raise TypeError(f"from_pipeline chooses {name} itself; do not pass it")
-    shared = process_group_size() > 1 and loader_kwargs.get("world_size") is None
-    chosen: list[Any] = [None]
-    if not shared or torch.distributed.get_rank() == 0:
-        choice = recommend(
-            dataset,
-            transforms,
-            budget_bytes=cache_bytes,
-            min_diversity=min_diversity,
-            num_workers=loader_kwargs.get("num_workers", 0),
-            batch_size=loader_kwargs.get("batch_size", 1),
-            whole_sample=loader_kwargs.get("whole_sample", False),
-            collate_fn=loader_kwargs.get("collate_fn"),
-            multiprocessing_context=loader_kwargs.get("multiprocessing_context"),
+    if not _chooser:
+        raise RuntimeError(
+            "RevamperLoader.from_pipeline needs the tuner: import revamper (which plugs in "
+            "revamper.tune's chooser) or call revamper.tune.tuned_loader"
         )
-        chosen = [(choice.split, choice.reuse_factor)]
-    if shared:
-        torch.distributed.broadcast_object_list(chosen, src=0)
-    split, reuse_factor = chosen[0]
-    partial, final = as_pipeline(transforms).split(split)
-    return partial, final, int(reuse_factor)
+    return _chooser[0](dataset, transforms, cache_bytes, min_diversity, loader_kwargs)

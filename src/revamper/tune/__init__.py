@@ -3,7 +3,8 @@
 The paper leaves both to the user. :func:`recommend` measures the pipeline on the data set and
 returns a :class:`Recommendation`: the transforms to give the loader, the reuse factor, and the
 table of every (split, r) with its predicted samples/s, cache size and diversity, and why each
-lost. ``RevamperLoader.from_pipeline`` builds a loader from it; ``revamper plan`` prints it.
+lost. :func:`tuned_loader` (spelled ``RevamperLoader.from_pipeline`` on the loader) builds a
+loader from it; ``revamper tune`` (old name ``revamper plan``) prints it.
 
 Modules, one concept each:
 
@@ -17,7 +18,8 @@ Modules, one concept each:
 - :mod:`~revamper.tune.choice`: the choice and the reasons;
 - :mod:`~revamper.tune.recommend`: the whole procedure;
 - :mod:`~revamper.tune.recommendation`: what was measured and the :class:`Recommendation`;
-- :mod:`~revamper.tune.report` and :mod:`~revamper.tune.command`: ``revamper plan``.
+- :mod:`~revamper.tune.tuned_loader`: the loader built from the choice (``from_pipeline``);
+- :mod:`~revamper.tune.report` and :mod:`~revamper.tune.command`: ``revamper tune``.
 """
 
 from revamper.tune.choice import Verdict, choose
@@ -44,6 +46,7 @@ from revamper.tune.profile import (
 from revamper.tune.recommend import recommend, recommend_from
 from revamper.tune.recommendation import Measurements, Recommendation
 from revamper.tune.steps import UnsplittableError, as_pipeline
+from revamper.tune.tuned_loader import tuned_loader
 from revamper.tune.verify import CheckRun, measure_refurbishing
 
 __all__ = [
@@ -77,5 +80,6 @@ __all__ = [
     "profile_pipeline",
     "recommend",
     "recommend_from",
+    "tuned_loader",
     "usable_cores",
 ]

@@ -1,4 +1,8 @@
-"""``revamper plan``: measure a pipeline on a data set and recommend a split point and ``r``."""
+"""``revamper tune``: measure a pipeline on a data set and recommend a split point and ``r``.
+
+``revamper plan`` is the command's old name, kept as an alias (the planner is
+:mod:`revamper.plan`, the tuner :mod:`revamper.tune`: the command now says which it runs).
+"""
 
 from __future__ import annotations
 
@@ -25,20 +29,39 @@ def _fraction(text: str) -> float:
     return value
 
 
+NAME = "tune"
+ALIASES = ("plan",)
+"""Old names of the command, still accepted (each its own parser, so errors name what was typed)."""
+
+_DESCRIPTION = (
+    "Profile every step of the pipeline on the data (CPU time, cached entry size, cache "
+    "read and write costs), count the distinct outputs of every candidate final part, "
+    "calibrate the loader's own overhead, then predict samples/s, cache size and "
+    "diversity for every split point and reuse factor 1-5, and recommend the fastest "
+    "that keeps enough diversity and fits the memory budget."
+)
+
+
 def register(subparsers: Any) -> None:
-    """Add the ``plan`` sub-command."""
-    parser = subparsers.add_parser(
-        "plan",
-        help="recommend where to split the pipeline and how often to reuse each cached sample",
-        description=(
-            "Profile every step of the pipeline on the data (CPU time, cached entry size, cache "
-            "read and write costs), count the distinct outputs of every candidate final part, "
-            "calibrate the loader's own overhead, then predict samples/s, cache size and "
-            "diversity for every split point and reuse factor 1-5, and recommend the fastest "
-            "that keeps enough diversity and fits the memory budget."
-        ),
-        formatter_class=HelpFormatter,
+    """Add the ``tune`` sub-command and its old name ``plan``."""
+    summary = "recommend where to split the pipeline and how often to reuse each cached sample"
+    _add_arguments(
+        subparsers.add_parser(
+            NAME, help=summary, description=_DESCRIPTION, formatter_class=HelpFormatter
+        )
     )
+    for alias in ALIASES:
+        _add_arguments(
+            subparsers.add_parser(
+                alias,
+                help=f"the old name of {NAME!r}: {summary}",
+                description=_DESCRIPTION,
+                formatter_class=HelpFormatter,
+            )
+        )
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         type=Path,
@@ -121,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     console.print(
         escape(
-            f"revamper plan: {len(dataset)} images, pipeline {pipeline.name} "
+            f"revamper {args.command}: {len(dataset)} images, pipeline {pipeline.name} "
             f"({', '.join(pipeline.step_names)}), {args.workers} workers, batch {args.batch_size}"
         )
     )

@@ -1,4 +1,4 @@
-"""``revamper plan``'s outputs: terminal tables (rich) and the throughput-diversity figure.
+"""``revamper tune``'s outputs: terminal tables (rich) and the throughput-diversity figure.
 
 The figure puts every (split, r) at its predicted samples/s against its diversity, so the
 trade-off is visible at a glance: the paper's "sweet spot" is the highest point right of the
