@@ -27,9 +27,11 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/revamper bench
 
 lint: $(VENV)/.installed-dev
-	$(PY) -m ruff check src tests examples
-	$(PY) -m ruff format --check src tests examples
+	$(PY) -m ruff check src tests examples benchmarks
+	$(PY) -m ruff format --check src tests examples benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
+# mypy's files (pyproject.toml): src/revamper and benchmarks.
 typecheck: $(VENV)/.installed-dev
 	$(PY) -m mypy
 

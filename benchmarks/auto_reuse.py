@@ -101,13 +101,13 @@ def _in_process(config: dict[str, Any]) -> dict[str, Any]:
 
 def steady(run: dict[str, Any], key: str = "wall_seconds") -> float:
     """The run's median steady-state epoch figure."""
-    return statistics.median(e[key] for e in run["epochs_run"][STEADY_FROM:])
+    return float(statistics.median(e[key] for e in run["epochs_run"][STEADY_FROM:]))
 
 
 def diversity(run: dict[str, Any]) -> float:
     """Fresh partial augmentations per use over the steady-state epochs."""
     epochs = run["epochs_run"][STEADY_FROM:]
-    return sum(e["computed"] for e in epochs) / sum(e["samples"] for e in epochs)
+    return float(sum(e["computed"] for e in epochs) / sum(e["samples"] for e in epochs))
 
 
 def calibrate(base: dict[str, Any]) -> list[float]:

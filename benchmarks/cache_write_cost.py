@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from revamper.store import SharedMemoryStore, codec, record
+from revamper.store import codec, make_store, record
 
 
 def per_entry(count: int, action: Callable[[int], object]) -> float:
@@ -59,7 +59,7 @@ def one_repeat(images: list[Image.Image], count: int) -> dict[str, float]:
         times["rewrite in place"] = per_entry(count, lambda i: write(i, 0))  # pages stay
     finally:
         shutil.rmtree(scratch)
-    store = SharedMemoryStore()
+    store = make_store("memory")
     try:
         times["SharedMemoryStore.put, new"] = per_entry(
             count, lambda i: store.put(i, 0, images[i % len(images)])
@@ -88,7 +88,7 @@ def main() -> None:
         values = [run[name] for run in runs]
         median, low, high = statistics.median(values), min(values), max(values)
         lines.append(f"  {name:40s} {median:7.1f}  ({low:.1f}-{high:.1f})")
-    print("\n".join(lines))  # noqa: T201 (a script's report)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch.distributed as dist
 
@@ -38,7 +38,6 @@ from revamper import RevamperLoader
 from revamper.datasets.builtin import builtin_data_dir
 from revamper.datasets.folder import image_folder
 from revamper.pipelines import imagenet_pipeline
-from revamper.store import SharedMemoryStore
 
 
 def shm_bytes(path: Path) -> int:
@@ -51,7 +50,11 @@ def shm_bytes(path: Path) -> int:
     return total
 
 
-def rank_main(rank: int, world: int, init: str, scope: str, args: Any, out: Any) -> None:
+Scope = Literal["machine", "rank"]
+"""The loader's ``cache_scope`` values this compares."""
+
+
+def rank_main(rank: int, world: int, init: str, scope: Scope, args: Any, out: Any) -> None:
     """One rank: build the loader, run the epochs in step with the others, report figures."""
     os.environ["LOCAL_WORLD_SIZE"] = str(world)  # all ranks on this machine
     dist.init_process_group(
@@ -86,9 +89,9 @@ def rank_main(rank: int, world: int, init: str, scope: str, args: Any, out: Any)
             dist.barrier()
         rates.append(samples / (time.perf_counter() - start))
     store = loader.store
-    assert isinstance(store, SharedMemoryStore)
+    assert store is not None and store.kind == "memory"
     paths: list[Any] = [None] * world
-    dist.all_gather_object(paths, (str(store.path), store.stats().bytes_used))
+    dist.all_gather_object(paths, (store.handle()["memory"], store.stats().bytes_used))
     stores = dict(paths)  # one entry per distinct store
     result = {
         "scope": scope,
@@ -104,7 +107,7 @@ def rank_main(rank: int, world: int, init: str, scope: str, args: Any, out: Any)
     out.put(result)
 
 
-def run(scope: str, args: Any) -> list[dict[str, Any]]:
+def run(scope: Scope, args: Any) -> list[dict[str, Any]]:
     """One run of ``args.ranks`` rank processes with ``cache_scope=scope``."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -133,7 +136,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers per rank")
     parser.add_argument("--size", type=int, default=224, help="crop size")
-    parser.add_argument("--scopes", nargs="+", default=["machine", "rank"])
+    scopes = get_args(Scope)
+    parser.add_argument("--scopes", nargs="+", choices=scopes, default=list(scopes))
     parser.add_argument("--out", type=Path, help="write every run's figures here (JSON)")
     args = parser.parse_args()
     args.root = builtin_data_dir(num_images=args.images)

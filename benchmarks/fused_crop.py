@@ -233,7 +233,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     lines += ["", "| plain path, one step | ms/img |", "| --- | ---: |"]
     lines += breakdown(datas, sizes, args.repeats)
-    print("\n".join(NOT_MEASURED + lines))  # noqa: T201 (a script's report)
+    print("\n".join(NOT_MEASURED + lines))
 
 
 if __name__ == "__main__":

@@ -236,7 +236,7 @@ def main() -> None:
         row = [_cell(r[k]) for k in ("old encode", "new encode", "old decode", "new decode")]
         lines.append(f"| {label} | {sizes} | {' | '.join(row)} |")
     lines.append(f"\nµs per call, median (min–max) over {args.rounds} interleaved rounds.")
-    print("\n".join(lines))  # noqa: T201 (a script's report)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import importlinter  # noqa: F401  (the dev extra installs it: missing is a failure, not a skip)
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,9 +26,8 @@ from typing import Any, Literal
 
 from revamper.loader.layout import SampleLayout
 from revamper.pipelines import Pipeline
-from revamper.store import codec, record
+from revamper.store import codec, make_store, record
 from revamper.store.base import MISS, CacheStore
-from revamper.store.memory import SharedMemoryStore
 from revamper.tune.sampling import isolated_rng, sample_indices, single_thread
 from revamper.tune.steps import candidate_splits
 
@@ -200,8 +199,8 @@ def profile_pipeline(
             smaller). 50 to 200 give stable medians.
         seed: Seed of the item draw and of the transforms' randomness.
         whole_sample: Apply the steps to whole items, as the loader's ``whole_sample``.
-        store_factory: Makes the cache store to measure (default: a
-            :class:`~revamper.store.memory.SharedMemoryStore`, the loader's default).
+        store_factory: Makes the cache store to measure (default: the registry's ``"memory"``
+            kind, the loader's default).
 
     Returns:
         The measurements.
@@ -213,7 +212,7 @@ def profile_pipeline(
     splits = candidate_splits(pipeline)
     layout = SampleLayout(whole_sample)
     recorder = _Recorder(len(pipeline.steps), splits)
-    store = store_factory() if store_factory is not None else SharedMemoryStore()
+    store = store_factory() if store_factory is not None else make_store("memory")
     try:
         with isolated_rng(seed), single_thread():
             _warm_up(dataset, pipeline, layout, indices[0])
