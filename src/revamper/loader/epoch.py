@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from torch.utils.data import DataLoader
 
@@ -29,6 +29,15 @@ Bound = tuple[EpochStats, EpochRun]
 """A started epoch: its statistics, and its place on the cursor (advanced batch by batch)."""
 
 
+class EpochStart(NamedTuple):
+    """What the loader fixed for an epoch just before it starts (see ``before_epoch``)."""
+
+    reuse_factor: int
+    """The r the epoch runs with."""
+    predicted_rate: float | None
+    """The production rate predicted for it (samples/s), or ``None``."""
+
+
 class EpochSource:
     """Starts a loader's epochs on its ``DataLoader``, in the main process.
 
@@ -37,6 +46,8 @@ class EpochSource:
         sampler: Its batch sampler (it owns the epoch cursor).
         stats: The loader's per-epoch statistics, where each started epoch gets its entry.
         store: The cache, or ``None``.
+        before_epoch: Called with the number of the epoch about to start, before anything else
+            (the loader fixes its r there, and updates the sampler's plan config).
         maintains_store: Whether this process tidies the store between epochs (its owner, or
             the leader of the ranks sharing it).
     """
@@ -47,6 +58,7 @@ class EpochSource:
         sampler: PlanBatchSampler,
         stats: LoaderStats,
         store: CacheStore | None,
+        before_epoch: Callable[[int], EpochStart],
         *,
         maintains_store: bool,
     ) -> None:
@@ -54,6 +66,7 @@ class EpochSource:
         self._sampler = sampler
         self._stats = stats
         self.store = store
+        self._before_epoch = before_epoch
         self._maintains_store = maintains_store
         self._warned = False
 
@@ -86,12 +99,14 @@ class EpochSource:
         """Take the next epoch (the cursor moves on) and start its statistics."""
         self._check_open()
         cursor = self._sampler.cursor
+        start = self._before_epoch(cursor.next_epoch)
         if self.store is not None and self._maintains_store:
             self.store.on_epoch_start(cursor.next_epoch)
         run = cursor.begin()
         num_batches = self._sampler.config.num_batches
         stats = self._stats._start(run.epoch, num_batches - run.first_batch)
         stats.first_batch = run.first_batch
+        stats.reuse_factor, stats.predicted_rate = start
         return stats, run
 
     def open(self, stats: EpochStats, run: EpochRun) -> Iterator[Delivery]:
@@ -144,6 +159,7 @@ class EpochIterator(Iterator[Any]):
         self._run: EpochRun | None = None
         self._batches: Iterator[Delivery] | None = None
         self._start = 0.0
+        self._returned: float | None = None  # when the last batch left __next__
 
     def __iter__(self) -> EpochIterator:
         return self
@@ -174,7 +190,12 @@ class EpochIterator(Iterator[Any]):
         return self._stats
 
     def __next__(self) -> Any:
+        """The next batch; the time spent here is the consumer's wait, between calls its step."""
+        entered = time.perf_counter()
         stats = self._bound()
+        if self._returned is not None:
+            stats.record_step(entered - self._returned)
+            self._returned = None
         try:
             if self._batches is None:
                 assert self._run is not None  # bound with the stats
@@ -191,7 +212,9 @@ class EpochIterator(Iterator[Any]):
         stats.record_batch(batch_stats)
         if self._run is not None:
             self._run.advance()  # the cursor's position: this batch is delivered
-        stats.wall_seconds = time.perf_counter() - self._start
         if self._store is not None:
             stats.bytes_cached = self._store.stats().bytes_used
+        self._returned = time.perf_counter()
+        stats.wall_seconds = self._returned - self._start
+        stats.record_wait(self._returned - entered, first=stats.batches == 1)
         return batch

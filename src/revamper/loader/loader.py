@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -13,9 +14,10 @@ from revamper.distributed import CacheScope, DistributedSetup, resolve_setup
 from revamper.loader.arguments import check_arguments
 from revamper.loader.batch_execution import RefurbishingDataset
 from revamper.loader.config import LoaderConfig
-from revamper.loader.epoch import EpochIterator, EpochSource
+from revamper.loader.epoch import EpochIterator, EpochSource, EpochStart
 from revamper.loader.layout import Transform, check_transform_keys
 from revamper.loader.pipeline import choose_pipeline
+from revamper.loader.reuse_policy import ReusePolicy, ReuseSpec
 from revamper.loader.sampler import PlanBatchSampler
 from revamper.loader.seed_policy import SeedPolicy
 from revamper.loader.shutdown import close_loader
@@ -65,7 +67,16 @@ class RevamperLoader:
             ``None`` caches the item as loaded.
         final_transform: The cheap last part, re-run with fresh randomness on every use.
         reuse_factor: Uses of each cached entry before it is recomputed (``r``). 1 caches nothing
-            and behaves like a plain DataLoader.
+            and behaves like a plain DataLoader. ``"auto"``: the loader chooses every epoch's r
+            (from epoch 1 on) from what the epoch before measured: the smallest r at which the
+            consumer does not wait for data, 1 when the loader keeps up without reuse, at most
+            ``max_reuse_factor`` (each change is logged with its reason, and
+            ``loader.stats[e].reuse_factor`` says what epoch e ran with). A
+            :class:`~revamper.loader.reuse_control.ReuseControl` is ``"auto"`` with its own
+            settings. See :mod:`revamper.loader.reuse_control`.
+        max_reuse_factor: With ``"auto"``: the largest r it may choose (default 4, the top of
+            the paper's range); every entry that some r up to it could read is cached. With an
+            int r: ``None`` (the default: r).
         cache_bytes: Memory budget for the cache. With the memory cache, entries that do not fit
             are not cached and are recomputed when used (counted as unplanned misses); with the
             disk cache, a fixed subset of entries that fits stays in RAM and the rest is read
@@ -150,7 +161,8 @@ class RevamperLoader:
         *,
         partial_transform: Transform | None = None,
         final_transform: Transform | None = None,
-        reuse_factor: int = 3,
+        reuse_factor: ReuseSpec = 3,
+        max_reuse_factor: int | None = None,
         cache_bytes: int | None = None,
         cache: CacheKind | CacheStore = "memory",
         cache_dir: str | os.PathLike[str] | None = None,
@@ -179,7 +191,6 @@ class RevamperLoader:
         num_samples = check_arguments(
             dataset,
             batch_size=batch_size,
-            reuse_factor=reuse_factor,
             num_workers=num_workers,
             cache_bytes=cache_bytes,
             seed=seed,
@@ -192,15 +203,19 @@ class RevamperLoader:
             cache_key=cache_key,
         )
         keys = check_transform_keys(transform_keys, bool(whole_sample))
+        setup = resolve_setup(rank, world_size, local_world_size, cache_scope)
+        self._reuse = ReusePolicy(
+            reuse_factor, max_reuse_factor, setup=setup, num_workers=num_workers
+        )
         identity = LoaderConfig(
             num_samples=num_samples,
-            reuse_factor=reuse_factor,
+            reuse_factor=self._reuse.initial,
             batch_size=batch_size,
             seed=seed,
             drop_last=bool(drop_last),
             shuffle=bool(shuffle),
             balance_misses=bool(balance_misses),
-            setup=resolve_setup(rank, world_size, local_world_size, cache_scope),
+            setup=setup,
             whole_sample=bool(whole_sample),
             transform_keys=keys,
             partial=LoaderConfig.partial_identity(partial_transform, cache_key),
@@ -208,6 +223,7 @@ class RevamperLoader:
             cache_bytes=cache_bytes,
             cache_dir=cache_dir,
             allow_pickle=allow_pickle,
+            max_reuse_factor=self._reuse.max_reuse_factor,
         )
         self._seeds = SeedPolicy(generator, given=seed is not None)
         choice = self._seeds.settle(identity, cache)
@@ -215,6 +231,7 @@ class RevamperLoader:
         # Before the store: a layout the plan rejects must not leave a cache behind.
         self._config = self._identity.plan_config()
         self._store, self._owns_store = make_store(cache, self._identity)
+        self._reuse.connect()  # with "auto" under torch.distributed: the ranks' exchange
         self._dataset = dataset
         self._stats = LoaderStats()
         self._sampler = PlanBatchSampler(self._config, self._store)
@@ -241,10 +258,27 @@ class RevamperLoader:
             self._sampler,
             self._stats,
             self._store,
+            self._before_epoch,
             # Between epochs the store's owner tidies it (a disk cache's dead segments); in a
             # shared cache only the leader does, so that the ranks do not repeat the work.
             maintains_store=not self._owns_store or self._identity.setup.is_leader,
         )
+
+    def _before_epoch(self, epoch: int) -> EpochStart:
+        """Fix ``epoch``'s r before it is planned (with "auto", choose it); return it.
+
+        Under distributed training with ``"auto"``, a collective when the epoch is new.
+        """
+        self._reuse.prepare(epoch, self._stats.last)
+        schedule = self._reuse.schedule
+        if schedule != self._identity.reuse_schedule:
+            self._set_identity(dataclasses.replace(self._identity, reuse_schedule=schedule))
+        return EpochStart(self._config.reuse_factor_at(epoch), self._reuse.predicted_rate(epoch))
+
+    def _set_identity(self, identity: LoaderConfig) -> None:
+        """Make ``identity`` the run's (its plan config is the sampler's from the next epoch)."""
+        self._identity = identity
+        self._config = self._sampler.config = identity.plan_config()
 
     @classmethod
     def from_pipeline(
@@ -323,7 +357,10 @@ class RevamperLoader:
         so the state is small: the position plus what must match on resume.
         """
         epoch, batch = self._sampler.cursor.position()
-        return make_state(self._identity.state_identity(IDENTITY_KEYS), epoch, batch)
+        state = make_state(self._identity.state_identity(IDENTITY_KEYS), epoch, batch)
+        if self._reuse.auto:
+            state["reuse_schedule"] = self._reuse.state()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from :meth:`state_dict`: the next epoch run yields the rest of the state's epoch.
@@ -357,13 +394,24 @@ class RevamperLoader:
             len(self),
             lambda _seed: self._seeds.may_adopt(epochs_run=len(self._stats), store=self._store),
         )
+        identity = self._identity
+        if point.adopt_seed is not None:
+            identity = identity.with_seed(point.adopt_seed)
+        if self._reuse.auto:
+            identity = dataclasses.replace(identity, reuse_schedule=point.reuse_schedule)
+            identity.plan_config()  # a schedule the plan rejects is refused here, changing nothing
+        elif point.reuse_schedule:
+            raise ValueError(
+                "cannot resume: the state has a reuse_schedule (a loader with "
+                f"reuse_factor='auto'), this loader has reuse_factor={self._reuse.initial}"
+            )
         if point.adopt_seed is not None:
             logger.info(
                 "load_state_dict: seed=None, so the loader takes the state's seed %d",
                 point.adopt_seed,
             )
-            self._identity = self._identity.with_seed(point.adopt_seed)
-            self._config = self._sampler.config = self._identity.plan_config()
+        self._reuse.load(point.reuse_schedule)
+        self._set_identity(identity)
         self._sampler.cursor.seek(point.epoch, point.batch)
 
     @property
@@ -385,6 +433,15 @@ class RevamperLoader:
     def dataset(self) -> Any:
         """The data set the loader reads."""
         return self._dataset
+
+    @property
+    def reuse_schedule(self) -> tuple[int, ...]:
+        """r_1, r_2, ...: the reuse factors of epochs 1, 2, ... chosen so far (``"auto"``).
+
+        Empty with a fixed ``reuse_factor`` (every epoch runs at it). Epoch 0 computes every
+        sample; an epoch after the last value keeps it until the next choice.
+        """
+        return self._reuse.schedule
 
     @property
     def plan_config(self) -> PlanConfig:
@@ -420,6 +477,7 @@ class RevamperLoader:
         c = self._config
         return (
             f"RevamperLoader(num_samples={c.num_samples}, batch_size={c.batch_size}, "
-            f"reuse_factor={c.reuse_factor}, shuffle={c.shuffle}, next_epoch={self.epoch}, "
+            f"reuse_factor={self._reuse.describe()}, shuffle={c.shuffle}, "
+            f"next_epoch={self.epoch}, "
             f"store={self._store!r}, pid={os.getpid()})"
         )

@@ -24,11 +24,15 @@ _DEFAULTED_KEYS: Final[dict[str, Any]] = {
     "rank": 0,
     "group_size": 1,
     "balance_misses": None,
+    "max_reuse_factor": None,
 }
 IDENTITY_KEYS: Final = (*_STATE_KEYS, *_DEFAULTED_KEYS)
 """The plan's fields a state records (:meth:`LoaderConfig.state_identity` reads them)."""
+SCHEDULE_KEY: Final = "reuse_schedule"
+"""The reuse factors ``reuse_factor="auto"`` chose for epochs 1, 2, ...: run state, like the
+position (a loader takes the state's), not identity (absent: an empty schedule)."""
 _REQUIRED = ("version", "epoch", "batch", *_STATE_KEYS)
-_KNOWN = frozenset((*_REQUIRED, *_DEFAULTED_KEYS))
+_KNOWN = frozenset((*_REQUIRED, *_DEFAULTED_KEYS, SCHEDULE_KEY))
 _FLAGS = frozenset(("drop_last", "shuffle", "balance_misses"))
 _SEED_HINT = (
     " (pass seed=state['seed'] when you build the loader: a loader built with seed=None takes "
@@ -44,6 +48,7 @@ class ResumePoint:
     epoch: int
     batch: int
     adopt_seed: int | None
+    reuse_schedule: tuple[int, ...] = ()
 
 
 def make_state(identity: Mapping[str, Any], epoch: int, batch: int) -> dict[str, Any]:
@@ -97,11 +102,19 @@ def check_state(
     missing = [key for key in _REQUIRED if key not in state]
     if missing:
         raise ValueError(f"not a RevamperLoader state: missing keys {', '.join(missing)}")
-    fields = {key: _check_field(key, state[key], state) for key in state if key != "version"}
+    fields = {
+        key: _check_field(key, state[key], state)
+        for key in state
+        if key not in ("version", SCHEDULE_KEY)
+    }
+    schedule = _check_schedule(state.get(SCHEDULE_KEY, ()))
     adopt_seed = None
     for key in IDENTITY_KEYS:
         found = fields.get(key, _DEFAULTED_KEYS.get(key))
         mine = identity[key]
+        if key == "max_reuse_factor":  # R; None (and a state from before it): R = r
+            found = fields["reuse_factor"] if found is None else found
+            mine = identity["reuse_factor"] if mine is None else mine
         if found is None or found == mine:
             continue
         if key == "seed" and may_adopt_seed(found):
@@ -116,7 +129,31 @@ def check_state(
             f"state['batch'] must be from 0 to {num_batches} (the batches of an epoch of "
             f"this loader), got {fields['batch']}"
         )
-    return ResumePoint(fields["epoch"], fields["batch"], adopt_seed)
+    return ResumePoint(fields["epoch"], fields["batch"], adopt_seed, schedule)
+
+
+def _check_schedule(value: object) -> tuple[int, ...]:
+    """``state["reuse_schedule"]`` as a tuple, if it is a list of ints from 1 to the limit.
+
+    Whether it fits the loader (its ``max_reuse_factor``) is the plan's check, made by the
+    loader before it takes the state.
+    """
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"state[{SCHEDULE_KEY!r}] must be a list of ints, got {_short(value)}")
+    checked = []
+    for epoch, r in enumerate(value, 1):
+        if isinstance(r, bool) or not isinstance(r, numbers.Integral):
+            raise TypeError(
+                f"state[{SCHEDULE_KEY!r}][{epoch - 1}] (r of epoch {epoch}) must be an int, "
+                f"got {_short(r)}"
+            )
+        if not 1 <= int(r) <= MAX_REUSE_FACTOR:
+            raise ValueError(
+                f"state[{SCHEDULE_KEY!r}][{epoch - 1}] (r of epoch {epoch}) must be from 1 to "
+                f"{MAX_REUSE_FACTOR}, got {int(r)}"
+            )
+        checked.append(int(r))
+    return tuple(checked)
 
 
 def _check_field(key: str, value: object, state: Mapping[Any, Any]) -> Any:
@@ -127,6 +164,8 @@ def _check_field(key: str, value: object, state: Mapping[Any, Any]) -> Any:
         if not isinstance(value, bool):
             raise TypeError(f"state[{key!r}] must be a bool, got {_short(value)}")
         return value
+    if key == "max_reuse_factor" and value is None:
+        return None  # a fixed r's bound is its r
     world = state.get("world_size", 1)
     world_size = world if isinstance(world, int) and not isinstance(world, bool) else 1
     low, high = {
@@ -134,6 +173,7 @@ def _check_field(key: str, value: object, state: Mapping[Any, Any]) -> Any:
         "batch": (0, None),  # the epoch's length is checked once the layout is known
         "num_samples": (1, None),
         "reuse_factor": (1, MAX_REUSE_FACTOR),
+        "max_reuse_factor": (1, MAX_REUSE_FACTOR),
         "batch_size": (1, None),
         "seed": (0, None),
         "world_size": (1, None),

@@ -214,8 +214,8 @@ class EpochStats(BatchStats):
                 f"{self.first_wait_seconds:.2f} s), stepped {self.step_seconds:.2f} s"
             )
         return (
-            f"epoch {self.epoch}{r}: {self.samples} samples in {self.batches} batches{cut}"
-            f"{resumed}, {self.samples_per_second:.1f} samples/s; {self.hits} hits, "
+            f"epoch {self.epoch}: {self.samples} samples in {self.batches} batches{cut}"
+            f"{resumed}{r}, {self.samples_per_second:.1f} samples/s; {self.hits} hits, "
             f"{self.planned_misses} planned + {self.unplanned_misses} unplanned misses; cache "
             f"{self.cache_writes} writes ({self.uncached} refused), {_mb(self.bytes_cached)} "
             f"held, {_mb(read)} read, {_mb(self.bytes_written_disk)} written to disk; "

@@ -1,0 +1,215 @@
+"""``RevamperLoader(reuse_factor="auto")`` wired end to end, with real worker processes.
+
+The consumer's step is controlled (a sleep per batch, or none), and only decisions that do not
+depend on the machine's speed are asserted: a step of 50 ms per batch of cheap samples gets
+r = 1 by epoch 2; no step with an expensive partial transform gets r > 1. The schedule's
+save and resume is checked exactly, with a hand-made schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from revamper import PlanConfig, RevamperLoader, plan_epoch
+from revamper.loader.reuse_control import ReuseControl
+from tests.helpers import IndexDataset, stamp_computation
+
+
+def burn(x: np.ndarray) -> np.ndarray:
+    """An expensive partial transform: 3 ms of CPU."""
+    end = time.thread_time() + 0.003
+    while time.thread_time() < end:
+        pass
+    return x
+
+
+def consume(loader: RevamperLoader, step: float = 0.0) -> list[Any]:
+    """One epoch as a training loop with a ``step``: the sample indices of each batch."""
+    indices = []
+    for x, _ in loader:
+        indices.append(x[:, 0].tolist())
+        if step:
+            time.sleep(step)
+    return indices
+
+
+@pytest.mark.slow
+def test_a_slow_consumer_gets_r_1_by_epoch_2(caplog: pytest.LogCaptureFixture) -> None:
+    loader = RevamperLoader(
+        IndexDataset(320),
+        batch_size=16,
+        shuffle=True,
+        partial_transform=stamp_computation,
+        reuse_factor="auto",
+        max_reuse_factor=4,
+        num_workers=2,
+        persistent_workers=True,
+        seed=0,
+    )
+    with caplog.at_level(logging.INFO, logger="revamper.loader.reuse_policy"), loader:
+        for _ in range(3):
+            consume(loader, step=0.05)
+    assert loader.stats[2].reuse_factor == 1, [str(s) for s in loader.stats]
+    assert loader.reuse_schedule[1] == 1
+    for stats in loader.stats:
+        assert stats.steps == stats.batches == 20  # a for loop asks once more: the last step
+        assert stats.step_seconds > 0 and stats.wait_seconds > 0
+        assert stats.first_wait_seconds <= stats.wait_seconds
+    assert loader.stats[0].predicted_rate is None and loader.stats[1].predicted_rate
+    changes = [r.getMessage() for r in caplog.records if "runs at r=" in r.getMessage()]
+    assert len(changes) == len(set(loader.reuse_schedule[:2])), changes  # one per change
+
+
+@pytest.mark.slow
+def test_a_consumer_that_takes_no_time_and_an_expensive_partial_get_reuse() -> None:
+    with RevamperLoader(
+        IndexDataset(96),
+        batch_size=8,
+        shuffle=True,
+        partial_transform=burn,
+        reuse_factor="auto",
+        max_reuse_factor=4,
+        num_workers=2,
+        persistent_workers=True,
+        seed=0,
+    ) as loader:
+        for _ in range(3):
+            consume(loader)
+        assert loader.stats[1].reuse_factor > 1, [str(s) for s in loader.stats]
+        # The plan ran the r it says: about N / r recomputed (floor or ceil).
+        for stats in list(loader.stats)[1:]:
+            assert abs(stats.planned_misses - 96 / stats.reuse_factor) < 1
+        assert loader.plan_config.reuse_bound == 4 and loader.store is not None
+
+
+def test_a_fixed_r_records_its_r_and_the_consumers_times() -> None:
+    with RevamperLoader(
+        IndexDataset(40), batch_size=4, shuffle=True, partial_transform=stamp_computation, seed=0
+    ) as loader:
+        for _ in range(3):
+            consume(loader)
+        assert [s.reuse_factor for s in loader.stats] == [3, 3, 3]
+        assert loader.reuse_schedule == () and "reuse_schedule" not in loader.state_dict()
+        assert loader.stats[2].predicted_rate is not None and loader.stats[2].measured_rate > 0
+        assert "at r=3" in str(loader.stats[2]) and "consumer waited" in str(loader.stats[2])
+        record = loader.stats[2].as_dict()
+        assert record["reuse_factor"] == 3 and "wait_seconds" in record
+        assert "measured_rate" in record and "step_seconds" in record
+
+
+def auto_loader(**kwargs: Any) -> RevamperLoader:
+    options: dict[str, Any] = {
+        "batch_size": 6,
+        "shuffle": True,
+        "partial_transform": stamp_computation,
+        "reuse_factor": "auto",
+        "max_reuse_factor": 4,
+        "seed": 0,
+        **kwargs,
+    }
+    return RevamperLoader(IndexDataset(60), **options)
+
+
+def test_the_schedule_is_saved_and_a_resumed_run_replays_it_exactly() -> None:
+    with auto_loader() as first:
+        consume(first)
+        consume(first)
+        epoch = iter(first)
+        for _ in range(4):
+            next(epoch)
+        state = first.state_dict()
+        rest = [x[:, 0].tolist() for x, _ in epoch]
+        config = first.plan_config
+    assert state["reuse_schedule"] == list(first.reuse_schedule[:2])
+    assert state["max_reuse_factor"] == 4 and state["reuse_factor"] == 1
+    with auto_loader() as resumed:
+        resumed.load_state_dict(state)
+        assert resumed.reuse_schedule == first.reuse_schedule[:2]
+        resumed.set_epoch(2)
+        assert consume(resumed) == rest
+        assert resumed.plan_config.reuse_schedule == config.reuse_schedule[:2]
+        assert resumed.stats[2].reuse_factor == first.stats[2].reuse_factor
+
+
+def test_a_hand_made_schedule_is_followed_batch_for_batch() -> None:
+    schedule = [3, 1, 4, 2]
+    with auto_loader() as source:
+        state = {**source.state_dict(), "epoch": 3, "batch": 2, "reuse_schedule": schedule}
+    config = PlanConfig(60, 1, 6, 0, reuse_schedule=tuple(schedule), max_reuse_factor=4)
+    with auto_loader() as loader:
+        loader.load_state_dict(state)
+        assert loader.reuse_schedule == tuple(schedule)
+        got = consume(loader)
+        plan = plan_epoch(config, 3)
+        assert got == [plan.batch(k).indices.tolist() for k in range(2, plan.num_batches)]
+        assert loader.stats[3].reuse_factor == 4
+        consume(loader)  # epoch 4 is in the schedule: no choice, r = 2
+        assert loader.stats[4].reuse_factor == 2 and loader.reuse_schedule == tuple(schedule)
+        consume(loader)  # epoch 5: chosen now, appended
+        assert len(loader.reuse_schedule) == 5 and loader.reuse_schedule[:4] == tuple(schedule)
+
+
+def test_a_schedule_the_loader_cannot_follow_is_refused_and_changes_nothing() -> None:
+    with auto_loader() as loader:
+        state = loader.state_dict()
+        before = loader.plan_config
+        for bad, error, match in [
+            ([2, 5], ValueError, "max_reuse_factor"),
+            ([2, 0], ValueError, r"reuse_schedule'\]\[1\]"),
+            ([2, "3"], TypeError, "must be an int"),
+            ("23", TypeError, "must be a list of ints"),
+        ]:
+            with pytest.raises(error, match=match):
+                loader.load_state_dict({**state, "reuse_schedule": bad})
+            assert loader.plan_config == before and loader.reuse_schedule == ()
+        with pytest.raises(ValueError, match="max_reuse_factor"):
+            loader.load_state_dict({**state, "max_reuse_factor": 3})
+    with RevamperLoader(IndexDataset(60), batch_size=6, reuse_factor=1, seed=0) as fixed:
+        fixed_state = fixed.state_dict()
+        with pytest.raises(ValueError, match="reuse_schedule"):
+            fixed.load_state_dict({**fixed_state, "reuse_schedule": [1, 1]})
+        fixed.load_state_dict({**fixed_state, "max_reuse_factor": 1})  # R = r: the same
+
+
+def test_auto_arguments_are_checked_and_shown() -> None:
+    with auto_loader() as loader:
+        assert "reuse_factor='auto' (max 4)" in repr(loader)
+        assert loader.plan_config.reuse_factor == 1 and loader.plan_config.reuse_bound == 4
+    with auto_loader(reuse_factor=ReuseControl(max_reuse_factor=2), max_reuse_factor=None) as own:
+        assert own.plan_config.reuse_bound == 2
+    with pytest.raises(ValueError, match="'auto'"):
+        auto_loader(reuse_factor="fast")
+    with pytest.raises(ValueError, match="max_reuse_factor"):
+        auto_loader(reuse_factor=3, max_reuse_factor=2)
+    with RevamperLoader(IndexDataset(60), batch_size=6, reuse_factor="auto") as default:
+        assert default.plan_config.reuse_bound == 4  # the default R
+    with auto_loader(max_reuse_factor=1) as never:
+        assert never.store is None  # R = 1: nothing could ever be read back
+
+
+def test_the_disk_cache_identity_names_the_bound(tmp_path: Path) -> None:
+    with auto_loader(cache="disk", cache_dir=tmp_path, seed=None) as first:
+        consume(first)
+        seed = first.seed
+    with auto_loader(cache="disk", cache_dir=tmp_path, seed=None) as again:
+        assert again.seed == seed  # the same run: the cache (and its seed) is reused
+        consume(again)
+        assert again.stats[0].unplanned_misses == 0
+    with auto_loader(cache="disk", cache_dir=tmp_path, seed=None, max_reuse_factor=3) as other:
+        assert other.seed != seed  # another bound, another plan: the cache is not this run's
+
+
+def test_set_epoch_skipping_ahead_fills_the_schedule() -> None:
+    with auto_loader() as loader:
+        consume(loader)
+        loader.set_epoch(4)
+        consume(loader)
+        schedule = loader.reuse_schedule
+        assert len(schedule) == 4 and len(set(schedule[:3])) == 1
+        assert loader.stats[4].reuse_factor == schedule[3]
