@@ -22,8 +22,10 @@ from typing import Any
 import pytest
 import torch.distributed as dist
 
+from revamper import RevamperLoader
 from revamper.distributed import DistributedSetup, EpochExchange, EpochExchangeError
 from revamper.loader.reuse_control import ControlState, ReuseControl, decide
+from tests.helpers import IndexDataset, stamp_computation
 from tests.test_reuse_control import Machine
 
 pytestmark = pytest.mark.slow
@@ -190,3 +192,48 @@ def test_without_other_ranks_the_exchange_is_this_ranks_value() -> None:
     assert not exchange.communicates and exchange.gather("mine", 4) == ["mine"]
     with pytest.raises(EpochExchangeError, match="broken"):
         exchange.gather(None, 4, error="broken")
+
+
+def _auto_loader(rank: int) -> RevamperLoader:
+    return RevamperLoader(
+        IndexDataset(64),
+        batch_size=4,
+        shuffle=True,
+        partial_transform=stamp_computation,
+        reuse_factor="auto",
+        max_reuse_factor=3,
+        cache_scope="rank",
+        seed=0,
+    )
+
+
+def _train_auto(rank: int, world: int) -> tuple[tuple[int, ...], list[int]]:
+    with _auto_loader(rank) as loader:
+        for _ in range(4):
+            for _batch in loader:
+                if rank == 1:
+                    time.sleep(0.002)  # the ranks measure different steps
+        return loader.reuse_schedule, [s.reuse_factor for s in loader.stats]
+
+
+def test_every_rank_of_an_auto_loader_runs_the_same_r(tmp_path: Path) -> None:
+    outcomes = run_world(_train_auto, 2, tmp_path)
+    for outcome in outcomes:
+        assert outcome.error is None, outcome.error
+    (schedule0, ran0), (schedule1, ran1) = (o.value for o in outcomes)
+    assert schedule0 == schedule1 and len(schedule0) == 3 and ran0 == ran1
+
+
+def _stop_early(rank: int, world: int) -> Any:
+    with _auto_loader(rank) as loader:
+        for _ in range(2 if rank == 1 else 3):
+            for _batch in loader:
+                pass
+    return "leave" if rank == 1 else None
+
+
+def test_a_rank_that_stops_iterating_is_an_error_on_the_others(tmp_path: Path) -> None:
+    outcomes = run_world(_stop_early, 2, tmp_path)
+    assert outcomes[1].value == "leave"
+    assert outcomes[0].error_type == "EpochExchangeError", outcomes[0].error
+    assert "before epoch 2" in str(outcomes[0].error)
