@@ -5,7 +5,9 @@
 - ``"disk"``, :class:`DiskStore`: checksummed records in segment files on local disk, kept
   across runs;
 - ``"tiered"``, :class:`TieredStore`: a RAM budget (a fixed resident subset) in front of a disk
-  store.
+  store;
+- ``"arena"``, :class:`ArenaStore`: records packed in one shared mapping on a tmpfs, slots
+  reused in place (no file per entry).
 
 The kinds register themselves (:mod:`revamper.store.registry`) when their module is imported
 below; :func:`make_store` and :func:`attach_store` build them by name.
@@ -28,9 +30,11 @@ from revamper.store.registry import (
 from revamper.store.memory import SharedMemoryStore  # isort: skip
 from revamper.store.disk import DiskStore  # isort: skip
 from revamper.store.tiered import TieredStore  # isort: skip
+from revamper.store.arena import ArenaStore  # isort: skip
 
 __all__ = [
     "MISS",
+    "ArenaStore",
     "CacheInUseError",
     "CacheStore",
     "CodecError",

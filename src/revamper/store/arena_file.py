@@ -1,0 +1,238 @@
+"""An arena store's directory and file: creating them private, trusting them on attach, mapping.
+
+The arena lives in a private directory (0700) on a tmpfs, next to an ``owner.lock`` that the
+owner holds for its lifetime, exactly like a shared-memory store's directory (so
+:func:`~revamper.store.memory_dir.sweep_abandoned` removes an arena whose owner was killed).
+The file itself (0600) is created sparse at its full size; its header page and slot table are
+allocated at once (``posix_fallocate``), the data region chunk by chunk, always as a prefix,
+before anything is written there: a write through the map never meets a page that the tmpfs
+would have to find room for (which, on a full tmpfs, is a ``SIGBUS``).
+
+Every process maps the file itself (:class:`ArenaHandles`, re-opened after ``fork``: the
+file's ``flock`` must belong to one process). A reader never reads past what
+:meth:`ArenaHandles.readable` allowed at the last check, which is bounded by the file's size
+and by the bytes the tmpfs has allocated for it (``fstat``, once per batch), so a file cut
+short or a slot pointing into a hole cannot fault.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import mmap
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from revamper.errors import UnsafeCacheError
+from revamper.store.arena_layout import (
+    COUNTER_BLOCK,
+    COUNTERS,
+    COUNTERS_OFFSET,
+    PAGE,
+    ArenaGeometry,
+    parse_settings,
+    round_up,
+)
+from revamper.store.memory_dir import OWNER_LOCK, check_root
+from revamper.store.permissions import DIR_MODE, check_path, open_private
+
+__all__ = [
+    "ARENA",
+    "ArenaGone",
+    "ArenaHandles",
+    "check_arena_dir",
+    "create_arena_dir",
+    "data_bytes",
+]
+
+ARENA: Final = "arena"
+PREFIX: Final = "revamper-arena-"
+CHUNK: Final = 4 * 2**20
+"""The data region is allocated on the tmpfs this much at a time."""
+_OPEN: Final = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class ArenaGone(Exception):
+    """The arena file is not what the owner made (cut short, replaced): stop using it."""
+
+
+def create_arena_dir(root: Path, geometry: ArenaGeometry) -> tuple[Path, int]:
+    """Create a private store directory in ``root`` holding a new arena file.
+
+    The directory is built under a hidden name and renamed into place once complete and
+    locked (as :func:`revamper.store.memory_dir.create_directory` does).
+
+    Returns:
+        The directory and the descriptor of its owner lock (held for the owner's lifetime).
+
+    Raises:
+        OSError: If the tmpfs cannot hold the header and table (``ENOSPC``), or creating fails.
+    """
+    building = Path(tempfile.mkdtemp(prefix=f".{PREFIX}{os.getpid()}-", dir=root))  # 0700
+    lock_fd = -1
+    try:
+        os.chmod(building, DIR_MODE)
+        lock_fd = os.open(building / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN, 0o600)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = os.open(building / ARENA, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN, 0o600)
+        try:
+            os.ftruncate(fd, geometry.file_size)
+            os.posix_fallocate(fd, 0, geometry.data_offset)
+            counters = COUNTER_BLOCK.pack(geometry.data_offset, *[0] * (len(COUNTERS) - 1))
+            os.pwrite(fd, geometry.pack(), 0)
+            os.pwrite(fd, counters, COUNTERS_OFFSET)
+        finally:
+            os.close(fd)
+        final = building.with_name(building.name[1:])
+        os.rename(building, final)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        if lock_fd >= 0:
+            os.close(lock_fd)
+        raise
+    return final, lock_fd
+
+
+def check_arena_dir(path: Path) -> ArenaGeometry:
+    """Check an existing arena directory against the owner rule and read its settings.
+
+    Raises:
+        ValueError: If ``path`` is not a live arena store (missing files, bad settings).
+        UnsafeCacheError: If another user could have written it or its files.
+    """
+    check_root(path.parent)
+    for name in (ARENA, OWNER_LOCK):
+        if not os.path.lexists(path / name):
+            raise ValueError(
+                f"path {str(path)!r} is not a live revamper arena store (missing {name}); was "
+                "it created on this machine, and is its owner open?"
+            )
+    check_path(path, directory=True)
+    check_path(path / OWNER_LOCK)
+    fd = open_private(path / ARENA, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        header = os.pread(fd, PAGE, 0)
+        geometry = parse_settings(header)
+        if os.fstat(fd).st_size != geometry.file_size:
+            raise ValueError(f"the arena file in {str(path)!r} does not have its recorded size")
+    finally:
+        os.close(fd)
+    return geometry
+
+
+class ArenaHandles:
+    """One process's descriptor, lock and map of an arena file.
+
+    Attributes:
+        pid: The process that opened them.
+        fd: The arena file (its ``flock`` is the store's lock).
+        mm: The whole file, mapped shared.
+        buf: ``mm`` as bytes (numpy), for copying records out.
+        allocated: The prefix of the file this process has made sure is allocated.
+        limit: Reads stay below this (set by :meth:`readable`).
+        gets: Single gets since the last :meth:`readable` check.
+    """
+
+    def __init__(self, path: Path, geometry: ArenaGeometry) -> None:
+        self.pid = os.getpid()
+        self.geometry = geometry
+        try:
+            self.fd = open_private(path / ARENA, os.O_RDWR)
+        except FileNotFoundError:
+            raise ArenaGone(f"the arena {path} is gone (its owner closed it)") from None
+        except UnsafeCacheError as exc:
+            raise ArenaGone(str(exc)) from None
+        try:
+            if os.fstat(self.fd).st_size != geometry.file_size:
+                raise ArenaGone(f"the arena file in {path} was cut short or replaced")
+            self.mm = mmap.mmap(self.fd, geometry.file_size, mmap.MAP_SHARED)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.buf: np.ndarray[Any, np.dtype[np.uint8]] | None = np.frombuffer(self.mm, np.uint8)
+        self.allocated = geometry.data_offset
+        self.limit = 0
+        self.gets = 0
+        self.readable()
+
+    def readable(self) -> int:
+        """Re-check the file (one ``fstat``) and return the offset reads must stay below.
+
+        Raises:
+            ArenaGone: If the file no longer has its size (someone truncated it).
+        """
+        st = os.fstat(self.fd)
+        if st.st_size != self.geometry.file_size:
+            self.limit = 0
+            raise ArenaGone("the arena file was cut short while in use")
+        self.limit = min(st.st_size, st.st_blocks * 512)
+        self.gets = 0
+        return self.limit
+
+    def ensure_allocated(self, end: int, reserve: int) -> None:
+        """Allocate the file's prefix up to ``end`` on the tmpfs before writing below it.
+
+        Chunks of :data:`CHUNK` at a time (or just what is needed when a chunk does not fit);
+        a chunk that would leave less than ``reserve`` bytes free is not taken.
+
+        Raises:
+            OSError: ``ENOSPC`` if the tmpfs cannot hold it (nothing was written).
+        """
+        if end <= self.allocated:
+            return
+        size = self.geometry.file_size
+        target = min(round_up(end, CHUNK), size)
+        if reserve:
+            info = os.statvfs(self.fd)
+            if (
+                info.f_blocks
+                and info.f_bavail * info.f_frsize - (target - self.allocated) < reserve
+            ):
+                target = round_up(end, PAGE)
+                if info.f_bavail * info.f_frsize - (target - self.allocated) < reserve:
+                    raise OSError(errno.ENOSPC, "the free space reserve of the tmpfs is reached")
+        try:
+            os.posix_fallocate(self.fd, self.allocated, target - self.allocated)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or target <= round_up(end, PAGE):
+                raise
+            target = min(round_up(end, PAGE), size)
+            os.posix_fallocate(self.fd, self.allocated, target - self.allocated)
+        self.allocated = target
+
+    def locked_size_ok(self) -> bool:
+        """Whether the file still has its size (a writer checks before writing)."""
+        return os.fstat(self.fd).st_size == self.geometry.file_size
+
+    def lock(self) -> None:
+        """Take the store's lock (the arena file's ``flock``)."""
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def unlock(self) -> None:
+        """Release the store's lock."""
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Unmap and close (a buffer still exported keeps the map until it is freed)."""
+        self.buf = None
+        with contextlib.suppress(BufferError, ValueError):
+            self.mm.close()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def data_bytes(root: Path, budget_bytes: int | None) -> int:
+    """The data region's size: the budget, else the tmpfs's size (else physical memory)."""
+    if budget_bytes is not None:
+        return budget_bytes
+    with contextlib.suppress(OSError):
+        info = os.statvfs(root)
+        if info.f_blocks:
+            return int(info.f_blocks * info.f_frsize)
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))

@@ -1,0 +1,103 @@
+"""Placing, writing and clearing one slot of an arena (the writer's side of the seqlock).
+
+A writer holds the store's lock. It makes the slot's sequence number odd, writes the record into
+the slot's region, then the slot's words, then makes the number even again: a reader that saw
+the same even number before and after copying the region read a record no writer touched
+meanwhile (on every platform CPython runs on, these stores through the map reach other
+processes in program order; the record's checksum catches anything else).
+"""
+
+from __future__ import annotations
+
+import mmap
+from typing import Final, NamedTuple
+
+from revamper.store.arena_layout import GRANULE, PAGE, SEQ, SLOT, ArenaGeometry, region_size
+from revamper.store.arena_usage import BUMP, BYTES
+from revamper.store.record import HEADER_SIZE
+
+__all__ = ["Placement", "clear_slot", "place", "slot_offset", "write_slot"]
+
+_SIZE_WORD: Final = 16  # offset of the size word in a slot
+
+
+class Placement(NamedTuple):
+    """Where a put goes: ``outcome`` is ``"ok"`` or ``"rejected"`` (it does not fit).
+
+    Attributes:
+        outcome: ``"ok"`` or ``"rejected"``.
+        seq: The slot's sequence number before the put.
+        offset: The region to write (``"ok"`` only).
+        cap: The region's size.
+        old: Bytes of the valid entry the slot held (0: none).
+        new_region: Whether the region is new (the allocation pointer moves past it).
+    """
+
+    outcome: str
+    seq: int
+    offset: int
+    cap: int
+    old: int
+    new_region: bool
+
+
+def slot_offset(index: int) -> int:
+    """Where the slot of ``index`` starts in the file."""
+    return PAGE + SLOT.size * index
+
+
+def place(
+    mm: mmap.mmap, geometry: ArenaGeometry, values: list[int], index: int, size: int
+) -> Placement:
+    """Decide where a record of ``size`` bytes for ``index`` goes (hold the lock).
+
+    The slot's own region is reused when the record fits in it; else a new region is taken at
+    the allocation pointer. A record that would exceed the budget (live bytes) or the arena's
+    end is rejected. Slot words that do not describe a region below the allocation pointer are
+    ignored (a damaged slot gets a new region).
+    """
+    seq, offset, old, cap = SLOT.unpack_from(mm, slot_offset(index))
+    bump = values[BUMP]
+    has_region = (
+        geometry.data_offset <= offset and offset % GRANULE == 0 and 0 < cap <= bump - offset
+    )
+    if not has_region or not HEADER_SIZE <= old <= cap:
+        old = 0
+    need = region_size(size)
+    budget = geometry.budget_bytes
+    if budget is not None and values[BYTES] - old + size > budget:
+        return Placement("rejected", seq, 0, 0, old, False)
+    if has_region and cap >= need:
+        return Placement("ok", seq, offset, cap, old, False)
+    if bump + need > geometry.file_size:
+        return Placement("rejected", seq, 0, 0, old, False)
+    return Placement("ok", seq, bump, need, old, True)
+
+
+def _odd(seq: int) -> int:
+    return seq + 1 if seq % 2 == 0 else seq + 2
+
+
+def write_slot(
+    mm: mmap.mmap, index: int, where: Placement, size: int, segments: list[bytes | memoryview]
+) -> None:
+    """Write a record's ``segments`` into the placed region and publish it (hold the lock)."""
+    at = slot_offset(index)
+    writing = _odd(where.seq)
+    SEQ.pack_into(mm, at, writing)
+    position = where.offset
+    for segment in segments:
+        end = position + (len(segment) if isinstance(segment, bytes) else segment.nbytes)
+        mm[position:end] = segment
+        position = end
+    SLOT.pack_into(mm, at, writing, where.offset, size, where.cap)
+    SEQ.pack_into(mm, at, writing + 1)
+
+
+def clear_slot(mm: mmap.mmap, index: int, seq: int) -> None:
+    """Mark a slot empty, keeping its region for the next put (hold the lock)."""
+    at = slot_offset(index)
+    writing = _odd(seq)
+    SEQ.pack_into(mm, at, writing)
+    SEQ.pack_into(mm, at + _SIZE_WORD, 0)
+    SEQ.pack_into(mm, at, writing + 1)
