@@ -66,7 +66,27 @@ def register(subparsers: Any) -> None:
         help="number of leading pipeline steps in the cached (partial) part; default: the "
         "pipeline's own (for imagenet: 2, decode + RandomResizedCrop)",
     )
-    runs = parser.add_argument_group("what to run")
+    _add_run_arguments(parser.add_argument_group("what to run"))
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--out",
+        type=Path,
+        help="folder for bench.jsonl and bench.png (default: results/bench-<time>)",
+    )
+    out.add_argument("--no-plot", action="store_true", help="skip the PNG figure")
+    out.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSONL",
+        help="run nothing: print the tables of an earlier run's bench.jsonl and write its "
+        "bench.md next to it",
+    )
+    out.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run)
+
+
+def _add_run_arguments(runs: Any) -> None:
+    """The ``what to run`` options: scenarios, sizes, repeats, workers, the cache."""
     runs.add_argument(
         "--scenarios",
         help="comma-separated: standard, simplified, echo:R, refurbish:R, unbalanced:R (each "
@@ -113,22 +133,6 @@ def register(subparsers: Any) -> None:
         + ", ".join(f"--{k} {v}" for k, v in QUICK.items())
         + f", scenarios {QUICK_SCENARIOS}",
     )
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--out",
-        type=Path,
-        help="folder for bench.jsonl and bench.png (default: results/bench-<time>)",
-    )
-    out.add_argument("--no-plot", action="store_true", help="skip the PNG figure")
-    out.add_argument(
-        "--report",
-        type=Path,
-        metavar="JSONL",
-        help="run nothing: print the tables of an earlier run's bench.jsonl and write its "
-        "bench.md next to it",
-    )
-    out.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(handler=run)
 
 
 def _scenarios(args: argparse.Namespace) -> list[Any]:
@@ -177,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from revamper.bench import harness, report, summary
+    from revamper.bench import harness, summary
     from revamper.errors import SampleError
     from revamper.pipelines import fused_or_error, load_pipeline
 
@@ -201,18 +205,8 @@ def run(args: argparse.Namespace) -> int:
             pipeline.check_split(args.split)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    skipped = [s.name for s in scenarios if not s.available(pipeline)]
-    scenarios = [s for s in scenarios if s.available(pipeline)]
     console = Console(stderr=True)
-    for name in skipped:
-        console.print(f"[yellow]skipping {name}: pipeline {pipeline.name!r} has no variant[/]")
-    absent = {s.name: s.missing() for s in scenarios}
-    for name, why in absent.items():
-        if why is not None:
-            console.print(escape(f"skipping {name}: {why}"), style="yellow", soft_wrap=True)
-    scenarios = [s for s in scenarios if absent[s.name] is None]
-    if not scenarios:
-        raise CliError("no scenario left to run")
+    scenarios = _runnable(scenarios, pipeline, console)
     dataset = _dataset(args)
     options = harness.BenchOptions(
         epochs=args.epochs,
@@ -247,6 +241,46 @@ def run(args: argparse.Namespace) -> int:
             f"sample {exc.index}{where} failed in stage {exc.stage}: {first_line}"
         ) from None
     summaries = summary.summarize(scenarios, runs, options)
+    _write_report(out_dir, args, options, pipeline, scenarios, runs, summaries)
+    console.print(
+        f"results: {out_dir / 'bench.jsonl'}, bench.md" + ("" if args.no_plot else ", bench.png")
+    )
+    return 0
+
+
+def _runnable(scenarios: list[Any], pipeline: Any, console: Any) -> list[Any]:
+    """The scenarios that can run here, saying why each other one is skipped."""
+    from rich.markup import escape
+
+    skipped = [s.name for s in scenarios if not s.available(pipeline)]
+    scenarios = [s for s in scenarios if s.available(pipeline)]
+    for name in skipped:
+        console.print(f"[yellow]skipping {name}: pipeline {pipeline.name!r} has no variant[/]")
+    absent = {s.name: s.missing() for s in scenarios}
+    for name, why in absent.items():
+        if why is not None:
+            console.print(escape(f"skipping {name}: {why}"), style="yellow", soft_wrap=True)
+    scenarios = [s for s in scenarios if absent[s.name] is None]
+    if not scenarios:
+        raise CliError("no scenario left to run")
+    return scenarios
+
+
+def _write_report(
+    out_dir: Path,
+    args: argparse.Namespace,
+    options: Any,
+    pipeline: Any,
+    scenarios: list[Any],
+    runs: Any,
+    summaries: Any,
+) -> None:
+    """Write bench.jsonl, bench.md and the figure, and print the tables and headlines."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from revamper.bench import harness, report
+
     out_dir.mkdir(parents=True, exist_ok=True)
     options_record = {
         **report.options_dict(options),
@@ -271,10 +305,6 @@ def run(args: argparse.Namespace) -> int:
         stdout.print(table)
     for line in report.headlines(summaries, step_ms=args.step_ms):
         stdout.print(escape(line))
-    console.print(
-        f"results: {out_dir / 'bench.jsonl'}, bench.md" + ("" if args.no_plot else ", bench.png")
-    )
-    return 0
 
 
 def _rerender(path: Path) -> int:

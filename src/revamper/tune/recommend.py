@@ -12,6 +12,7 @@ the two transforms to give the loader, the full table, and its ``explain()``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,6 +31,9 @@ from revamper.tune.steps import as_pipeline
 from revamper.tune.verify import MIN_EFFICIENCY, measure_refurbishing, stage_cost
 
 logger = logging.getLogger(__name__)
+
+_Counts = dict[str, tuple[int | None, int]]
+"""Whole-number arguments to check: name -> (value or ``None`` for unset, the least allowed)."""
 
 
 def measure(
@@ -183,13 +187,11 @@ def recommend(
 ) -> Recommendation:
     """Measure ``transforms`` on ``dataset`` and recommend a split point and reuse factor.
 
-    The recommendation is the configuration with the highest predicted loader throughput whose
-    diversity is at least ``min_diversity`` of standard training's and whose cache fits in
-    ``budget_bytes``; configurations within ``tolerance`` of the fastest tie, and the more
-    diverse, then the smaller, wins. Measuring takes seconds: it runs the pipeline a few hundred
-    times, then two short real loader runs with ``num_workers`` workers (one to calibrate the
-    loader's own overhead, one to check the best cached configuration). Global random states
-    (Python's, numpy's, torch's) are left as they were.
+    The recommendation is the fastest predicted configuration with diversity at least
+    ``min_diversity`` of standard's and a cache within ``budget_bytes`` (within ``tolerance`` of
+    the fastest, the more diverse, then the smaller, wins). Measuring takes seconds: the pipeline
+    a few hundred times, then two short loader runs with ``num_workers`` workers (calibration;
+    a check of the best cached choice). Global random states are left as they were.
 
     Args:
         dataset: A map-style data set, as the loader will get it.
@@ -211,9 +213,7 @@ def recommend(
         statistic: ``"mean"`` (default: throughput depends on average costs) or ``"median"``.
         store_factory: Makes the cache store to measure (default: the loader's memory store).
         multiprocessing_context: As the loader's (for the calibration and check runs).
-        check: Run the best cached configuration for a few epochs on a small subset and
-            correct the predictions of all cached configurations by what it measured (see
-            :mod:`revamper.tune.verify`); ``False`` trusts the profile alone.
+        check: Correct the cached predictions by a short real run (:mod:`revamper.tune.verify`).
 
     Returns:
         The recommendation, with the full table and an explanation.
@@ -224,56 +224,87 @@ def recommend(
         TypeError: For an argument of the wrong type.
         ValueError: For an argument out of range.
     """
-    _check_int("num_workers", num_workers, 0)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("items", items, 1)
-    _check_int("diversity_samples", diversity_samples, 1)
-    _check_int("draws", draws, 1)
-    _check_int("seed", seed, 0)
-    if cores is not None:
-        _check_int("cores", cores, 1)
-    if budget_bytes is not None:
-        _check_int("budget_bytes", budget_bytes, 0)
+    counts: _Counts = {"num_workers": (num_workers, 0), "batch_size": (batch_size, 1)}
+    counts.update(items=(items, 1), diversity_samples=(diversity_samples, 1), draws=(draws, 1))
+    counts.update(seed=(seed, 0), cores=(cores, 1), budget_bytes=(budget_bytes, 0))
+    factors = _checked_arguments(counts, min_diversity, reuse_factors, statistic)
+    pipeline = as_pipeline(transforms)
+    runs: dict[str, Any] = {"num_workers": num_workers, "batch_size": batch_size, "seed": seed}
+    runs.update(whole_sample=whole_sample, collate_fn=collate_fn)
+    runs.update(multiprocessing_context=multiprocessing_context)
+    measurements = measure(
+        dataset,
+        pipeline,
+        items=items,
+        diversity_samples=diversity_samples,
+        draws=max(draws, max(factors)),
+        reuse_factors=factors,
+        store_factory=store_factory,
+        **runs,
+    )
+    parallelism = Parallelism(num_workers, cores if cores is not None else usable_cores())
+    decide = functools.partial(
+        recommend_from,
+        pipeline,
+        parallelism=parallelism,
+        batch_size=batch_size,
+        budget_bytes=budget_bytes,
+        min_diversity=min_diversity,
+        reuse_factors=factors,
+        tolerance=tolerance,
+        statistic=statistic,
+    )
+    first = decide(measurements)
+    target = _best_cached(first) if check else None
+    if target is None:
+        return first
+    checked = _checked_by_a_real_run(
+        dataset, pipeline, measurements, target, parallelism, statistic=statistic, **runs
+    )
+    return first if checked is None else decide(checked)
+
+
+def _checked_arguments(
+    counts: _Counts,
+    min_diversity: float,
+    reuse_factors: Sequence[int],
+    statistic: str,
+) -> list[int]:
+    """Check :func:`recommend`'s arguments; return the reuse factors to consider (1 included).
+
+    ``counts`` maps a name to ``(value, minimum)``; a ``None`` value is not checked.
+    """
+    for name, (value, minimum) in counts.items():
+        if value is not None:
+            _check_int(name, value, minimum)
     if not 0 <= min_diversity <= 1:
         raise ValueError(f"min_diversity must be between 0 and 1, got {min_diversity}")
     factors = sorted({_check_int("reuse factor", r, 1) for r in reuse_factors} | {1})
     if statistic not in ("mean", "median"):
         raise ValueError(f"statistic must be 'mean' or 'median', got {statistic!r}")
-    pipeline = as_pipeline(transforms)
-    measurements = measure(
-        dataset,
-        pipeline,
-        num_workers=num_workers,
-        batch_size=batch_size,
-        items=items,
-        diversity_samples=diversity_samples,
-        draws=max(draws, max(factors)),
-        reuse_factors=factors,
-        whole_sample=whole_sample,
-        collate_fn=collate_fn,
-        seed=seed,
-        store_factory=store_factory,
-        multiprocessing_context=multiprocessing_context,
-    )
-    parallelism = Parallelism(num_workers, cores if cores is not None else usable_cores())
+    return factors
 
-    def decide(measured: Measurements) -> Recommendation:
-        return recommend_from(
-            pipeline,
-            measured,
-            parallelism=parallelism,
-            batch_size=batch_size,
-            budget_bytes=budget_bytes,
-            min_diversity=min_diversity,
-            reuse_factors=factors,
-            tolerance=tolerance,
-            statistic=statistic,
-        )
 
-    first = decide(measurements)
-    target = _best_cached(first)
-    if not check or target is None:
-        return first
+def _checked_by_a_real_run(
+    dataset: Any,
+    pipeline: Pipeline,
+    measurements: Measurements,
+    target: Candidate,
+    parallelism: Parallelism,
+    *,
+    statistic: Statistic,
+    batch_size: int,
+    num_workers: int,
+    whole_sample: bool,
+    collate_fn: Callable[[list[Any]], Any] | None,
+    seed: int,
+    multiprocessing_context: Any,
+) -> Measurements | None:
+    """``measurements`` corrected by a short real run of ``target`` (``None``: it could not run).
+
+    The run's stage costs over the profiled ones give the factor for every cached configuration;
+    its wall time over the modelled one gives the loader's efficiency.
+    """
     partial, final = pipeline.split(target.split)
     real = measure_refurbishing(
         dataset,
@@ -288,7 +319,7 @@ def recommend(
         multiprocessing_context=multiprocessing_context,
     )
     if real is None:
-        return first
+        return None
     r = target.reuse_factor
     overhead = measurements.overhead
     profiled = stage_costs(measurements.profile, overhead, target.split, statistic)
@@ -304,13 +335,12 @@ def recommend(
         factor,
         efficiency * 100,
     )
-    checked = dataclasses.replace(
+    return dataclasses.replace(
         measurements,
         refurbish_factor=factor,
         efficiency=efficiency,
         checked=(target.split, r),
     )
-    return decide(checked)
 
 
 def _best_cached(recommendation: Recommendation) -> Candidate | None:
