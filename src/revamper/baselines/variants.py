@@ -162,6 +162,11 @@ def _refurbish(dataset: Any, **kwargs: Any) -> RevamperLoader:
     return RevamperLoader(dataset, **kwargs)
 
 
+def _auto(dataset: Any, *, reuse_factor: int, **kwargs: Any) -> RevamperLoader:
+    # r is the bound R here: the loader chooses each epoch's r up to it.
+    return RevamperLoader(dataset, reuse_factor="auto", max_reuse_factor=reuse_factor, **kwargs)
+
+
 def _no_gain(costs: StageCosts, reuse_factor: int) -> float:
     del costs, reuse_factor
     return 1.0
@@ -228,5 +233,14 @@ register_variant(
         build=_refurbish,
         bound=_refurbishing_bound,
         loader_options={"balance_misses": False},
+    )
+)
+register_variant(
+    LoaderVariant(
+        "auto",
+        "refurbishing with reuse_factor='auto': each epoch's r (up to R, written auto:R) chosen "
+        "from what the epoch before measured",
+        takes_r=True,
+        build=_auto,
     )
 )

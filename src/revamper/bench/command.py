@@ -89,10 +89,11 @@ def _add_run_arguments(runs: Any) -> None:
     """The ``what to run`` options: scenarios, sizes, repeats, workers, the cache."""
     runs.add_argument(
         "--scenarios",
-        help="comma-separated: standard, simplified, echo:R, refurbish:R, unbalanced:R (each "
-        "may end in +fused: decode and crop fused), and the peers ffcv and dali (other "
-        "loaders, when installed) (default: standard, simplified, echo at the middle r, "
-        "refurbish at each --reuse, unbalanced at the middle r)",
+        help="comma-separated: standard, simplified, echo:R, refurbish:R, unbalanced:R, auto:R "
+        "(reuse_factor='auto' up to R) (each may end in +fused: decode and crop fused), and "
+        "the peers ffcv and dali (other loaders, when installed) (default: standard, "
+        "simplified, echo at the middle r, refurbish at each --reuse, unbalanced at the "
+        "middle r, and with --step-ms auto at the largest --reuse)",
     )
     runs.add_argument(
         "--reuse", type=int_list, default=[2, 3, 4], help="reuse factors for refurbishing"
@@ -146,6 +147,8 @@ def _scenarios(args: argparse.Namespace) -> list[Any]:
         middle = 3 if 3 in args.reuse else args.reuse[0]
         specs = ["standard", "simplified", f"echo:{middle}"]
         specs += [f"refurbish:{r}" for r in args.reuse] + [f"unbalanced:{middle}"]
+        if args.step_ms > 0:  # with a consumer step, the loader's own choice of r next to them
+            specs.append(f"auto:{max(args.reuse)}")
     try:
         scenarios = [Scenario.parse(spec) for spec in specs]
     except ValueError as exc:

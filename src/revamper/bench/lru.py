@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 
-from revamper.plan import PlanConfig, plan_epoch, reads_left
+from revamper.plan import PlanConfig, plan_epoch
 
 
 def simulate_lru(
@@ -38,7 +38,7 @@ def simulate_lru(
     out = []
     for epoch in range(epochs):
         plan = plan_epoch(config, epoch)
-        keep = reads_left(plan.chunks, config.reuse_factor, epoch) > 0
+        keep = plan.reads_left > 0  # exact under a changing r too
         misses = 0
         for index, miss, kept in zip(
             plan.indices.tolist(), plan.planned_miss.tolist(), keep.tolist(), strict=True

@@ -107,7 +107,7 @@ def _speed_table(summaries: Sequence[ScenarioSummary], step_ms: float) -> TableD
     if step_ms == 0:  # the bound is for the loader alone; a consumer step caps throughput
         headers.append("of bound")
     else:
-        headers += ["epoch s (× standard)", "stall s/epoch"]
+        headers += ["epoch s (× standard)", "stall s/epoch", "r", "diversity"]
     rows = []
     for s in summaries:
         row = [
@@ -124,9 +124,13 @@ def _speed_table(summaries: Sequence[ScenarioSummary], step_ms: float) -> TableD
             epoch_s = _fmt(s.epoch_seconds.median if s.epoch_seconds else None, ".2f")
             ratio = _fmt(s.epoch_time_speedup.median if s.epoch_time_speedup else None, ".2f", "x")
             row += [f"{epoch_s} ({ratio})", _fmt_spread(s.stall_seconds, 2)]
+            row += [",".join(map(str, s.reuse_factors)) or "-", _fmt(s.diversity, ".2f")]
         rows.append(row)
     return TableData(
-        "Throughput: medians over repeats (min–max); steady state = epochs 1+", headers, rows
+        "Throughput: medians over repeats (min–max); steady state = epochs 1+"
+        + ("" if step_ms == 0 else "; diversity = fresh partial augmentations per use"),
+        headers,
+        rows,
     )
 
 

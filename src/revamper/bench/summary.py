@@ -71,6 +71,11 @@ class ScenarioSummary:
         disk: For a disk cache: the RAM and disk bytes of the cache, and per steady epoch the
             bytes read from the disk tier (as the store counted them, and as the block device
             delivered them) and what an LRU cache the size of the RAM budget would have read.
+        diversity: Freshly computed partial augmentations per use in steady epochs (computed
+            samples / samples): 1 for standard loading, 1/r at a fixed r; for ``auto``, what
+            its chosen r values gave.
+        reuse_factors: The r values the steady epochs ran with, in order of first use (for
+            ``auto``, what it chose).
     """
 
     scenario: str
@@ -92,6 +97,8 @@ class ScenarioSummary:
     bound: float | None
     fraction_of_bound: float | None
     disk: dict[str, float | None] | None = None
+    diversity: float | None = None
+    reuse_factors: list[int] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -245,9 +252,21 @@ def summarize(
                 bound=bound,
                 fraction_of_bound=(speedup.median / bound) if speedup and bound else None,
                 disk=_disk_figures(scenario, list(mine.values()), steady_epochs, options),
+                diversity=pooled.misses / samples if pooled.samples else None,
+                reuse_factors=_reuse_factors(steady_epochs),
             )
         )
     return out
+
+
+def _reuse_factors(epochs: Sequence[EpochRecord]) -> list[int]:
+    """The distinct r the epochs ran with, in order of first use (0: not recorded)."""
+    seen: list[int] = []
+    for epoch in epochs:
+        r = int(epoch.stats.get("reuse_factor", 0) or 0)
+        if r and r not in seen:
+            seen.append(r)
+    return seen
 
 
 def _disk_figures(
