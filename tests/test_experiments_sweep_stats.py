@@ -12,7 +12,12 @@ from revamper.experiments.intervals import t_quantile_975
 from revamper.experiments.paper_diversity import expected_versions
 from revamper.experiments.sweep_figures import pareto_front
 from revamper.experiments.sweep_report import markdown, write_report
-from revamper.experiments.sweep_stats import echo_vs_refurbish, summarize_cells
+from revamper.experiments.sweep_stats import (
+    echo_vs_refurbish,
+    pooled_echo_vs_refurbish,
+    sign_test,
+    summarize_cells,
+)
 
 
 def test_formula_limits_match_the_paper() -> None:
@@ -102,3 +107,20 @@ def test_report_works_on_a_partial_sweep(tmp_path: Path) -> None:
     for path in written:
         assert path.stat().st_size > 0
     assert (tmp_path / "accuracy-digits-cost.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_sign_test_and_pooling_over_sizes() -> None:
+    assert sign_test(0, 5) == pytest.approx(2 / 32)
+    assert sign_test(10, 0) == pytest.approx(2 / 1024)
+    assert sign_test(3, 3) == 1.0 and sign_test(0, 0) == 1.0
+    assert sign_test(2, 8) == pytest.approx(2 * (1 + 10 + 45) / 1024)
+    other = [{**r, "train_size": 200, "key": r["key"].replace("/100/", "/200/")} for r in _runs()]
+    for run in other:  # at 200 samples echoing is better by 0.01 with seed 0 only
+        if run["arm"] == "echo-r2":
+            run["test_accuracy"] = {0: 0.90, 1: 0.91, 2: 0.89}[run["seed"]]
+    (pooled,) = pooled_echo_vs_refurbish(_runs() + other)
+    assert (pooled.task, pooled.reuse_factor, pooled.delta.n) == ("digits", 2, 6)
+    assert (pooled.negative, pooled.positive) == (5, 1)  # 0.90-0.89 > 0; 0.91-0.92, 0.89-0.90 < 0
+    assert pooled.sign_p == pytest.approx(sign_test(5, 1))
+    assert pooled.delta.mean == pytest.approx((-0.04 - 0.06 - 0.05 + 0.01 - 0.01 - 0.01) / 6)
+    assert "pooled over each task's sizes" in markdown(_runs() + other)

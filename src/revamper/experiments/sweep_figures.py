@@ -60,12 +60,15 @@ def _pyplot() -> Any:
 def _cost_panel(axis: Any, arms: Sequence[ArmCell]) -> None:
     xs = [a.input_cpu_seconds.mean for a in arms]
     ys = [100 * a.accuracy.mean for a in arms]
+    labelled: set[str] = set()
     for a, x, y in zip(arms, xs, ys, strict=True):
         marker, colour = _STYLE.get(a.kind, ("o", "tab:green"))
+        label = a.kind if a.reuse_factor > 1 else a.arm  # one legend entry per way of caching
         axis.errorbar(
             x, y, yerr=100 * _half(a.accuracy), fmt=marker, color=colour, capsize=3,
-            markersize=6, label=a.arm,
+            markersize=6, label=None if label in labelled else label,
         )  # fmt: skip
+        labelled.add(label)
         if a.reuse_factor > 1:
             axis.annotate(
                 f"r{a.reuse_factor}", (x, y), textcoords="offset points", xytext=(5, 3),

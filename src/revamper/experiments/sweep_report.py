@@ -16,8 +16,10 @@ from revamper.experiments.sweep_figures import plot_cost, plot_sizes
 from revamper.experiments.sweep_stats import (
     ArmCell,
     EchoVsRefurbish,
+    PooledEchoVsRefurbish,
     cells,
     echo_vs_refurbish,
+    pooled_echo_vs_refurbish,
     summarize_cells,
 )
 
@@ -75,6 +77,21 @@ def echo_table(rows: Sequence[EchoVsRefurbish]) -> str:
     return "\n".join(lines)
 
 
+def pooled_table(rows: Sequence[PooledEchoVsRefurbish]) -> str:
+    """``echo - refurbish`` per task and r, pooled over sizes, as a Markdown table."""
+    lines = [
+        "| task | r | pairs | echo − refurbish (points) | 95% CI | refurbish better / echo "
+        "better | sign test p |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.task} | {row.reuse_factor} | {row.delta.n} | {_pct(row.delta, True)} "
+            f"| {_ci(row.delta, True)} | {row.negative} / {row.positive} | {row.sign_p:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def markdown(runs: Sequence[dict[str, Any]], arm_order: Sequence[str] | None = None) -> str:
     """The whole report: one table per cell, then echo - refurbish for every cell."""
     summaries = summarize_cells(runs, arm_order)
@@ -87,6 +104,8 @@ def markdown(runs: Sequence[dict[str, Any]], arm_order: Sequence[str] | None = N
         parts.append(arm_table(mine))
     parts.append("#### echo − refurbish at equal r (paired by seed; negative: refurbish better)")
     parts.append(echo_table(echo_vs_refurbish(runs)))
+    parts.append("#### echo − refurbish at equal r, pooled over each task's sizes (paired by seed)")
+    parts.append(pooled_table(pooled_echo_vs_refurbish(runs)))
     return "\n\n".join(parts) + "\n"
 
 

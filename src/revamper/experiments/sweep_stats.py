@@ -11,6 +11,7 @@ that echoing lost.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -161,4 +162,62 @@ def echo_vs_refurbish(runs: Sequence[dict[str, Any]]) -> list[EchoVsRefurbish]:
             )
             if delta is not None:
                 out.append(EchoVsRefurbish(task, size, r, delta))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class PooledEchoVsRefurbish:
+    """``echo - refurbish`` at one r over every (size, seed) pair of a task.
+
+    Pooling the cells gives more pairs than any one cell has, at the price of mixing sizes whose
+    differences may not be alike; read it as "on average over this task's sizes".
+
+    Attributes:
+        task: The task.
+        reuse_factor: r.
+        delta: Mean and 95% t-interval over the pairs.
+        negative: Pairs where refurbishing was more accurate.
+        positive: Pairs where echoing was more accurate (ties are in neither).
+        sign_p: Two-sided sign-test p-value of ``negative`` against ``positive``.
+    """
+
+    task: str
+    reuse_factor: int
+    delta: Estimate
+    negative: int
+    positive: int
+    sign_p: float
+
+
+def sign_test(negative: int, positive: int) -> float:
+    """Two-sided exact sign-test p-value (ties dropped): ``P(|X - n/2| >= |k - n/2|)``."""
+    n = negative + positive
+    if n == 0:
+        return 1.0
+    k = min(negative, positive)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / float(2**n)
+    return min(1.0, 2 * tail)
+
+
+def pooled_echo_vs_refurbish(runs: Sequence[dict[str, Any]]) -> list[PooledEchoVsRefurbish]:
+    """``echo-rR - refurbish-rR`` per task and R, pooled over the task's sizes, paired by seed."""
+    out = []
+    for task in dict.fromkeys(t for t, _ in cells(runs)):
+        diffs: dict[int, list[float]] = {}
+        for row in echo_vs_refurbish(runs):
+            if row.task != task:
+                continue
+            mine = [r for r in runs if r["task"] == task and r["train_size"] == row.train_size]
+            echo = _accuracy_by_seed(mine, f"echo-r{row.reuse_factor}")
+            refurbish = _accuracy_by_seed(mine, f"refurbish-r{row.reuse_factor}")
+            shared = sorted(set(echo) & set(refurbish))
+            diffs.setdefault(row.reuse_factor, []).extend(echo[s] - refurbish[s] for s in shared)
+        for r, values in sorted(diffs.items()):
+            negative = sum(v < 0 for v in values)
+            positive = sum(v > 0 for v in values)
+            out.append(
+                PooledEchoVsRefurbish(
+                    task, r, Estimate.of(values), negative, positive, sign_test(negative, positive)
+                )
+            )
     return out
