@@ -2,8 +2,9 @@
 
 A :class:`LoaderVariant` says everything a tool needs to know about one way of loading: its
 name, whether it takes a reuse factor r, which pipeline it runs (the full one, the cheaper
-``simplified`` one, or ``none``), how to build its loader from the two parts of the pipeline, and
-its analytic speed-up bound over standard from measured stage costs. ``revamper bench``'s
+``simplified`` one, or ``none``), how to build its loader from the two parts of the pipeline,
+its analytic speed-up bound over standard from measured stage costs, and the paper's expected
+diversity (:mod:`revamper.baselines.versions`). ``revamper bench``'s
 scenarios and ``revamper experiment``'s arms are both read from here, so a new variant is one
 :func:`register_variant` call below and both tools accept it (the benchmark offers the variants
 whose pipeline is ``full`` or ``simplified``; the experiments offer all of them).
@@ -18,6 +19,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from revamper.baselines import versions as paper
 from revamper.baselines.loaders import echoing_loader, standard_loader
 from revamper.costmodel import StageCosts
 from revamper.loader import RevamperLoader
@@ -39,6 +41,10 @@ PipelinePart = Literal["full", "simplified", "none"]
 Build = Callable[..., RevamperLoader]
 """``build(dataset, *, partial_transform, final_transform, reuse_factor, **loader_kwargs)``."""
 
+Versions = Callable[[float, float, float, float], float]
+"""``versions(r, k, final_outcomes, full_outcomes)``: the paper's expected distinct versions of
+one sample over k epochs (:mod:`revamper.baselines.versions`)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class LoaderVariant:
@@ -54,6 +60,8 @@ class LoaderVariant:
         bound: Its analytic speed-up bound over standard, from stage costs and r (``None``: none
             from the same costs, e.g. a variant that runs another pipeline).
         loader_options: Loader arguments the variant fixes (e.g. ``balance_misses=False``).
+        versions: Its expected diversity by the paper's formula (:data:`Versions`; ``None``:
+            none).
     """
 
     name: str
@@ -63,6 +71,7 @@ class LoaderVariant:
     pipeline: PipelinePart = "full"
     bound: Callable[[StageCosts, int], float] | None = None
     loader_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    versions: Versions | None = None
 
     def make_loader(
         self,
@@ -187,6 +196,7 @@ register_variant(
         takes_r=False,
         build=_standard,
         pipeline="none",
+        versions=paper.no_augmentation_versions,
     )
 )
 register_variant(
@@ -196,6 +206,7 @@ register_variant(
         takes_r=False,
         build=_standard,
         bound=_no_gain,
+        versions=paper.standard_versions,
     )
 )
 register_variant(
@@ -205,6 +216,7 @@ register_variant(
         takes_r=False,
         build=_standard,
         pipeline="simplified",
+        versions=paper.standard_versions,
     )
 )
 register_variant(
@@ -214,6 +226,7 @@ register_variant(
         takes_r=True,
         build=echoing_loader,
         bound=_echoing_bound,
+        versions=paper.echoing_versions,
     )
 )
 register_variant(
@@ -223,6 +236,7 @@ register_variant(
         takes_r=True,
         build=_refurbish,
         bound=_refurbishing_bound,
+        versions=paper.refurbishing_versions,
     )
 )
 register_variant(
@@ -233,6 +247,7 @@ register_variant(
         build=_refurbish,
         bound=_refurbishing_bound,
         loader_options={"balance_misses": False},
+        versions=paper.refurbishing_versions,  # the shuffle does not change what is reused
     )
 )
 register_variant(

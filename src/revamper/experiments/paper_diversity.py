@@ -7,6 +7,9 @@ augmentation drawing uniformly from |A| outcomes and the final part from |A_F|:
 - echoing at r: ``U = |A| (1 - (1 - 1/|A|)^(k/r))``;
 - refurbishing at r: ``U = |A| (1 - (1 - (|A_F|/|A|)(1 - (1 - 1/|A_F|)^r))^(k/r))``.
 
+The formulas are the loader variants' own (:mod:`revamper.baselines.versions`, named by each
+variant in :mod:`revamper.baselines.variants`); this module applies them to an arm.
+
 In both tasks here the partial part is continuous (random angles, warps, crop boxes), so |A| is
 unbounded and the formulas reduce to their limits: ``k``, ``k/r`` and
 ``(k/r) |A_F| (1 - (1 - 1/|A_F|)^r)``. The formula counts one computation per r uses; the
@@ -18,12 +21,10 @@ from __future__ import annotations
 
 import math
 
+from revamper.baselines.variants import loader_variant, variant_names
+from revamper.baselines.versions import distinct_of_draws
 
-def distinct_of_draws(outcomes: float, draws: float) -> float:
-    """Expected distinct values among ``draws`` uniform draws from ``outcomes`` values."""
-    if math.isinf(outcomes):
-        return draws
-    return float(outcomes * (1.0 - (1.0 - 1.0 / outcomes) ** draws))
+__all__ = ["distinct_of_draws", "expected_versions"]
 
 
 def expected_versions(
@@ -36,7 +37,9 @@ def expected_versions(
     """The paper's expected distinct versions of one sample over ``epochs`` epochs.
 
     Args:
-        kind: ``none``, ``standard``, ``simplified``, ``echo`` or ``refurbish``.
+        kind: A loader variant's name (:mod:`revamper.baselines.variants`: ``none``,
+            ``standard``, ``simplified``, ``echo``, ``refurbish``, ...); its formula is the
+            variant's ``versions``.
         reuse_factor: r (ignored by the arms that cache nothing).
         epochs: k.
         final_outcomes: |A_F|, the final part's distinct outcomes.
@@ -47,16 +50,7 @@ def expected_versions(
     """
     if epochs < 1 or reuse_factor < 1 or final_outcomes < 1 or full_outcomes < 1:
         raise ValueError("epochs, reuse_factor and the outcome counts must be at least 1")
-    k, r = float(epochs), float(reuse_factor)
-    if kind == "none":
-        return 1.0
-    if kind in ("standard", "simplified"):
-        return distinct_of_draws(full_outcomes, k)
-    if kind == "echo":
-        return distinct_of_draws(full_outcomes, k / r)
-    if kind == "refurbish":
-        per_entry = distinct_of_draws(final_outcomes, r)  # |A_F| (1 - (1 - 1/|A_F|)^r)
-        if math.isinf(full_outcomes):
-            return (k / r) * per_entry
-        return float(full_outcomes * (1.0 - (1.0 - per_entry / full_outcomes) ** (k / r)))
-    raise ValueError(f"unknown arm kind {kind!r}")
+    variant = loader_variant(kind) if kind in variant_names() else None
+    if variant is None or variant.versions is None:
+        raise ValueError(f"unknown arm kind {kind!r}")
+    return variant.versions(float(reuse_factor), float(epochs), final_outcomes, full_outcomes)
