@@ -13,9 +13,9 @@ from revamper.baselines.variants import (
     LoaderVariant,
     loader_of_kind,
     loader_variant,
+    loader_variants,
     register_variant,
     variant_names,
-    variants,
 )
 
 __all__ = [
@@ -23,8 +23,8 @@ __all__ = [
     "echoing_loader",
     "loader_of_kind",
     "loader_variant",
+    "loader_variants",
     "register_variant",
     "standard_loader",
     "variant_names",
-    "variants",
 ]

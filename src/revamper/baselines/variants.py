@@ -30,9 +30,9 @@ __all__ = [
     "PipelinePart",
     "loader_of_kind",
     "loader_variant",
+    "loader_variants",
     "register_variant",
     "variant_names",
-    "variants",
 ]
 
 PipelinePart = Literal["full", "simplified", "none"]
@@ -116,14 +116,14 @@ def register_variant(variant: LoaderVariant) -> LoaderVariant:
     return variant
 
 
-def variants(pipelines: tuple[PipelinePart, ...] | None = None) -> tuple[LoaderVariant, ...]:
+def loader_variants(pipelines: tuple[PipelinePart, ...] | None = None) -> tuple[LoaderVariant, ...]:
     """The registered variants in registration order, only those running ``pipelines`` if given."""
     return tuple(v for v in _VARIANTS.values() if pipelines is None or v.pipeline in pipelines)
 
 
 def variant_names(pipelines: tuple[PipelinePart, ...] | None = None) -> tuple[str, ...]:
-    """The names of :func:`variants`."""
-    return tuple(v.name for v in variants(pipelines))
+    """The names of :func:`loader_variants`."""
+    return tuple(v.name for v in loader_variants(pipelines))
 
 
 def loader_variant(name: str) -> LoaderVariant:

@@ -28,7 +28,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from revamper.baselines.variants import LoaderVariant, loader_of_kind, loader_variant, variants
+from revamper.baselines.variants import (
+    LoaderVariant,
+    loader_of_kind,
+    loader_variant,
+    loader_variants,
+)
 from revamper.bench.peers import PEERS, PeerLoader, crop_size
 from revamper.bench.peers import missing as peer_missing
 from revamper.loader import RevamperLoader
@@ -38,7 +43,7 @@ from revamper.store import store_kinds
 
 def _variants() -> tuple[LoaderVariant, ...]:
     """The loader variants the benchmark runs: those on the full or the simplified pipeline."""
-    return variants(("full", "simplified"))
+    return loader_variants(("full", "simplified"))
 
 
 def _kinds() -> tuple[str, ...]:
@@ -56,7 +61,7 @@ class Scenario:
 
     Attributes:
         kind: What to run: a loader variant's name
-            (:func:`~revamper.baselines.variants.variants`) or a peer's (see the module docstring).
+            (:func:`~revamper.baselines.variants.loader_variants`) or a peer's (module docstring).
         reuse_factor: r (1 for ``standard`` and ``simplified``).
         cache: The store kind it names (:func:`~revamper.store.store_kinds`; ``None``: the
             run's default).
