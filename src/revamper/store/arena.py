@@ -21,8 +21,8 @@ noticed at the next batch or put and switches the cache off (:mod:`revamper.stor
 
 from __future__ import annotations
 
+import errno
 import logging
-import mmap
 import os
 import weakref
 from collections.abc import Mapping, Sequence
@@ -133,7 +133,7 @@ class ArenaStore(CacheStore):
         try:
             path, lock_fd = create_arena_dir(root, geometry)
         except OSError as exc:  # ENOSPC for the table: a cache that caches nothing
-            self._gone = f"the arena could not be created in {root} ({exc})"
+            self._stop(f"the arena could not be created in {root} ({exc})")
             return
         self._path = path
         self._owner_pid = os.getpid()
@@ -286,6 +286,8 @@ class ArenaStore(CacheStore):
             return MISS  # empty, or a writer is rewriting it
         geometry = self._geometry
         if not (geometry.data_offset <= offset and record.HEADER_SIZE <= size <= cap):
+            if SEQ.unpack_from(handles.mm, where)[0] != seq:
+                return MISS  # caught a writer between two of the slot's words
             return self._invalid(handles, index, f"slot words {offset}, {size}, {cap}")
         if offset + size > handles.limit and not self._grown(handles, offset + size):
             return MISS
@@ -361,8 +363,10 @@ class ArenaStore(CacheStore):
         values = self._counted(handles)
         where = place(mm, self._geometry, values, index, size)
         if where.outcome != "ok":
-            return self._refuse(mm, values, index, where, "rejected")
+            return self._refuse(handles, values, index, where, "rejected")
         try:
+            if where.offset + where.cap > self._geometry.file_size:  # the tmpfs's size: full
+                raise OSError(errno.ENOSPC, "the arena is as large as its tmpfs")
             handles.ensure_allocated(where.offset + where.cap, self._geometry.reserve_bytes)
         except OSError as exc:
             self._warn_once(
@@ -371,8 +375,9 @@ class ArenaStore(CacheStore):
                 "uncached and is recomputed when needed. Free space on that tmpfs, pass a "
                 "smaller cache_bytes, or use another directory.",
             )
-            return self._refuse(mm, values, index, where, "failed")
-        write_slot(mm, index, where, size, segments)
+            return self._refuse(handles, values, index, where, "failed")
+        assert handles.words is not None
+        write_slot(mm, handles.words, index, where, size, segments)
         if where.new_region:
             values[BUMP] += where.cap
         values[BYTES] += size - where.old
@@ -383,15 +388,15 @@ class ArenaStore(CacheStore):
 
     @staticmethod
     def _refuse(
-        mm: mmap.mmap, values: list[int], index: int, where: Placement, counter: str
+        handles: ArenaHandles, values: list[int], index: int, where: Placement, counter: str
     ) -> bool:
         """Not cached: the index's outdated entry is dropped too (hold the lock)."""
-        if where.old:
-            clear_slot(mm, index, where.seq)
+        if where.old and handles.words is not None:
+            clear_slot(handles.words, index, where.seq)
             values[BYTES] -= where.old
             values[ENTRIES] -= 1
         values[_C[counter]] += 1
-        write_counters(mm, values)
+        write_counters(handles.mm, values)
         return False
 
     def _evict(self, index: int) -> None:
@@ -402,8 +407,8 @@ class ArenaStore(CacheStore):
         try:
             values = self._counted(handles)
             seq, _, old, cap = SLOT.unpack_from(handles.mm, slot_offset(index))
-            if old:
-                clear_slot(handles.mm, index, seq)
+            if old and handles.words is not None:
+                clear_slot(handles.words, index, seq)
                 if record.HEADER_SIZE <= old <= cap:
                     values[BYTES] = max(values[BYTES] - old, 0)
                     values[ENTRIES] = max(values[ENTRIES] - 1, 0)

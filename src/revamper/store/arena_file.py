@@ -134,6 +134,7 @@ class ArenaHandles:
         fd: The arena file (its ``flock`` is the store's lock).
         mm: The whole file, mapped shared.
         buf: ``mm`` as bytes (numpy), for copying records out.
+        words: The slot table as 64-bit words (numpy), for single aligned stores.
         allocated: The prefix of the file this process has made sure is allocated.
         limit: Reads stay below this (set by :meth:`readable`).
         gets: Single gets since the last :meth:`readable` check.
@@ -156,6 +157,9 @@ class ArenaHandles:
             os.close(self.fd)
             raise
         self.buf: np.ndarray[Any, np.dtype[np.uint8]] | None = np.frombuffer(self.mm, np.uint8)
+        self.words: np.ndarray[Any, np.dtype[np.uint64]] | None = np.frombuffer(
+            self.mm, np.uint64, count=4 * geometry.num_samples, offset=PAGE
+        )
         self.allocated = geometry.data_offset
         self.limit = 0
         self.gets = 0
@@ -221,6 +225,7 @@ class ArenaHandles:
     def close(self) -> None:
         """Unmap and close (a buffer still exported keeps the map until it is freed)."""
         self.buf = None
+        self.words = None
         with contextlib.suppress(BufferError, ValueError):
             self.mm.close()
         with contextlib.suppress(OSError):

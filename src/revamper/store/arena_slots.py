@@ -4,13 +4,19 @@ A writer holds the store's lock. It makes the slot's sequence number odd, writes
 the slot's region, then the slot's words, then makes the number even again: a reader that saw
 the same even number before and after copying the region read a record no writer touched
 meanwhile (on every platform CPython runs on, these stores through the map reach other
-processes in program order; the record's checksum catches anything else).
+processes in program order; the record's checksum catches anything else). The sequence word is
+always written with one aligned 8-byte store through a numpy view: :mod:`struct`'s
+``pack_into`` zeroes its target before filling it in, and a reader that caught a sequence
+number of 0 (even) would take a half-written slot for a stable one.
 """
 
 from __future__ import annotations
 
 import mmap
-from typing import Final, NamedTuple
+import struct
+from typing import Any, Final, NamedTuple
+
+import numpy as np
 
 from revamper.store.arena_layout import GRANULE, PAGE, SEQ, SLOT, ArenaGeometry, region_size
 from revamper.store.arena_usage import BUMP, BYTES
@@ -18,7 +24,8 @@ from revamper.store.record import HEADER_SIZE
 
 __all__ = ["Placement", "clear_slot", "place", "slot_offset", "write_slot"]
 
-_SIZE_WORD: Final = 16  # offset of the size word in a slot
+_WORDS: Final = struct.Struct("<3Q")  # offset, size, cap (after the sequence word)
+Words = np.ndarray[Any, np.dtype[np.uint64]]
 
 
 class Placement(NamedTuple):
@@ -53,7 +60,9 @@ def place(
 
     The slot's own region is reused when the record fits in it; else a new region is taken at
     the allocation pointer. A record that would exceed the budget (live bytes) or the arena's
-    end is rejected. Slot words that do not describe a region below the allocation pointer are
+    end is rejected when the arena has a budget (its size); without one, the arena is as large
+    as its tmpfs and the region returned lies past its end (the writer reports a full tmpfs).
+    Slot words that do not describe a region below the allocation pointer are
     ignored (a damaged slot gets a new region).
     """
     seq, offset, old, cap = SLOT.unpack_from(mm, slot_offset(index))
@@ -69,8 +78,8 @@ def place(
         return Placement("rejected", seq, 0, 0, old, False)
     if has_region and cap >= need:
         return Placement("ok", seq, offset, cap, old, False)
-    if bump + need > geometry.file_size:
-        return Placement("rejected", seq, 0, 0, old, False)
+    if bump + need > geometry.file_size and budget is not None:
+        return Placement("rejected", seq, 0, 0, old, False)  # the budget is the arena's size
     return Placement("ok", seq, bump, need, old, True)
 
 
@@ -79,25 +88,33 @@ def _odd(seq: int) -> int:
 
 
 def write_slot(
-    mm: mmap.mmap, index: int, where: Placement, size: int, segments: list[bytes | memoryview]
+    mm: mmap.mmap,
+    words: Words,
+    index: int,
+    where: Placement,
+    size: int,
+    segments: list[bytes | memoryview],
 ) -> None:
-    """Write a record's ``segments`` into the placed region and publish it (hold the lock)."""
-    at = slot_offset(index)
+    """Write a record's ``segments`` into the placed region and publish it (hold the lock).
+
+    ``words`` is the slot table as 64-bit words (four per slot), over the same map.
+    """
+    seq_word = 4 * index
     writing = _odd(where.seq)
-    SEQ.pack_into(mm, at, writing)
+    words[seq_word] = writing
     position = where.offset
     for segment in segments:
         end = position + (len(segment) if isinstance(segment, bytes) else segment.nbytes)
         mm[position:end] = segment
         position = end
-    SLOT.pack_into(mm, at, writing, where.offset, size, where.cap)
-    SEQ.pack_into(mm, at, writing + 1)
+    _WORDS.pack_into(mm, slot_offset(index) + SEQ.size, where.offset, size, where.cap)
+    words[seq_word] = writing + 1
 
 
-def clear_slot(mm: mmap.mmap, index: int, seq: int) -> None:
+def clear_slot(words: Words, index: int, seq: int) -> None:
     """Mark a slot empty, keeping its region for the next put (hold the lock)."""
-    at = slot_offset(index)
+    seq_word = 4 * index
     writing = _odd(seq)
-    SEQ.pack_into(mm, at, writing)
-    SEQ.pack_into(mm, at + _SIZE_WORD, 0)
-    SEQ.pack_into(mm, at, writing + 1)
+    words[seq_word] = writing
+    words[seq_word + 2] = 0  # size: no entry
+    words[seq_word] = writing + 1

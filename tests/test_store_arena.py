@@ -1,0 +1,275 @@
+"""What the arena store adds to the contract: packing, scale, seqlocked slots, trust, full tmpfs.
+
+The contract suite (``tests/test_store_contract.py``) already runs over ``"arena"``; these tests
+cover what is particular to one shared mapping: small entries packed, a table of 1.28 M slots,
+a reader racing a rewriting writer (other processes), damage between epochs through a real
+loader, the owner and mode rule on attach, a file cut short, and a tmpfs that fills up.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from revamper import RevamperLoader
+from revamper.store import MISS, ArenaStore, UnsafeCacheError, make_store
+from revamper.store.arena_file import ARENA
+from revamper.store.arena_layout import COUNTER_BLOCK, COUNTERS_OFFSET, SLOT, region_size
+from revamper.store.codec import encode
+from revamper.store.record import record_size
+from tests.helpers import IndexDataset
+
+MNIST = (28, 28)
+
+
+def mnist(index: int) -> np.ndarray:
+    return np.full(MNIST, index % 251, dtype=np.uint8)
+
+
+def test_small_entries_are_packed() -> None:
+    count = 5000
+    one = record_size(encode(mnist(0)))
+    store = ArenaStore(count, count * region_size(one))
+    for index in range(count):
+        assert store.put(index, 0, mnist(index))
+    per_entry = store.ram_bytes() / count
+    # the record (64-byte header, meta, 784 payload bytes) plus its 32-byte slot, nothing more
+    # than page rounding: a file per entry would take a whole 4 KiB page
+    assert per_entry <= (region_size(one) + SLOT.size) * 1.01
+    assert per_entry < 1.25 * 784
+    assert store.get(count - 1, 0).tolist() == mnist(count - 1).tolist()
+    store.close()
+
+
+def test_a_million_slots_in_one_file() -> None:
+    count = 1_280_000
+    store = ArenaStore(count, 64 * 2**20)
+    for index in (0, 1, 640_000, count - 1):
+        assert store.put(index, 2, mnist(index))
+    assert sorted(os.listdir(store.path)) == [ARENA, "owner.lock"]  # no file per entry
+    assert store.get(count - 1, 2).tolist() == mnist(count - 1).tolist()
+    assert store.get(5, 2) is MISS
+    # damaged counters are rebuilt from the whole table
+    with open(store.path / ARENA, "r+b") as file:
+        file.seek(COUNTERS_OFFSET)
+        file.write(COUNTER_BLOCK.pack(*[-5] * 7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        stats = store.stats()
+    assert stats.entries == 4 and stats.bytes_used == 4 * record_size(encode(mnist(0)))
+    assert store.put(7, 2, mnist(7))  # allocates past every live region
+    assert all(store.get(i, 2).tolist() == mnist(i).tolist() for i in (0, 1, 7, count - 1))
+    store.close()
+
+
+def _rewrite(store: ArenaStore, stop: Any, sizes: tuple[int, ...]) -> None:
+    fill = 0
+    while not stop.is_set():
+        fill = (fill + 1) % 200
+        size = sizes[fill % len(sizes)]
+        store.put(0, 1, np.full(size, fill, dtype=np.uint8))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checksum", [True, False])
+def test_a_reader_racing_a_writer_never_sees_a_torn_record(checksum: bool) -> None:
+    # Without the checksum the seqlock alone must hold; sizes vary so regions move too.
+    store = ArenaStore(4, checksum=checksum)
+    sizes = (150_000, 150_000, 100_000)
+    assert store.put(0, 1, np.full(sizes[0], 0, dtype=np.uint8))
+    ctx = mp.get_context("fork")
+    stop = ctx.Event()
+    writers = [ctx.Process(target=_rewrite, args=(store, stop, sizes)) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    whole = 0
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            value = store.get(0, 1)
+            if value is MISS:
+                continue
+            assert value.size in sizes and (value == value[0]).all()
+            whole += 1
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(30)
+    assert all(writer.exitcode == 0 for writer in writers)
+    assert whole > 0
+    assert store.stats().invalid_reads == 0  # races are misses, never damage
+    store.close()
+
+
+def expand(x: np.ndarray) -> np.ndarray:
+    return np.concatenate([x, x * 3 + 1, np.arange(500, dtype=np.int64) + x])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_random_damage_between_epochs_never_serves_wrong_data(workers: int) -> None:
+    rng = np.random.default_rng(16 + workers)
+    count = 48
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load = RevamperLoader(
+            IndexDataset(count),
+            batch_size=6,
+            shuffle=True,
+            partial_transform=expand,
+            reuse_factor=3,
+            cache="arena",
+            num_workers=workers,
+            seed=3,
+        )
+        with load:
+            assert isinstance(load.store, ArenaStore)
+            arena = load.store.path / ARENA
+            data_end = load.store.geometry.data_offset + count * 8 * 600
+            for _ in range(8):
+                seen = 0
+                for data, labels in load:
+                    for row, label in zip(data.numpy(), labels.tolist(), strict=True):
+                        np.testing.assert_array_equal(row, expand(np.array([label])))
+                        seen += 1
+                assert seen == count
+                with open(arena, "r+b") as file:  # header, counters, slots and records
+                    for offset in rng.integers(0, data_end, 64):
+                        file.seek(int(offset))
+                        old = file.read(1)
+                        file.seek(int(offset))
+                        file.write(bytes([old[0] ^ int(rng.integers(1, 256))]))
+
+
+def test_attach_refuses_what_others_could_have_written() -> None:
+    owner = ArenaStore(10)
+    owner.put(1, 0, "x")
+    assert ArenaStore.attach(owner.path).get(1, 0) == "x"
+    arena = owner.path / ARENA
+    for target, mode, good in ((owner.path, 0o770, 0o700), (arena, 0o620, 0o600)):
+        os.chmod(target, mode)
+        with pytest.raises(UnsafeCacheError, match="mode"):
+            ArenaStore.attach(owner.path)
+        os.chmod(target, good)
+    moved = owner.path / "real"
+    os.rename(arena, moved)
+    arena.symlink_to(moved)
+    with pytest.raises(UnsafeCacheError):
+        ArenaStore.attach(owner.path)
+    os.unlink(arena)
+    os.rename(moved, arena)
+    os.chown(arena, 65534, 65534)
+    with pytest.raises(UnsafeCacheError, match="owner"):
+        ArenaStore.attach(owner.path)
+    os.chown(arena, os.geteuid(), os.getegid())
+    with pytest.raises(ValueError, match="not a live"):
+        ArenaStore.attach(owner.path.parent)
+    owner.close()
+
+
+_TRUNCATE = """
+import os, sys, warnings
+import numpy as np
+from revamper.store import MISS, ArenaStore
+store = ArenaStore(100)
+for i in range(100):
+    assert store.put(i, 0, np.full(20000, i, dtype=np.uint8))
+os.truncate(store.path / "arena", 4096)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert store.get_many(list(range(100)), [0] * 100) == [MISS] * 100
+    assert not store.put(3, 1, np.zeros(10))
+    assert store.get(3, 0) is MISS
+    store.on_epoch_start(1)
+assert [str(w.message) for w in caught if "no longer usable" in str(w.message)], caught
+store.close()
+print("survived")
+"""
+
+
+def test_an_arena_cut_short_gives_misses_not_sigbus() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _TRUNCATE], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr  # -7 would be SIGBUS
+    assert "survived" in result.stdout
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs (root only; skipped where mounting is impossible)."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount_point)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+_FILL = """
+import sys, warnings
+import numpy as np
+from revamper.store import MISS, ArenaStore
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    store = ArenaStore(200, directory=sys.argv[1], reserve_bytes=int(sys.argv[2]))
+    stored = [store.put(i, 0, np.full(150_000, i % 250, dtype=np.uint8)) for i in range(200)]
+    assert any(stored) and not all(stored), stored
+    for i, ok in enumerate(stored):
+        got = store.get(i, 0)
+        assert (got is MISS) != ok and (ok is False or (got == i % 250).all())
+    assert store.stats().failed_puts == stored.count(False)
+messages = [str(w.message) for w in caught if "could not cache" in str(w.message)]
+assert len(messages) == 1, [str(w.message) for w in caught]
+store.close()
+print("survived", stored.count(True))
+"""
+
+
+@pytest.mark.parametrize("reserve", [0, 1 << 20])
+def test_a_full_tmpfs_leaves_entries_uncached_with_one_warning(
+    small_tmpfs: Path, reserve: int
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _FILL, str(small_tmpfs), str(reserve)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr  # -7 would be SIGBUS
+    assert "survived" in result.stdout
+
+
+def test_an_arena_that_cannot_be_created_caches_nothing(small_tmpfs: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store = make_store("arena", num_samples=10_000_000, directory=small_tmpfs)
+        assert not store.put(0, 0, 1)
+        assert store.get(0, 0) is MISS and store.get_many([1], [0]) == [MISS]
+        assert store.stats().entries == 0
+    assert len([w for w in caught if "no longer usable" in str(w.message)]) == 1
+    store.close()
+
+
+def test_preallocation_allocates_the_budget_up_front() -> None:
+    budget = 8 * 2**20
+    lazy, eager = ArenaStore(100, budget), ArenaStore(100, budget, preallocate=True)
+    assert eager.ram_bytes() >= budget > lazy.ram_bytes()
+    with pytest.raises(ValueError, match="budget"):
+        ArenaStore(100, preallocate=True)
+    lazy.close()
+    eager.close()
