@@ -42,17 +42,21 @@ class Machine:
     cores: float
     step: float
     write_share: float = 0.1  # of ``miss``, the cache write
+    wall_factor: float = 0.0  # > 0: the workers' wall times are measured, this x their CPU
 
     @property
     def capacity(self) -> float:
-        return 1.0 if self.workers == 0 else min(self.workers, self.cores)
+        if self.workers == 0:
+            return 1.0
+        return float(self.workers) if self.wall_factor else min(self.workers, self.cores)
 
     def model(self) -> CostModel:
+        w = self.wall_factor or 1.0
         return CostModel(
-            miss=self.miss,
-            read=self.read,
+            miss=self.miss * w,
+            read=self.read * w,
             read_measured=True,
-            common=self.common,
+            common=self.common * w,
             failed_hits=0.0,
             overhead=self.overhead,
             capacity=self.capacity,
@@ -63,7 +67,7 @@ class Machine:
         computed = N if epoch == 0 else round(N / r)
         hits = N - computed
         cpu = (computed * self.miss + hits * self.read + N * self.common) / N
-        produce = (cpu + self.overhead) / self.capacity * noise
+        produce = (cpu * (self.wall_factor or 1.0) + self.overhead) / self.capacity * noise
         if self.workers == 0:
             per, wait = self.step + produce, produce
         else:
@@ -90,6 +94,9 @@ class Machine:
             first_batch_samples=B,
             num_workers=self.workers,
             cores=self.cores,
+            wall_compute=computed * self.miss * self.wall_factor,
+            wall_read=hits * self.read * self.wall_factor,
+            wall_batch=cpu * N * self.wall_factor,
         )
 
 
@@ -119,6 +126,7 @@ machines = st.builds(
     workers=st.integers(0, 4),
     cores=st.sampled_from([1.0, 2.0, 4.0]),
     step=st.one_of(st.just(0.0), st.floats(1e-5, 2e-2)),
+    wall_factor=st.sampled_from([0.0, 1.0, 1.7, 3.0]),
 )
 controls = st.builds(ReuseControl, max_reuse_factor=st.integers(1, 8))
 
@@ -299,3 +307,15 @@ def test_measurements_come_from_the_loaders_epoch_stats() -> None:
 def test_settings_are_checked(kwargs: dict[str, object], error: type[Exception]) -> None:
     with pytest.raises(error):
         ReuseControl(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_loader_slowed_by_other_processes_is_judged_by_its_workers_wall_time() -> None:
+    # Other jobs leave the 2 workers a third of their cores: wall = 3 x CPU. A step that r = 2
+    # keeps up with (by wall time) must get r = 2, though the CPU times alone say r = 1.
+    machine = Machine(4e-3, 1e-4, 2e-4, 1e-4, workers=2, cores=2.0, step=0.0, wall_factor=3.0)
+    p1, p2 = machine.model().production_seconds(1), machine.model().production_seconds(2)
+    busy = dataclasses.replace(machine, step=p2 * 1.3)
+    assert busy.step < p1  # r = 1 does not keep up
+    assert run_auto(busy, ReuseControl(), 5) == [2] * 4
+    measured = busy.run(0, 1)
+    assert measured.timed_wall and fit(measured, None, 0.02).capacity == 2.0

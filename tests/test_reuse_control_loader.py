@@ -97,6 +97,9 @@ def test_a_fixed_r_records_its_r_and_the_consumers_times() -> None:
         assert [s.reuse_factor for s in loader.stats] == [3, 3, 3]
         assert loader.reuse_schedule == () and "reuse_schedule" not in loader.state_dict()
         assert loader.stats[2].predicted_rate is not None and loader.stats[2].measured_rate > 0
+        first = loader.stats[0]  # the workers' clocks: whole batches, computation, reads
+        assert first.wall_batch >= first.wall_compute > 0 and first.wall_read == 0
+        assert loader.stats[1].wall_read > 0
         assert "at r=3" in str(loader.stats[2]) and "consumer waited" in str(loader.stats[2])
         record = loader.stats[2].as_dict()
         assert record["reuse_factor"] == 3 and "wait_seconds" in record

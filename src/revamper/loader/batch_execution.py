@@ -28,6 +28,7 @@ from revamper.store.base import MISS, CacheStore
 __all__ = ["CollateWithStats", "FetchedBatch", "RefurbishingDataset"]
 
 _now = time.thread_time
+_wall = time.perf_counter  # stages also count wall time: waits (I/O, other processes) too
 
 
 class FetchedBatch:
@@ -89,6 +90,7 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
 
     def __getitems__(self, ticket: BatchTicket) -> FetchedBatch:
         """Produce the samples of one planned batch (torch's fetcher calls this)."""
+        began = _wall()
         stats = BatchStats()
         io_before = self.store.io_counters() if self.store is not None else None
         indices: list[int] = ticket.indices.tolist()
@@ -115,6 +117,7 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
             stats.bytes_read_memory = moved.memory_read
             stats.bytes_read_disk = moved.disk_read
             stats.bytes_written_disk = moved.disk_written
+        stats.wall_batch += _wall() - began
         return FetchedBatch(ticket.epoch, ticket.batch, samples, stats, self.layout.take_note())
 
     def _read_hits(
@@ -128,9 +131,10 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
         wanted = [k for k, miss in enumerate(planned_miss) if not miss]
         if self.store is None or not wanted:
             return values
-        start = _now()
+        start, began = _now(), _wall()
         got = self.store.get_many([indices[k] for k in wanted], [generations[k] for k in wanted])
         stats.cpu_cache_read += _now() - start
+        stats.wall_read += _wall() - began
         stats.cache_reads += len(wanted)
         for k, value in zip(wanted, got, strict=True):
             values[k] = value
@@ -139,7 +143,7 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
     def _compute(
         self, index: int, epoch: int, generation: int, stats: BatchStats, *, cache: bool = True
     ) -> Any:
-        start = _now()
+        start, began = _now(), _wall()
         try:
             item = self.dataset[index]
         except Exception as exc:
@@ -161,6 +165,7 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
                 stats.uncached += 1
             stats.cpu_cache_write += _now() - done
             stats.cache_writes += 1
+        stats.wall_compute += _wall() - began
         return value
 
     def _final(self, index: int, epoch: int, value: Any, stats: BatchStats) -> Any:
@@ -193,7 +198,7 @@ class CollateWithStats:
 
     def __call__(self, fetched: FetchedBatch) -> tuple[Any, BatchStats, str | None]:
         """Collate ``fetched.samples``; errors become a :class:`SampleError` naming the batch."""
-        start = _now()
+        start, began = _now(), _wall()
         try:
             batch = self.collate_fn(fetched.samples)
         except Exception as exc:
@@ -203,4 +208,5 @@ class CollateWithStats:
                 stage="collate",
             ) from exc
         fetched.stats.cpu_collate += _now() - start
+        fetched.stats.wall_batch += _wall() - began
         return batch, fetched.stats, fetched.note

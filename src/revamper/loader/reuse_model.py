@@ -14,14 +14,19 @@ the epoch's wall time:
   ``miss`` is load + partial transform + cache write per computed sample, ``read`` a cache read
   per planned hit (before any epoch with hits has measured one: the write's cost, as the codec
   does about the same work both ways), ``common`` the final transform and collation.
-- **Production seconds per sample**: ``(cpu(r) + overhead) / capacity``. ``capacity`` is the
-  cores the workers can use at once, ``min(num_workers, cores)``; ``overhead`` is what the
-  timers miss, per sample (the hand-off of batches between processes, the main process's own
-  work, other processes taking the same cores). It is calibrated whenever the consumer waited
-  (the loader was then the bottleneck, so the epoch's wall time is its production time), and
-  otherwise only lowered to what the epoch proves (the loader produced at least as fast as it
-  delivered). Without worker processes (``num_workers=0``) the main process produces each batch
-  while the consumer waits, so the wait is the production time.
+- **Wall seconds, not only CPU seconds**: the workers also time each stage by the clock, which
+  counts what a worker waited for (a core taken by another process or worker, I/O), and the
+  production rate depends on that as much as on the CPU work. So the costs above are the
+  workers' wall seconds when measured (CPU seconds otherwise, e.g. statistics made elsewhere).
+- **Production seconds per sample**: ``(cost(r) + overhead) / capacity``. ``capacity`` is the
+  number of workers (their wall times already include waiting for a core; with CPU times only,
+  ``min(num_workers, cores)``); ``overhead`` is what the workers' clocks miss, per sample (the
+  hand-off of batches between processes, the main process's own work). It is calibrated
+  whenever the consumer waited (the loader was then the bottleneck, so the epoch's wall time is
+  its production time), and otherwise only lowered to what the epoch proves (the loader
+  produced at least as fast as it delivered). Without worker processes (``num_workers=0``) the
+  main process produces each batch while the consumer waits, so the wait is the production
+  time.
 
 Everything here is pure arithmetic on picklable numbers: the ranks of distributed training
 exchange :class:`EpochMeasurement` objects and each computes the same prediction.
@@ -60,6 +65,9 @@ class EpochMeasurement:
         first_batch_samples: Samples in the first batch (left out of the rates with its wait).
         num_workers: Worker processes (0: the main process produces the batches).
         cores: CPU cores this rank's loader may use.
+        wall_compute: Wall seconds computing samples in the workers (0: not measured).
+        wall_read: Wall seconds in cache reads.
+        wall_batch: Wall seconds building batches in the workers, collation included.
     """
 
     epoch: int
@@ -81,6 +89,9 @@ class EpochMeasurement:
     first_batch_samples: int
     num_workers: int
     cores: float
+    wall_compute: float = 0.0
+    wall_read: float = 0.0
+    wall_batch: float = 0.0
 
     @classmethod
     def from_stats(cls, stats: EpochStats, *, num_workers: int, cores: float) -> EpochMeasurement:
@@ -105,6 +116,9 @@ class EpochMeasurement:
             first_batch_samples=stats.batch_samples[0] if stats.batch_samples else 0,
             num_workers=num_workers,
             cores=cores,
+            wall_compute=stats.wall_compute,
+            wall_read=stats.wall_read,
+            wall_batch=stats.wall_batch,
         )
 
     @property
@@ -128,6 +142,9 @@ class EpochMeasurement:
             self.first_wait_seconds,
             self.step_seconds,
             self.cores,
+            self.wall_compute,
+            self.wall_read,
+            self.wall_batch,
         )
 
     @property
@@ -156,9 +173,28 @@ class EpochMeasurement:
         return self.step_seconds / self.steps / (self.samples / self.batches)
 
     @property
+    def timed_wall(self) -> bool:
+        """Whether the workers' wall times were measured (the costs are then wall seconds)."""
+        return self.wall_batch > 0
+
+    def costs(self) -> tuple[float, float, float, float]:
+        """Seconds computing, writing (of those), reading and the rest (final, collation).
+
+        Wall seconds when measured: they include what a worker waited for (I/O, the cores it
+        shares with other processes and workers), which the production rate depends on just as
+        much; else CPU seconds.
+        """
+        if not self.timed_wall:
+            return self.cpu_miss, self.cpu_write, self.cpu_read, self.cpu_common
+        write = self.cpu_write * (self.wall_compute / self.cpu_miss) if self.cpu_miss else 0.0
+        rest = max(0.0, self.wall_batch - self.wall_compute - self.wall_read)
+        return self.wall_compute, write, self.wall_read, rest
+
+    @property
     def cpu_per_sample(self) -> float:
-        """Worker CPU seconds per delivered sample, all stages."""
-        return (self.cpu_miss + self.cpu_read + self.cpu_common) / self.samples
+        """Worker seconds per delivered sample, all stages (wall seconds when measured)."""
+        miss, _, read, rest = self.costs()
+        return (miss + read + rest) / self.samples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,16 +260,17 @@ def fit(
         bottleneck_share: The wait share above which the loader counts as the bottleneck.
     """
     computed = measured.computed
-    miss = measured.cpu_miss / computed if computed else (previous.miss if previous else 0.0)
+    miss_seconds, write_seconds, read_seconds, rest_seconds = measured.costs()
+    miss = miss_seconds / computed if computed else (previous.miss if previous else 0.0)
     if measured.planned_hits:
-        read, read_measured = measured.cpu_read / measured.planned_hits, True
+        read, read_measured = read_seconds / measured.planned_hits, True
         failed = measured.unplanned_misses / measured.planned_hits
     elif previous is not None and previous.read_measured:
         read, read_measured, failed = previous.read, True, previous.failed_hits
     else:
-        read = measured.cpu_write / computed if computed else 0.0
+        read = write_seconds / computed if computed else 0.0
         read_measured, failed = False, previous.failed_hits if previous else 0.0
-    capacity = 1.0 if measured.serial else max(1e-3, min(measured.num_workers, measured.cores))
+    capacity = _capacity(measured)
     if measured.serial:
         waited = measured.wait_seconds - measured.first_wait_seconds
         observed = waited / (measured.samples - measured.first_batch_samples)
@@ -250,9 +287,22 @@ def fit(
         miss=miss,
         read=read,
         read_measured=read_measured,
-        common=measured.cpu_common / measured.samples,
+        common=rest_seconds / measured.samples,
         failed_hits=min(1.0, max(0.0, failed)),
         overhead=overhead,
         capacity=float(capacity),
         serial=measured.serial,
     )
+
+
+def _capacity(measured: EpochMeasurement) -> float:
+    """How many samples' worth of worker time pass per second of wall time.
+
+    Without workers, 1 (the main process). With wall times, every worker counts (its wall time
+    already includes waiting for a core); with CPU times only, at most one per core.
+    """
+    if measured.serial:
+        return 1.0
+    if measured.timed_wall:
+        return float(measured.num_workers)
+    return max(1e-3, min(float(measured.num_workers), measured.cores))

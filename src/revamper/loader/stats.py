@@ -32,6 +32,7 @@ _TIMES = (
     "cpu_cache_write",
     "cpu_collate",
 )
+_WALLS = ("wall_compute", "wall_read", "wall_batch")
 
 
 @dataclasses.dataclass
@@ -56,6 +57,10 @@ class BatchStats:
         cpu_cache_read: CPU seconds in cache lookups (decoding included).
         cpu_cache_write: CPU seconds in cache writes (encoding included).
         cpu_collate: CPU seconds in ``collate_fn``.
+        wall_compute: Wall seconds computing samples (load, partial transform, cache write),
+            waits included (I/O, other processes on the same cores).
+        wall_read: Wall seconds in cache reads.
+        wall_batch: Wall seconds building the batch in its worker, collation included.
     """
 
     samples: int = 0
@@ -74,10 +79,13 @@ class BatchStats:
     cpu_cache_read: float = 0.0
     cpu_cache_write: float = 0.0
     cpu_collate: float = 0.0
+    wall_compute: float = 0.0
+    wall_read: float = 0.0
+    wall_batch: float = 0.0
 
     def add(self, other: BatchStats) -> None:
         """Add ``other``'s counts and times to this one."""
-        for name in _COUNTS + _TIMES:
+        for name in _COUNTS + _TIMES + _WALLS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     @property
