@@ -41,9 +41,9 @@ class BenchOptions:
         persistent_workers: Keep the workers across epochs (as training usually does).
         cache_bytes: Memory budget of the cache (``None``: none); with the disk cache, the RAM
             tier's size.
-        cache: The cache of scenarios that name none: ``"memory"`` or ``"disk"``.
-        cache_dir: Where disk caches are made (a fresh folder per run, removed after it);
-            ``None``: the system's temporary directory.
+        cache: The store kind of scenarios that name none (:func:`~revamper.store.store_kinds`).
+        cache_dir: Where caches that need a directory are made (a fresh folder per run, removed
+            after it); ``None``: the system's temporary directory.
     """
 
     epochs: int = 4
