@@ -14,13 +14,14 @@ Safety (everything read back is input): the directory is private (0700, the file
 and (by default) a CRC-32 and is served only after :func:`~revamper.store.record.open_record`
 checked it; a slot is a seqlock (:mod:`revamper.store.arena_slots`), so a read racing a write
 misses instead of returning a torn record; two writers of one index are serialised by the lock.
-Pages are allocated before anything is written to them, so a full tmpfs gives ``ENOSPC`` (the
-entry stays uncached, one warning), never ``SIGBUS``; a file cut short (only its owner can) is
+A new region is written with ``pwritev``, so a full tmpfs gives ``ENOSPC`` (the entry stays
+uncached, one warning), never ``SIGBUS``; a file cut short (only its owner can) is
 noticed at the next batch or put and switches the cache off (:mod:`revamper.store.arena_file`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -158,13 +159,9 @@ class ArenaStore(CacheStore):
         self._invalid_seen = 0
 
     def _preallocate(self) -> None:
-        handles = self._proc()
-        if handles is None:
-            return
-        try:
-            handles.ensure_allocated(self._geometry.file_size, self._geometry.reserve_bytes)
-        except OSError as exc:
-            self._warn_once("prealloc", f"revamper: could not preallocate the arena ({exc})")
+        with contextlib.suppress(OSError):  # ENOSPC: puts allocate (and warn) as they go
+            if (handles := self._proc()) is not None:
+                handles.preallocate(self._geometry.reserve_bytes)
 
     @classmethod
     def attach(cls, path: str | os.PathLike[str]) -> ArenaStore:
@@ -180,7 +177,7 @@ class ArenaStore(CacheStore):
         store._init_state(root, geometry, gone=None)
         return store
 
-    def _shared_state(self) -> dict[str, Any]:
+    def _shared_state(self) -> dict[str, Any]:  # what workers receive: no per-process state
         return {"path": self._path, "geometry": self._geometry, "gone": self._gone}
 
     def _attach_state(self, state: Mapping[str, Any]) -> None:
@@ -367,7 +364,8 @@ class ArenaStore(CacheStore):
         try:
             if where.offset + where.cap > self._geometry.file_size:  # the tmpfs's size: full
                 raise OSError(errno.ENOSPC, "the arena is as large as its tmpfs")
-            handles.ensure_allocated(where.offset + where.cap, self._geometry.reserve_bytes)
+            handles.check_reserve(where.offset + where.cap, self._geometry.reserve_bytes)
+            write_slot(handles, index, where, size, segments)
         except OSError as exc:
             self._warn_once(
                 f"write-{exc.errno}",
@@ -376,8 +374,6 @@ class ArenaStore(CacheStore):
                 "smaller cache_bytes, or use another directory.",
             )
             return self._refuse(handles, values, index, where, "failed")
-        assert handles.words is not None
-        write_slot(mm, handles.words, index, where, size, segments)
         if where.new_region:
             values[BUMP] += where.cap
         values[BYTES] += size - where.old
@@ -467,14 +463,12 @@ class ArenaStore(CacheStore):
             self._finalizer()
 
     def __repr__(self) -> str:
-        role = "owner" if self.is_owner else "attached"
-        state = "closed" if self.closed else role
+        state = "closed" if self.closed else "owner" if self.is_owner else "attached"
         return f"ArenaStore({str(self._path)!r}, budget_bytes={self._capacity}, {state})"
 
 
 def _create(options: StoreOptions) -> ArenaStore:
-    if options.num_samples is None:
-        raise ValueError("an 'arena' cache store needs num_samples=, the data set's size")
+    assert options.num_samples is not None  # needs_num_samples: the registry checked
     return ArenaStore(
         options.num_samples,
         options.budget_bytes,

@@ -3,10 +3,11 @@
 The arena lives in a private directory (0700) on a tmpfs, next to an ``owner.lock`` that the
 owner holds for its lifetime, exactly like a shared-memory store's directory (so
 :func:`~revamper.store.memory_dir.sweep_abandoned` removes an arena whose owner was killed).
-The file itself (0600) is created sparse at its full size; its header page and slot table are
-allocated at once (``posix_fallocate``), the data region chunk by chunk, always as a prefix,
-before anything is written there: a write through the map never meets a page that the tmpfs
-would have to find room for (which, on a full tmpfs, is a ``SIGBUS``).
+The file itself (0600) is created sparse at its full size, its header page and slot table
+allocated at once (``posix_fallocate``). A record in a new region is written with ``pwritev``,
+which allocates the pages as it copies (a full tmpfs is an ``ENOSPC``, not the ``SIGBUS`` that
+a store through the map into a page the tmpfs has no room for would be), and the region is
+written whole; only such regions are later rewritten in place through the map.
 
 Every process maps the file itself (:class:`ArenaHandles`, re-opened after ``fork``: the
 file's ``flock`` must belong to one process). A reader never reads past what
@@ -56,6 +57,7 @@ PREFIX: Final = "revamper-arena-"
 CHUNK: Final = 4 * 2**20
 """The data region is allocated on the tmpfs this much at a time."""
 _OPEN: Final = os.O_NOFOLLOW | os.O_CLOEXEC
+_IOV_MAX: Final = 512
 
 
 class ArenaGone(Exception):
@@ -135,7 +137,7 @@ class ArenaHandles:
         mm: The whole file, mapped shared.
         buf: ``mm`` as bytes (numpy), for copying records out.
         words: The slot table as 64-bit words (numpy), for single aligned stores.
-        allocated: The prefix of the file this process has made sure is allocated.
+        allocated: The prefix of the file this process has checked against the reserve.
         limit: Reads stay below this (set by :meth:`readable`).
         gets: Single gets since the last :meth:`readable` check.
     """
@@ -179,36 +181,59 @@ class ArenaHandles:
         self.gets = 0
         return self.limit
 
-    def ensure_allocated(self, end: int, reserve: int) -> None:
-        """Allocate the file's prefix up to ``end`` on the tmpfs before writing below it.
+    def check_reserve(self, end: int, reserve: int) -> None:
+        """Refuse to grow the arena's allocated prefix to ``end`` into the tmpfs's reserve.
 
-        Chunks of :data:`CHUNK` at a time (or just what is needed when a chunk does not fit);
-        a chunk that would leave less than ``reserve`` bytes free is not taken.
+        Checked a :data:`CHUNK` at a time (one ``statvfs`` per chunk the arena grows by).
 
         Raises:
-            OSError: ``ENOSPC`` if the tmpfs cannot hold it (nothing was written).
+            OSError: ``ENOSPC`` if growing would leave less than ``reserve`` bytes free.
         """
         if end <= self.allocated:
             return
-        size = self.geometry.file_size
-        target = min(round_up(end, CHUNK), size)
+        target = min(round_up(end, CHUNK), self.geometry.file_size)
         if reserve:
             info = os.statvfs(self.fd)
-            if (
-                info.f_blocks
-                and info.f_bavail * info.f_frsize - (target - self.allocated) < reserve
-            ):
+            free = info.f_bavail * info.f_frsize
+            if info.f_blocks and free - (target - self.allocated) < reserve:
                 target = round_up(end, PAGE)
-                if info.f_bavail * info.f_frsize - (target - self.allocated) < reserve:
+                if free - (target - self.allocated) < reserve:
                     raise OSError(errno.ENOSPC, "the free space reserve of the tmpfs is reached")
-        try:
-            os.posix_fallocate(self.fd, self.allocated, target - self.allocated)
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC or target <= round_up(end, PAGE):
-                raise
-            target = min(round_up(end, PAGE), size)
-            os.posix_fallocate(self.fd, self.allocated, target - self.allocated)
         self.allocated = target
+
+    def preallocate(self, reserve: int) -> None:
+        """Allocate the whole data region on the tmpfs now (``posix_fallocate``).
+
+        Raises:
+            OSError: ``ENOSPC`` if it does not fit (with the reserve left free).
+        """
+        self.check_reserve(self.geometry.file_size, reserve)
+        start = self.geometry.data_offset
+        os.posix_fallocate(self.fd, start, self.geometry.file_size - start)
+
+    def write_new(self, offset: int, segments: list[bytes | memoryview], cap: int) -> None:
+        """Write a record into a new region with ``pwritev``, zero padded to its ``cap``.
+
+        The kernel allocates the pages as it copies (no page faults, and a full tmpfs is an
+        ``ENOSPC`` here rather than a ``SIGBUS`` in a store through the map); the whole region
+        is written so that later rewrites in place through the map find every page allocated.
+
+        Raises:
+            OSError: ``ENOSPC`` if the tmpfs is full (the region is not published).
+        """
+        views = [memoryview(segment) for segment in segments]
+        written = sum(view.nbytes for view in views)
+        if cap > written:
+            views.append(memoryview(bytes(cap - written)))
+        position = offset
+        while views:
+            done = os.pwritev(self.fd, views[:_IOV_MAX], position)
+            position += done
+            while views and done >= views[0].nbytes:
+                done -= views[0].nbytes
+                views = views[1:]
+            if views and done:
+                views[0] = views[0][done:]
 
     def locked_size_ok(self) -> bool:
         """Whether the file still has its size (a writer checks before writing)."""

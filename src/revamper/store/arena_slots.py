@@ -18,6 +18,7 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 
+from revamper.store.arena_file import ArenaHandles
 from revamper.store.arena_layout import GRANULE, PAGE, SEQ, SLOT, ArenaGeometry, region_size
 from revamper.store.arena_usage import BUMP, BYTES
 from revamper.store.record import HEADER_SIZE
@@ -88,8 +89,7 @@ def _odd(seq: int) -> int:
 
 
 def write_slot(
-    mm: mmap.mmap,
-    words: Words,
+    handles: ArenaHandles,
     index: int,
     where: Placement,
     size: int,
@@ -97,16 +97,27 @@ def write_slot(
 ) -> None:
     """Write a record's ``segments`` into the placed region and publish it (hold the lock).
 
-    ``words`` is the slot table as 64-bit words (four per slot), over the same map.
+    A new region is written with ``pwritev`` (:meth:`ArenaHandles.write_new`: fresh pages are
+    cheaper to fill by the kernel than to fault in through the map); a region rewritten in
+    place is copied into through the map (its pages exist, and a copy is cheaper than a
+    system call).
+
+    Raises:
+        OSError: ``ENOSPC`` writing a new region (the slot keeps its previous words).
     """
+    words, mm = handles.words, handles.mm
+    assert words is not None
+    if where.new_region:
+        handles.write_new(where.offset, segments, where.cap)
     seq_word = 4 * index
     writing = _odd(where.seq)
     words[seq_word] = writing
-    position = where.offset
-    for segment in segments:
-        end = position + (len(segment) if isinstance(segment, bytes) else segment.nbytes)
-        mm[position:end] = segment
-        position = end
+    if not where.new_region:
+        position = where.offset
+        for segment in segments:
+            end = position + (len(segment) if isinstance(segment, bytes) else segment.nbytes)
+            mm[position:end] = segment
+            position = end
     _WORDS.pack_into(mm, slot_offset(index) + SEQ.size, where.offset, size, where.cap)
     words[seq_word] = writing + 1
 
