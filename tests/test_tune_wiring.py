@@ -14,14 +14,14 @@ from revamper import RevamperLoader
 from revamper.cli import main
 from revamper.loader import pipeline as port
 from revamper.tune import tuned_loader
-from tests.test_tune import ArrayDataset, Busy, grow, one_of_four, to_tensor
+from tests.test_tune import ArrayDataset, grow, one_of_four, to_tensor
 from tests.test_tune_cli import FAST, tiny_folder
 
 
 def test_the_tuner_side_builds_the_same_loader_as_from_pipeline() -> None:
     dataset = ArrayDataset(16)
-    steps = [Busy(0.5), grow, one_of_four, to_tensor]
-    with tuned_loader(dataset, steps, batch_size=8, seed=0, cache_key="busy") as loader:
+    steps = [grow, one_of_four, to_tensor]
+    with tuned_loader(dataset, steps, batch_size=8, seed=0) as loader:
         assert isinstance(loader, RevamperLoader)
         assert 1 <= loader.plan_config.reuse_factor <= 5
         labels = torch.cat([batch[1] for batch in loader])
