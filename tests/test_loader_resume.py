@@ -270,7 +270,7 @@ def test_the_loader_builds_its_stores_from_the_registry(tmp_path: Path) -> None:
         assert not memory.store.persistent and disk.store.persistent  # type: ignore[union-attr]
     with make(tmp_path, cache_bytes=1000) as tiered:  # a disk cache with a RAM budget
         assert tiered.store is not None and tiered.store.kind == "tiered"
-    with pytest.raises(ValueError, match="cache must be one of .*'tiered'"):
+    with pytest.raises(ValueError, match=r"cache must be one of .*'tiered'"):
         make(cache="ram")
 
 
