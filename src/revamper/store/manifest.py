@@ -10,9 +10,10 @@ the cache is created), which every record repeats: a record of another incarnati
 directory is never accepted, even after a reset.
 
 A manifest is input (its seed may be adopted, see
-:func:`revamper.loader.store_setup.persisted_seed`): :func:`read_manifest` trusts it only if the directory and the file pass the owner and mode rule
-(:mod:`revamper.store.permissions`), it is small, valid UTF-8 JSON of the expected shape and
-types; anything else reads as "no manifest" (the cache is then reset), with a log message why.
+:func:`revamper.loader.store_setup.persisted_seed`): :func:`read_manifest` trusts it only if
+the directory and the file pass the owner and mode rule (:mod:`revamper.store.permissions`), it
+is small, valid UTF-8 JSON of the expected shape and types; anything else reads as "no
+manifest" (the cache is then reset), with a log message why.
 """
 
 from __future__ import annotations
