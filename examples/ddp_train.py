@@ -21,8 +21,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from revamper import RevamperLoader
-from revamper.bench.builtin import builtin_data_dir
-from revamper.bench.folder import image_folder
+from revamper.datasets.builtin import builtin_data_dir
+from revamper.datasets.folder import image_folder
 from revamper.pipelines import imagenet_pipeline
 
 logger = logging.getLogger("ddp_train")

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from revamper import RevamperLoader
-from revamper.bench.builtin import builtin_data_dir
-from revamper.bench.folder import image_folder
+from revamper.datasets.builtin import builtin_data_dir
+from revamper.datasets.folder import image_folder
 from revamper.integrations.lightning import RevamperCallback
 from revamper.pipelines import imagenet_pipeline
 

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,20 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env.update(CUDA_VISIBLE_DEVICES="", ACCELERATE_USE_CPU="1", NO_ALBUMENTATIONS_UPDATE="1")
     for name in LAUNCHER_VARIABLES:
         env.pop(name, None)
-    code = f"from revamper.bench.builtin import builtin_data_dir as d; d(num_images={IMAGES})"
+    code = f"from revamper.datasets.builtin import builtin_data_dir as d; d(num_images={IMAGES})"
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=180)
     return env
 
 
 def run(command: list[str], env: dict[str, str], timeout: float) -> str:
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    # In a scratch directory: Lightning writes its checkpoints to the working directory.
+    scratch = tempfile.mkdtemp(prefix="revamper-example-")
+    try:
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout, cwd=scratch
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     return output

@@ -1,7 +1,6 @@
 """The benchmark behind ``revamper bench``: scenarios, harness and report.
 
-Its data (the built-in JPEG set, a user's ``--data`` folder) is in :mod:`revamper.datasets`;
-``revamper.bench.builtin`` and ``revamper.bench.folder`` only re-export it for old imports.
+Its data (the built-in JPEG set, a user's ``--data`` folder) is in :mod:`revamper.datasets`.
 
 - :mod:`~revamper.bench.scenarios`: the loader variants of :mod:`revamper.baselines.variants`
   (standard, simplified, echoing, refurbishing, unbalanced) and the peers;
