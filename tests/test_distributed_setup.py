@@ -6,7 +6,8 @@ import pytest
 
 from revamper import RevamperLoader
 from revamper.distributed import DistributedSetup, resolve_setup
-from revamper.distributed.agreement import DistributedSetupError, format_ranks, raise_if_any_failed
+from revamper.distributed.agreement import format_ranks, raise_if_any_failed
+from revamper.errors import DistributedSetupError
 from revamper.loader.state import _DEFAULTED_KEYS
 from tests.helpers import IndexDataset
 

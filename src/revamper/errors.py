@@ -12,6 +12,7 @@ import os
 import pwd
 import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 _STAGE = re.compile(r"failed in stage '(?P<stage>\w+)'")
@@ -152,3 +153,21 @@ class StoreGone(RuntimeError):
             if unsafe is None
             else f"revamper: the cache directory {Path(path)} is no longer safe to use ({unsafe})"
         )
+
+
+class DistributedSetupError(ValueError):
+    """The ranks of distributed training cannot build a consistent loader.
+
+    Raised on every rank, with the same message: the ranks disagree on an argument, the ranks
+    of a machine-wide cache run on different machines, or a rank failed to create or attach
+    the shared cache.
+
+    Attributes:
+        field: The argument the ranks disagree on, or ``None``.
+        ranks: The ranks concerned (those that failed, or all ranks of a mismatch).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, ranks: Sequence[int] = ()):
+        super().__init__(message)
+        self.field = field
+        self.ranks = tuple(ranks)

@@ -19,10 +19,11 @@ the default), or each rank keeps a private cache (``cache_scope="rank"``).
   make the same choice of r.
 """
 
-from revamper.distributed.agreement import DistributedSetupError, agree
+from revamper.distributed.agreement import agree
 from revamper.distributed.epoch_exchange import EpochExchange, EpochExchangeError
 from revamper.distributed.setup import CacheScope, DistributedSetup, resolve_setup
 from revamper.distributed.sharing import share_store
+from revamper.errors import DistributedSetupError
 
 __all__ = [
     "CacheScope",

@@ -20,6 +20,7 @@ from typing import Any
 import torch.distributed as dist
 
 from revamper.distributed.setup import DistributedSetup, local_rank_from_env
+from revamper.errors import DistributedSetupError
 
 _HINTS = {
     "num_samples": " (len(dataset): every rank must read the same data set)",
@@ -33,24 +34,6 @@ _HINTS = {
         "or neither, and the ranks find out which of them share a machine)"
     ),
 }
-
-
-class DistributedSetupError(ValueError):
-    """The ranks of distributed training cannot build a consistent loader.
-
-    Raised on every rank, with the same message: the ranks disagree on an argument, the ranks
-    of a machine-wide cache run on different machines, or a rank failed to create or attach
-    the shared cache.
-
-    Attributes:
-        field: The argument the ranks disagree on, or ``None``.
-        ranks: The ranks concerned (those that failed, or all ranks of a mismatch).
-    """
-
-    def __init__(self, message: str, *, field: str | None = None, ranks: Sequence[int] = ()):
-        super().__init__(message)
-        self.field = field
-        self.ranks = tuple(ranks)
 
 
 def all_gather(obj: Any, world_size: int) -> list[Any]:

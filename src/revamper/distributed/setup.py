@@ -29,6 +29,7 @@ from typing import Final, Literal, get_args
 import torch.distributed as dist
 
 from revamper.distributed.machines import MachineLayout, host_identity, machine_layout
+from revamper.errors import DistributedSetupError
 from revamper.plan.config import check_int
 
 logger = logging.getLogger(__name__)
@@ -238,8 +239,6 @@ def _ranks_per_machine(argument: int | None, world_size: int, communicate: bool)
         raise error
     failed = [(rank, g[1]) for rank, g in enumerate(gathered) if g is not None and g[1]]
     if failed:
-        from revamper.distributed.agreement import DistributedSetupError
-
         details = "; ".join(f"rank {rank}: {message}" for rank, message in failed)
         raise DistributedSetupError(
             f"RevamperLoader: ranks per machine are malformed on other ranks ({details})",
