@@ -14,7 +14,7 @@ Safety (everything read back is input): the directory is private (0700, the file
 and (by default) a CRC-32 and is served only after :func:`~revamper.store.record.open_record`
 checked it; a slot is a seqlock (:mod:`revamper.store.arena_slots`), so a read racing a write
 misses instead of returning a torn record; two writers of one index are serialised by the lock.
-A new region is written with ``pwritev``, so a full tmpfs gives ``ENOSPC`` (the entry stays
+Records are written with ``pwritev``, so a full tmpfs gives ``ENOSPC`` (the entry stays
 uncached, one warning), never ``SIGBUS``; a file cut short (only its owner can) is
 noticed at the next batch or put and switches the cache off (:mod:`revamper.store.arena_file`).
 """

@@ -6,8 +6,9 @@ owner holds for its lifetime, exactly like a shared-memory store's directory (so
 The file itself (0600) is created sparse at its full size, its header page and slot table
 allocated at once (``posix_fallocate``). A record in a new region is written with ``pwritev``,
 which allocates the pages as it copies (a full tmpfs is an ``ENOSPC``, not the ``SIGBUS`` that
-a store through the map into a page the tmpfs has no room for would be), and the region is
-written whole; only such regions are later rewritten in place through the map.
+a store through the map into a page the tmpfs has no room for would be); so is a rewrite in
+place. Records are only ever read through the map; only the (allocated) header page and slot
+table are written through it.
 
 Every process maps the file itself (:class:`ArenaHandles`, re-opened after ``fork``: the
 file's ``flock`` must belong to one process). A reader never reads past what
@@ -211,12 +212,11 @@ class ArenaHandles:
         start = self.geometry.data_offset
         os.posix_fallocate(self.fd, start, self.geometry.file_size - start)
 
-    def write_new(self, offset: int, segments: list[bytes | memoryview], cap: int) -> None:
-        """Write a record into a new region with ``pwritev``, zero padded to its ``cap``.
+    def write_record(self, offset: int, segments: list[bytes | memoryview], cap: int) -> None:
+        """Write a record at ``offset`` with ``pwritev``, zero padded up to ``cap`` bytes.
 
         The kernel allocates the pages as it copies (no page faults, and a full tmpfs is an
-        ``ENOSPC`` here rather than a ``SIGBUS`` in a store through the map); the whole region
-        is written so that later rewrites in place through the map find every page allocated.
+        ``ENOSPC`` here rather than a ``SIGBUS`` in a store through the map).
 
         Raises:
             OSError: ``ENOSPC`` if the tmpfs is full (the region is not published).

@@ -1,11 +1,11 @@
 """Placing, writing and clearing one slot of an arena (the writer's side of the seqlock).
 
 A writer holds the store's lock. It makes the slot's sequence number odd, writes the record into
-the slot's region, then the slot's words, then makes the number even again: a reader that saw
-the same even number before and after copying the region read a record no writer touched
-meanwhile (on every platform CPython runs on, these stores through the map reach other
-processes in program order; the record's checksum catches anything else). The sequence word is
-always written with one aligned 8-byte store through a numpy view: :mod:`struct`'s
+the slot's region (with ``pwritev``), then the slot's words, then makes the number even again:
+a reader that saw the same even number before and after copying the region read a record no
+writer touched meanwhile (on x86, and wherever a system call orders memory, the stores reach
+other processes in program order; the record's checksum catches anything else). The sequence
+word is always written with one aligned 8-byte store through a numpy view: :mod:`struct`'s
 ``pack_into`` zeroes its target before filling it in, and a reader that caught a sequence
 number of 0 (even) would take a half-written slot for a stable one.
 """
@@ -97,28 +97,27 @@ def write_slot(
 ) -> None:
     """Write a record's ``segments`` into the placed region and publish it (hold the lock).
 
-    A new region is written with ``pwritev`` (:meth:`ArenaHandles.write_new`: fresh pages are
-    cheaper to fill by the kernel than to fault in through the map); a region rewritten in
-    place is copied into through the map (its pages exist, and a copy is cheaper than a
-    system call).
+    The record is written with ``pwritev`` (:meth:`ArenaHandles.write_record`), never through
+    the map: the kernel fills the tmpfs pages without faulting them into this process (a
+    worker rarely has the page of an entry it rewrites mapped), and a full tmpfs is an
+    ``ENOSPC``. A new region is written whole (zero padded to its capacity) while readers
+    still see the old one; a region rewritten in place is written with the slot's sequence
+    number odd.
 
     Raises:
         OSError: ``ENOSPC`` writing a new region (the slot keeps its previous words).
     """
-    words, mm = handles.words, handles.mm
+    words = handles.words
     assert words is not None
-    if where.new_region:
-        handles.write_new(where.offset, segments, where.cap)
     seq_word = 4 * index
     writing = _odd(where.seq)
-    words[seq_word] = writing
-    if not where.new_region:
-        position = where.offset
-        for segment in segments:
-            end = position + (len(segment) if isinstance(segment, bytes) else segment.nbytes)
-            mm[position:end] = segment
-            position = end
-    _WORDS.pack_into(mm, slot_offset(index) + SEQ.size, where.offset, size, where.cap)
+    if where.new_region:
+        handles.write_record(where.offset, segments, where.cap)
+        words[seq_word] = writing
+    else:
+        words[seq_word] = writing
+        handles.write_record(where.offset, segments, 0)
+    _WORDS.pack_into(handles.mm, slot_offset(index) + SEQ.size, where.offset, size, where.cap)
     words[seq_word] = writing + 1
 
 
