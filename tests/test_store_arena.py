@@ -273,3 +273,23 @@ def test_preallocation_allocates_the_budget_up_front() -> None:
         ArenaStore(100, preallocate=True)
     lazy.close()
     eager.close()
+
+
+def test_an_entry_that_grows_gets_room_to_grow_in_place() -> None:
+    store = ArenaStore(2)
+
+    def region() -> tuple[int, int]:
+        _, offset, _, cap = SLOT.unpack_from(store._proc().mm, 4096)  # type: ignore[union-attr]
+        return offset, cap
+
+    assert store.put(0, 0, np.zeros(10_000, dtype=np.uint8))
+    first = region()
+    assert store.put(0, 1, np.zeros(10_500, dtype=np.uint8))  # outgrows it: moves, with room
+    moved = region()
+    assert moved[0] != first[0] and moved[1] > 10_500 * 9 // 8
+    for generation, size in enumerate((11_000, 10_200, 11_500), start=2):
+        assert store.put(0, generation, np.zeros(size, dtype=np.uint8))
+        assert store.get(0, generation).size == size
+        assert region() == moved  # settles in place
+    assert store.stats().entries == 1
+    store.close()

@@ -60,9 +60,12 @@ def place(
     """Decide where a record of ``size`` bytes for ``index`` goes (hold the lock).
 
     The slot's own region is reused when the record fits in it; else a new region is taken at
-    the allocation pointer. A record that would exceed the budget (live bytes) or the arena's
-    end is rejected when the arena has a budget (its size); without one, the arena is as large
-    as its tmpfs and the region returned lies past its end (the writer reports a full tmpfs).
+    the allocation pointer: exactly the record's size the first time, an eighth more when an
+    entry outgrows its region (values whose size varies then settle in place; the abandoned
+    region is not reused: the arena has no compaction). A record that would exceed the budget
+    (live bytes) or the arena's end is rejected when the arena has a budget (its size);
+    without one, the arena is as large as its tmpfs and the region returned lies past its end
+    (the writer reports a full tmpfs).
     Slot words that do not describe a region below the allocation pointer are
     ignored (a damaged slot gets a new region).
     """
@@ -79,6 +82,8 @@ def place(
         return Placement("rejected", seq, 0, 0, old, False)
     if has_region and cap >= need:
         return Placement("ok", seq, offset, cap, old, False)
+    if has_region:
+        need = region_size(size + size // 8)  # it grew once: leave room to grow in place
     if bump + need > geometry.file_size and budget is not None:
         return Placement("rejected", seq, 0, 0, old, False)  # the budget is the arena's size
     return Placement("ok", seq, bump, need, old, True)
