@@ -174,3 +174,31 @@ def test_the_same_code_gives_the_same_identity_across_processes(tmp_path: Path) 
     (text,) = outputs
     assert text.startswith("Compose(partial(fn[") and "RandomHorizontalFlip(p=0.5)" in text
     assert " at 0x" not in text
+
+
+class _Opaque:
+    """A callable object whose repr holds an address: its parameters cannot be seen."""
+
+    def __call__(self, x: object) -> object:
+        return x
+
+
+def test_only_a_cache_that_outlives_the_run_warns_about_an_opaque_transform(
+    tmp_path: Path,
+) -> None:
+    import warnings
+
+    from revamper import RevamperLoader
+
+    data = list(range(8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a memory cache is rebuilt every run: nothing to say
+        with RevamperLoader(data, batch_size=4, partial_transform=_Opaque()) as loader:
+            assert sum(len(batch) for batch in loader) == 8
+    with (
+        pytest.warns(UserWarning, match="cache_key"),
+        RevamperLoader(
+            data, batch_size=4, partial_transform=_Opaque(), cache="disk", cache_dir=tmp_path
+        ) as loader,
+    ):
+        assert sum(len(batch) for batch in loader) == 8

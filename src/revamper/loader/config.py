@@ -72,9 +72,17 @@ class LoaderConfig:
     codec_version: int = CODEC_VERSION
 
     @staticmethod
-    def partial_identity(partial_transform: Any, cache_key: str | None) -> str:
-        """What the partial transform computes: ``cache_key``, else its description."""
-        return cache_key if cache_key is not None else transform_identity(partial_transform)
+    def partial_identity(
+        partial_transform: Any, cache_key: str | None, *, persistent: bool = True
+    ) -> str:
+        """What the partial transform computes: ``cache_key``, else its description.
+
+        ``persistent`` says whether the cache outlives the run; only then is a transform whose
+        parameters cannot be seen worth a warning (a memory cache is rebuilt every run).
+        """
+        if cache_key is not None:
+            return cache_key
+        return transform_identity(partial_transform, warn_opaque=persistent)
 
     def with_seed(self, seed: int) -> LoaderConfig:
         """This identity with the run's ``seed`` settled (or replaced by a loaded state's)."""

@@ -23,13 +23,18 @@ from revamper.loader.seed_policy import SeedPolicy
 from revamper.loader.shutdown import close_loader
 from revamper.loader.state import IDENTITY_KEYS, check_state, make_state
 from revamper.loader.stats import LoaderStats
-from revamper.loader.store_setup import CacheKind, make_store
+from revamper.loader.store_setup import CacheKind, is_persistent, make_store, persists
 from revamper.loader.workers import build_dataloader
 from revamper.plan import PlanConfig
 from revamper.plan.limits import MAX_EPOCH, check_int
 from revamper.store.base import CacheStore
 
 logger = logging.getLogger(__name__)
+
+
+def _outlives_run(cache: object) -> bool:
+    """Whether the cache ``cache`` asks for keeps its entries after this run."""
+    return is_persistent(cache) if isinstance(cache, CacheStore) else persists(cache)
 
 
 class RevamperLoader:
@@ -218,7 +223,9 @@ class RevamperLoader:
             setup=setup,
             whole_sample=bool(whole_sample),
             transform_keys=keys,
-            partial=LoaderConfig.partial_identity(partial_transform, cache_key),
+            partial=LoaderConfig.partial_identity(
+                partial_transform, cache_key, persistent=_outlives_run(cache)
+            ),
             cache=cache if isinstance(cache, str) else type(cache).__name__,
             cache_bytes=cache_bytes,
             cache_dir=cache_dir,

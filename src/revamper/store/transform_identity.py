@@ -39,17 +39,19 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-def transform_identity(transform: Any) -> str:
+def transform_identity(transform: Any, *, warn_opaque: bool = True) -> str:
     """A description of ``transform`` that is stable across runs of the same code.
 
     Args:
         transform: The partial transform (any callable, or ``None``).
+        warn_opaque: Warn (once per type) when a part of it cannot be seen into. Only a cache
+            that outlives the run needs to hear it: a memory cache is rebuilt every run.
 
     Returns:
         A readable string that changes when the transform's code or parameters change (see the
         module docstring for what is seen).
     """
-    return _Describer().describe(transform, 0)
+    return _Describer(warn_opaque).describe(transform, 0)
 
 
 def _type_name(obj: Any) -> str:
@@ -74,8 +76,9 @@ def _warn_opaque(name: str) -> None:
 class _Describer:
     """One identity computation; ``active`` guards against cycles (ids never reach the text)."""
 
-    def __init__(self) -> None:
+    def __init__(self, warn_opaque: bool = True) -> None:
         self.active: set[int] = set()
+        self.warn_opaque = warn_opaque
 
     def describe(self, obj: Any, depth: int) -> str:
         if obj is None or isinstance(obj, _SIMPLE):
@@ -138,7 +141,8 @@ class _Describer:
         text = repr(obj)
         if " at 0x" in text or text.startswith("<"):
             name = _type_name(obj)
-            _warn_opaque(name)
+            if self.warn_opaque:
+                _warn_opaque(name)
             return name
         return text
 
