@@ -125,3 +125,9 @@ def test_each_variant_names_the_paper_formula() -> None:
 def test_an_unknown_variant_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match="known are none, standard, simplified, echo"):
         loader_variant("bogus")
+
+
+def test_a_fused_scenario_claims_no_bound_from_unfused_costs() -> None:
+    # The base costs are the unfused standard run's: they say nothing of a fused pipeline.
+    assert _bound(Scenario.parse("refurbish:3"), COSTS, COSTS) is not None
+    assert _bound(Scenario.parse("refurbish:3+fused"), COSTS, COSTS) is None

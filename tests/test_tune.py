@@ -446,3 +446,10 @@ def test_recommend_end_to_end_on_a_tiny_pipeline() -> None:
     assert "Checked with a short real run" in rec.explain()
     out = rec.final_transform(rec.partial_transform(np.zeros((8, 8), np.uint8)))  # type: ignore[misc]
     assert isinstance(out, torch.Tensor) and out.shape == (32, 32)
+
+
+def test_entry_size_measures_values_only_pickle_can_hold() -> None:
+    from revamper.tune.profile import entry_size
+
+    # A set is not encoded natively; sizing must not fail with PickleNotAllowedError.
+    assert entry_size({1, 2, 3}) > entry_size(None)

@@ -305,6 +305,7 @@ def _disk_figures(
 
 def _bound(scenario: Scenario, base: StageCosts | None, own: StageCosts) -> float | None:
     variant = scenario.variant
-    if base is None or variant is None:
+    # A fused scenario's stages differ from the unfused standard run the base costs come from.
+    if base is None or variant is None or scenario.fused:
         return None
     return variant.speed_bound(base.with_cache_costs(own), scenario.reuse_factor)

@@ -161,8 +161,12 @@ class PipelineProfile:
 
 
 def entry_size(value: Any) -> int:
-    """Bytes the store needs for ``value`` (a partially augmented sample), header included."""
-    return record.record_size(codec.encode(value))
+    """Bytes the store needs for ``value`` (a partially augmented sample), header included.
+
+    Sizing encodes with pickle allowed: a value only the pickle fallback can hold still has a
+    size (whether the chosen store may pickle it is the loader's ``allow_pickle``).
+    """
+    return record.record_size(codec.encode(value, allow_pickle=True))
 
 
 def _fail(what: str, index: int, exc: BaseException) -> ProfileError:
