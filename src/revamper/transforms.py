@@ -67,9 +67,11 @@ class Albumentations:
     **Randomness.** albumentations 2.x transforms draw from their own random generator, seeded
     when the transform is built, so DataLoader worker processes forked from one process would
     all draw the same augmentations. Unless ``reseed=False``, the adapter reseeds the wrapped
-    transform the first time it runs in each process, from ``torch.initial_seed()`` (which
-    DataLoader sets differently in every worker, from the loader's ``generator``/``seed``) and
-    an id of the adapter, so workers differ, adapters differ, and a seeded run repeats.
+    transform whenever torch's seed has changed since its last call, from
+    ``torch.initial_seed()`` and an id of the adapter: DataLoader seeds torch differently in
+    every worker, and RevamperLoader seeds it for every batch (from the run's seed and the
+    batch's place in the run), so workers differ, adapters differ, a seeded run repeats, and a
+    resumed run draws what the uninterrupted one drew.
 
     albumentations is not imported by this module: the adapter only calls the object it wraps.
     Like the wrapped transform, it is picklable (``spawn`` workers).
@@ -78,7 +80,7 @@ class Albumentations:
         transform: The albumentations transform or ``Compose``.
         image_key: The key of the image in dict samples.
         fields: albumentations target names of the positions of tuple/list samples.
-        reseed: Reseed the wrapped transform's generator once per process (see above).
+        reseed: Reseed the wrapped transform's generator when torch's seed changes (see above).
     """
 
     def __init__(
@@ -96,21 +98,21 @@ class Albumentations:
         self.fields = None if fields is None else tuple(fields)
         self.reseed = reseed
         self._salt = zlib.crc32(repr(transform).encode()) ^ (next(_adapters_made) << 32)
-        self._seeded_pid: int | None = None
+        self._seeded_with: tuple[int, int] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_seeded_pid"] = None  # a spawned process reseeds too
+        state["_seeded_with"] = None  # a spawned process reseeds too
         return state
 
     def _reseed_for_this_process(self) -> None:
-        pid = os.getpid()
-        if not self.reseed or self._seeded_pid == pid:
+        seeded_with = (os.getpid(), torch.initial_seed())
+        if not self.reseed or self._seeded_with == seeded_with:
             return
-        self._seeded_pid = pid
+        self._seeded_with = seeded_with
         set_random_seed = getattr(self.transform, "set_random_seed", None)
         if callable(set_random_seed):  # albumentations >= 2 (1.x uses the global generators)
-            set_random_seed((torch.initial_seed() ^ self._salt) % 2**32)
+            set_random_seed((seeded_with[1] ^ self._salt) % 2**32)
 
     def __call__(self, sample: Any) -> Any:
         """Transform an image, a dict sample or a tuple/list sample (see the class)."""

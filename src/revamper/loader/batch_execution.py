@@ -20,6 +20,7 @@ from typing import Any
 import torch.utils.data
 
 from revamper.errors import SampleError
+from revamper.loader.augment_rng import seeded_augmentation
 from revamper.loader.layout import SampleLayout, Transform, TransformKeys, identity
 from revamper.loader.stats import BatchStats
 from revamper.loader.tickets import BatchTicket
@@ -89,7 +90,15 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
         return self._final(index, -1, value, stats)
 
     def __getitems__(self, ticket: BatchTicket) -> FetchedBatch:
-        """Produce the samples of one planned batch (torch's fetcher calls this)."""
+        """Produce the samples of one planned batch (torch's fetcher calls this).
+
+        The transforms draw from generators seeded for this batch (see
+        :mod:`~revamper.loader.augment_rng`).
+        """
+        with seeded_augmentation(ticket.augment_seed):
+            return self._execute(ticket)
+
+    def _execute(self, ticket: BatchTicket) -> FetchedBatch:
         began = _wall()
         stats = BatchStats()
         io_before = self.store.io_counters() if self.store is not None else None

@@ -9,6 +9,7 @@ from torch.utils.data import Sampler
 from revamper.loader.cursor import EpochCursor, EpochRun
 from revamper.loader.tickets import BatchTicket
 from revamper.plan import EpochPlan, PlanConfig, plan_epoch
+from revamper.plan.seeding import batch_seed
 from revamper.store.base import CacheStore
 
 
@@ -45,10 +46,12 @@ class PlanBatchSampler(Sampler[BatchTicket]):
     def __iter__(self) -> Iterator[BatchTicket]:
         run = self._running
         epoch, first_batch = (run.epoch, run.first_batch) if run else self.cursor.position()
-        return _tickets(plan_epoch(self.config, epoch), first_batch, self.store)
+        return _tickets(self.config, plan_epoch(self.config, epoch), first_batch, self.store)
 
 
-def _tickets(plan: EpochPlan, first_batch: int, store: CacheStore | None) -> Iterator[BatchTicket]:
+def _tickets(
+    config: PlanConfig, plan: EpochPlan, first_batch: int, store: CacheStore | None
+) -> Iterator[BatchTicket]:
     for number in range(first_batch, plan.num_batches):
         batch = plan.batch(number)
         if store is not None:
@@ -61,4 +64,5 @@ def _tickets(plan: EpochPlan, first_batch: int, store: CacheStore | None) -> Ite
             batch.planned_miss,
             batch.generations,
             batch.worth_caching,
+            batch_seed(config.seed, plan.epoch, config.rank, number),
         )

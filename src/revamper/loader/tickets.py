@@ -20,6 +20,8 @@ class BatchTicket:
         generations: The generation each sample's cache entry has (hits) or gets (misses).
         worth_caching: Whether a sample computed now should be written to the cache (it is
             read again before its next planned recomputation).
+        augment_seed: What the transforms' RNGs are seeded with for this batch
+            (:func:`~revamper.plan.seeding.batch_seed`), or ``None`` to leave them alone.
     """
 
     epoch: int
@@ -28,6 +30,7 @@ class BatchTicket:
     planned_miss: np.ndarray[Any, np.dtype[np.bool_]]
     generations: np.ndarray[Any, np.dtype[np.integer[Any]]]
     worth_caching: np.ndarray[Any, np.dtype[np.bool_]]
+    augment_seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.indices)

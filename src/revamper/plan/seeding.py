@@ -39,6 +39,8 @@ class Purpose(enum.IntEnum):
     """Which samples a cache group repeats to give every rank the same number of samples."""
     DEAL = 8
     """How a cache group deals its epoch's samples to its ranks."""
+    AUGMENT = 9
+    """The random augmentations of one batch (the transforms' RNGs, seeded per batch)."""
 
 
 def normalise_seed(seed: int) -> int:
@@ -72,5 +74,33 @@ def derive_seed(seed: int, purpose: Purpose, number: int) -> int:
     """
     s = normalise_seed(seed)
     entropy = [s % _WORD, s // _WORD, number % _WORD, number // _WORD, int(purpose)]
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
+    return int(state[0]) | int(state[1]) << 32
+
+
+def batch_seed(seed: int, epoch: int, rank: int, batch: int) -> int:
+    """A 64-bit seed for the augmentations of one batch of one rank in one epoch.
+
+    The transforms of a batch draw from RNGs seeded with it, so what a batch holds is a pure
+    function of the run's seed and the batch's place in the run: the same with any number of
+    workers, persistent or not, and after a resume.
+
+    Args:
+        seed: The run's seed, any Python int.
+        epoch: The epoch (0 to 2**64 - 1).
+        rank: The rank (>= 0).
+        batch: The batch's position in the epoch (>= 0).
+    """
+    s = normalise_seed(seed)
+    entropy = [
+        s % _WORD,
+        s // _WORD,
+        epoch % _WORD,
+        (epoch // _WORD) % _WORD,
+        batch % _WORD,
+        (batch // _WORD) % _WORD,
+        rank % _WORD,
+        int(Purpose.AUGMENT),
+    ]
     state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
     return int(state[0]) | int(state[1]) << 32
