@@ -293,3 +293,30 @@ def test_an_entry_that_grows_gets_room_to_grow_in_place() -> None:
         assert region() == moved  # settles in place
     assert store.stats().entries == 1
     store.close()
+
+
+def test_threads_of_one_process_write_one_at_a_time() -> None:
+    # flock belongs to the open file, shared by a process's threads: the store adds a lock.
+    import threading
+
+    store = ArenaStore(64)
+
+    def writer(fill: int) -> None:
+        for index in range(64):
+            assert store.put(index, 1, np.full(3000 + 7 * fill, fill, dtype=np.uint8))
+
+    threads = [threading.Thread(target=writer, args=(fill,)) for fill in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for index in range(64):
+        value = store.get(index, 1)
+        assert (
+            value is not MISS
+            and (value == value[0]).all()
+            and value.size == 3000 + 7 * int(value[0])
+        )
+    stats = store.stats()
+    assert stats.entries == 64 and stats.puts == 256 and stats.invalid_reads == 0
+    store.close()

@@ -350,8 +350,7 @@ class ArenaStore(CacheStore):
                 return False
             return self._put_locked(handles, index, size, segments)
         finally:
-            if self._gone is None:
-                handles.unlock()
+            handles.unlock()
 
     def _put_locked(
         self, handles: ArenaHandles, index: int, size: int, segments: list[bytes | memoryview]

@@ -26,6 +26,7 @@ import mmap
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Final
 
@@ -146,6 +147,7 @@ class ArenaHandles:
     def __init__(self, path: Path, geometry: ArenaGeometry) -> None:
         self.pid = os.getpid()
         self.geometry = geometry
+        self.threads = threading.Lock()
         try:
             self.fd = open_private(path / ARENA, os.O_RDWR)
         except FileNotFoundError:
@@ -240,12 +242,25 @@ class ArenaHandles:
         return os.fstat(self.fd).st_size == self.geometry.file_size
 
     def lock(self) -> None:
-        """Take the store's lock (the arena file's ``flock``)."""
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        """Take the store's lock: this process's threads' first, then the file's ``flock``.
+
+        A ``flock`` belongs to the open file, which all threads of a process share, so it
+        alone would let two threads of one process write at once.
+        """
+        self.threads.acquire()
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.threads.release()
+            raise
 
     def unlock(self) -> None:
-        """Release the store's lock."""
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        """Release the store's lock (a descriptor closed meanwhile released it already)."""
+        try:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            self.threads.release()
 
     def close(self) -> None:
         """Unmap and close (a buffer still exported keeps the map until it is freed)."""
