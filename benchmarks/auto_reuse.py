@@ -93,10 +93,20 @@ def run_one(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "epochs_run": epochs}
 
 
+def _child(config: dict[str, Any], out: Any) -> None:
+    out.send(run_one(config))
+
+
 def _in_process(config: dict[str, Any]) -> dict[str, Any]:
+    """:func:`run_one` in a fresh process (not a pool's: the loader starts workers of its own)."""
     ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(run_one, (config,))
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_child, args=(config, send))
+    process.start()
+    send.close()
+    result: dict[str, Any] = receive.recv()
+    process.join()
+    return result
 
 
 def steady(run: dict[str, Any], key: str = "wall_seconds") -> float:
