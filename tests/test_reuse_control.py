@@ -15,7 +15,7 @@ import math
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from revamper.loader.reuse_control import (
@@ -183,6 +183,19 @@ def test_where_r_1_keeps_up_with_room_auto_runs_r_1_from_epoch_1(
 
 @settings(max_examples=150, deadline=None)
 @given(machine=machines, control=controls, seed=st.integers(0, 2**16))
+@example(  # serial, a consumer taking no time: the margin opens no band (flapped 5/4 before)
+    machine=Machine(
+        miss=0.001,
+        read=0.00015743188548859112,
+        common=0.0017750129865281186,
+        overhead=0.0,
+        workers=0,
+        cores=1.0,
+        step=0.0,
+    ),
+    control=ReuseControl(max_reuse_factor=5),
+    seed=0,
+)
 def test_noise_below_the_hysteresis_does_not_make_r_flap(
     machine: Machine, control: ReuseControl, seed: int
 ) -> None:

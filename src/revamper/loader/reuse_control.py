@@ -192,7 +192,7 @@ def _move(current: int, ranks: Sequence[_Rank], multi: bool) -> tuple[int, str]:
     flapping, and a lower r that a consumer which waited is predicted to afford is one that is
     (within the tolerance) as fast.
     """
-    waited = [rank for rank in ranks if rank.waited]
+    waited = [rank for rank in ranks if rank.waited and rank.gains_beyond(current)]
     need = max(waited, key=lambda rank: rank.up, default=None)
     if need is not None and need.up > current:
         return need.up, need.why("the consumer waited", need.up, multi)
@@ -214,11 +214,24 @@ class _Rank:
         self.measured = measured
         self.model = model
         step, bound, tol = measured.step_per_sample, control.max_reuse_factor, control.tolerance
+        self._times = [model.epoch_seconds(r, step, control.margin) for r in range(1, bound + 1)]
+        self._up_threshold = min(self._times) * (1.0 + tol + control.hysteresis)
         self.up = smallest_sufficient(model, step, bound, control.margin, tol)
         self.down = smallest_sufficient(
             model, step, bound, control.margin + control.hysteresis, tol
         )
         self.waited = measured.serial or measured.wait_share >= control.bottleneck_share
+
+    def gains_beyond(self, current: int) -> bool:
+        """Whether ``current`` is predicted slower than the best r by more than the band.
+
+        Going up needs the current r to lose more than ``tolerance + hysteresis`` to the best:
+        where the consumer takes (nearly) no time, the margin scales every r's prediction
+        alike and cannot open a band, and noise of a few per cent around the tolerance would
+        otherwise move r up and down epoch after epoch.
+        """
+        index = min(max(current, 1), len(self._times)) - 1
+        return self._times[index] > self._up_threshold
 
     def why(self, what: str, chosen: int, multi: bool) -> str:
         """``what``, with the figures of this rank's measurement that made the choice."""
