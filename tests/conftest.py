@@ -7,13 +7,20 @@ how the suite's total budget maps onto its arguments in :data:`CONTRACT_BUDGETS`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from revamper.store import CacheStore, make_store, store_kinds, store_spec
+
+# CI explores the same examples on every run (a property failure there is reproducible, not a
+# roll of the dice); locally hypothesis keeps exploring new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 StoreFactory = Callable[..., CacheStore]
 
