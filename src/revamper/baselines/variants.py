@@ -24,6 +24,7 @@ from revamper.baselines.loaders import echoing_loader, standard_loader
 from revamper.costmodel import StageCosts
 from revamper.loader import RevamperLoader
 from revamper.loader.layout import Transform
+from revamper.plan.limits import MAX_REUSE_FACTOR
 
 __all__ = [
     "LoaderVariant",
@@ -257,5 +258,40 @@ register_variant(
         "from what the epoch before measured",
         takes_r=True,
         build=_auto,
+    )
+)
+
+
+def _limit(dataset: Any, *, reuse_factor: int, **kwargs: Any) -> RevamperLoader:
+    # The largest r the planner allows: after epoch 0, an epoch recomputes one chunk of
+    # num_samples / 65535 samples, i.e. at most one sample (none for most epochs).
+    del reuse_factor  # fixed: the limit r -> infinity
+    return RevamperLoader(dataset, reuse_factor=LIMIT_REUSE_FACTOR, **kwargs)
+
+
+def _limit_bound(costs: StageCosts, reuse_factor: int) -> float:
+    del reuse_factor
+    return costs.refurbishing_bound(LIMIT_REUSE_FACTOR)
+
+
+def _limit_versions(r: float, k: float, final: float, full: float) -> float:
+    # One partial augmentation per run, reused with k fresh final ones.
+    del r
+    return paper.refurbishing_versions(max(k, 1.0), k, final, full)
+
+
+LIMIT_REUSE_FACTOR = MAX_REUSE_FACTOR
+"""The reuse factor of the ``limit`` variant: the largest the planner allows."""
+
+register_variant(
+    LoaderVariant(
+        "limit",
+        "refurbishing at r -> infinity (the largest r the planner allows): after epoch 0 every "
+        "use is a cache hit, so the steady state is the final transform, the cache read, the "
+        "collate and the loader's overhead alone, the bound every reuse factor approaches",
+        takes_r=False,
+        build=_limit,
+        bound=_limit_bound,
+        versions=_limit_versions,
     )
 )

@@ -90,8 +90,11 @@ def _add_run_arguments(runs: Any) -> None:
     runs.add_argument(
         "--scenarios",
         help="comma-separated: standard, simplified, echo:R, refurbish:R, unbalanced:R, auto:R "
-        "(reuse_factor='auto' up to R) (each may end in +fused: decode and crop fused), and "
-        "the peers ffcv and dali (other loaders, when installed) (default: standard, "
+        "(reuse_factor='auto' up to R), limit (r -> infinity: every steady-state use a hit), "
+        "torch (a plain torch DataLoader, the whole pipeline as one transform) (each may add "
+        "/PIPELINE to run a pipeline of its own, e.g. refurbish:3/light, and end in +fused: "
+        "decode and crop fused), and the peers ffcv and dali (other loaders, when installed) "
+        "(default: standard, "
         "simplified, echo at the middle r, refurbish at each --reuse, unbalanced at the "
         "middle r, and with --step-ms auto at the largest --reuse)",
     )

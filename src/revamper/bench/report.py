@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from revamper.bench.harness import RunRecord
-from revamper.bench.summary import ScenarioSummary, Spread
+from revamper.bench.summary import REFERENCES, ScenarioSummary, Spread
 
 SCHEMA_VERSION = 1
 
@@ -96,6 +96,8 @@ class TableData:
 def tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> list[TableData]:
     """The report's tables: throughput, where the time goes, and the disk cache (if used)."""
     out = [_speed_table(summaries, step_ms), _cost_table(summaries)]
+    if any(s.versus or s.of_limit for s in summaries):
+        out.append(_reference_table(summaries))
     with_disk = [s for s in summaries if s.disk is not None]
     if with_disk:
         out.append(_disk_table(with_disk))
@@ -164,6 +166,34 @@ def _cost_table(summaries: Sequence[ScenarioSummary]) -> TableData:
     )
 
 
+def _reference_table(summaries: Sequence[ScenarioSummary]) -> TableData:
+    refs = [ref for ref in REFERENCES if any(ref in s.versus for s in summaries)]
+    headers = ["scenario"] + [f"× {ref}" for ref in refs]
+    with_torch = "torch" in refs
+    headers += (["epoch 0 × torch"] if with_torch else []) + ["of limit", "CPU ms/sample"]
+    rows = []
+    for s in summaries:
+        row = [s.scenario] + [_fmt_spread(s.versus.get(ref), 2, "x") for ref in refs]
+        if with_torch:
+            row.append(_fmt_spread(s.epoch0_versus_torch, 2, "x"))
+        row.append(_fmt_percent(s.of_limit))
+        row.append(_fmt(s.cpu_ms_per_sample.get("total"), ".2f"))
+        rows.append(row)
+    return TableData(
+        "Against the references: medians of per-repeat ratios (min–max); of limit = steady "
+        "samples/s over the limit scenario's (r -> infinity, same pipeline and cache); CPU ms "
+        "per delivered sample in the steady state, summed over stages",
+        headers,
+        rows,
+    )
+
+
+def _fmt_percent(spread: Spread | None) -> str:
+    if spread is None:
+        return "-"
+    return f"{spread.median:.0%} ({spread.low:.0%}–{spread.high:.0%})"
+
+
 def render_tables(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> list[Any]:
     """The report's tables as ``rich`` tables (import of ``rich`` deferred to here)."""
     from rich.table import Table
@@ -202,6 +232,11 @@ def headlines(summaries: Sequence[ScenarioSummary], *, step_ms: float) -> list[s
             text += f" ({s.fraction_of_bound:.0%} of the {s.bound:.2f}x bound)"
         if s.epoch0_speedup is not None:
             text += f", epoch 0 at {s.epoch0_speedup.median:.2f}x"
+        text += "".join(f"; {v.median:.2f}x {ref}" for ref, v in s.versus.items())
+        if s.epoch0_versus_torch is not None:
+            text += f" (epoch 0 {s.epoch0_versus_torch.median:.2f}x torch's)"
+        if s.of_limit is not None:
+            text += f"; {s.of_limit.median:.0%} of the limit"
         if step_ms > 0 and s.epoch_time_speedup is not None and s.stall_seconds is not None:
             text += (
                 f"; epochs {s.epoch_time_speedup.median:.2f}x faster end to end, "

@@ -6,6 +6,12 @@ reported, so a slow phase of the machine affects both sides of a ratio. "Steady 
 epochs 1 and later. The analytic bound comes from the stage costs measured in the same run:
 ``standard``'s load, transform and collate costs with this scenario's cache read and write costs
 (:mod:`revamper.costmodel`).
+
+Against the references: where the run has a plain DataLoader (``torch``) or a peer (``ffcv``,
+``dali``), each scenario's steady samples/s is divided by theirs within each repeat too (and its
+epoch 0 by ``torch``'s epoch 0); where it has a ``limit`` scenario on the same pipeline and
+cache, a revamper scenario's steady samples/s is divided by the limit's ("of limit": how close
+it comes to r -> infinity).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from revamper.plan import PlanConfig
 from revamper.store import store_spec
 
 BASELINE = "standard"
+REFERENCES = ("torch", "ffcv", "dali")
+"""Scenarios every other one is also compared with, where the run has them."""
+LIMIT = "limit"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +85,12 @@ class ScenarioSummary:
             its chosen r values gave.
         reuse_factors: The r values the steady epochs ran with, in order of first use (for
             ``auto``, what it chose).
+        versus: Steady samples/s divided by each reference scenario's (:data:`REFERENCES`)
+            present in the run, per repeat, by the reference's name.
+        epoch0_versus_torch: Epoch 0 samples/s divided by ``torch``'s epoch 0, per repeat.
+        of_limit: Steady samples/s divided by the matching ``limit`` scenario's, per repeat
+            (revamper scenarios other than echoing and the limit itself).
+        limit: The name of that ``limit`` scenario.
     """
 
     scenario: str
@@ -99,6 +114,10 @@ class ScenarioSummary:
     disk: dict[str, float | None] | None = None
     diversity: float | None = None
     reuse_factors: list[int] = dataclasses.field(default_factory=list)
+    versus: dict[str, Spread] = dataclasses.field(default_factory=dict)
+    epoch0_versus_torch: Spread | None = None
+    of_limit: Spread | None = None
+    limit: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -112,6 +131,7 @@ class ScenarioSummary:
         for name, value in values.items():
             if isinstance(value, dict) and set(value) == {"median", "low", "high"}:
                 values[name] = Spread(**value)
+        values["versus"] = {k: Spread(**v) for k, v in values.get("versus", {}).items()}
         return cls(**values)
 
 
@@ -256,7 +276,77 @@ def summarize(
                 reuse_factors=_reuse_factors(steady_epochs),
             )
         )
+    return _with_references(out, scenarios, runs, options)
+
+
+def _with_references(
+    summaries: list[ScenarioSummary],
+    scenarios: Sequence[Scenario],
+    runs: Sequence[RunRecord],
+    options: BenchOptions | None,
+) -> list[ScenarioSummary]:
+    """Add the ratios against the references and the limit (module docstring)."""
+    by_name = {s.name: s for s in scenarios}
+    steady = {
+        name: {rep: _median_sps(_steady(run)) for rep, run in _per_repeat(runs, name).items()}
+        for name in by_name
+    }
+    epoch0 = {
+        name: {
+            rep: run.epochs[0].samples_per_second for rep, run in _per_repeat(runs, name).items()
+        }
+        for name in by_name
+    }
+    out = []
+    for summary in summaries:
+        name = summary.scenario
+        versus = {
+            ref: spread
+            for ref in REFERENCES
+            if ref in by_name and ref != name
+            for spread in [Spread.of(_ratios(steady[name], steady[ref]))]
+            if spread is not None
+        }
+        e0 = Spread.of(_ratios(epoch0[name], epoch0["torch"])) if "torch" in by_name else None
+        limit = _limit_of(by_name[name], scenarios, options)
+        of_limit = None if limit is None else Spread.of(_ratios(steady[name], steady[limit.name]))
+        out.append(
+            dataclasses.replace(
+                summary,
+                versus=versus,
+                epoch0_versus_torch=None if name == "torch" else e0,
+                of_limit=of_limit,
+                limit=None if limit is None else limit.name,
+            )
+        )
     return out
+
+
+def _limit_of(
+    scenario: Scenario, scenarios: Sequence[Scenario], options: BenchOptions | None
+) -> Scenario | None:
+    """The ``limit`` scenario on ``scenario``'s pipeline and cache (``None``: none, or n/a).
+
+    Echoing reuses the final transform's output too, so this limit is not its own; a peer or a
+    plain DataLoader caches nothing.
+    """
+    variant = scenario.variant
+    if variant is None or variant.name in (LIMIT, "echo"):
+        return None
+    default = options.cache if options is not None else None
+
+    def cache(s: Scenario) -> str | None:
+        return s.cache or default
+
+    candidates = [
+        s
+        for s in scenarios
+        if s.kind == LIMIT
+        and s.pipeline == scenario.pipeline
+        and (not scenario.caches or cache(s) == cache(scenario))
+    ]
+    candidates.sort(key=lambda s: (s.fused != scenario.fused, s.cache is not None))
+    return candidates[0] if candidates else None
 
 
 def _reuse_factors(epochs: Sequence[EpochRecord]) -> list[int]:
@@ -306,6 +396,7 @@ def _disk_figures(
 def _bound(scenario: Scenario, base: StageCosts | None, own: StageCosts) -> float | None:
     variant = scenario.variant
     # A fused scenario's stages differ from the unfused standard run the base costs come from.
-    if base is None or variant is None or scenario.fused:
+    # So do those of a scenario that runs a pipeline of its own.
+    if base is None or variant is None or scenario.fused or scenario.pipeline is not None:
         return None
     return variant.speed_bound(base.with_cache_costs(own), scenario.reuse_factor)
