@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from revamper.baselines import echoing_loader, standard_loader
-from revamper.distributed import DistributedSetupError
+from revamper.distributed import DistributedSetupError, EpochExchangeError
 from revamper.errors import (
     CacheInUseError,
     CodecError,
@@ -30,12 +30,13 @@ from revamper.errors import (
     SampleError,
     UnsafeCacheError,
 )
-from revamper.loader import EpochStats, LoaderStats, RevamperLoader
+from revamper.loader import EpochStats, LoaderStats, ReuseControl, RevamperLoader
 from revamper.loader.layout import Transform
 from revamper.loader.pipeline import use_pipeline_chooser
 from revamper.plan import EpochPlan, PlanConfig, plan_epoch
 from revamper.store import (
     MISS,
+    ArenaStore,
     CacheStore,
     DiskStore,
     SharedMemoryStore,
@@ -46,7 +47,7 @@ from revamper.store import (
 )
 from revamper.transforms import Chain
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 """The package's version: the one place it is written (``pyproject.toml`` reads it from here)."""
 
 
@@ -71,17 +72,20 @@ use_pipeline_chooser(_tuner_choice)
 
 __all__ = [
     "MISS",
+    "ArenaStore",
     "CacheInUseError",
     "CacheStore",
     "Chain",
     "CodecError",
     "DiskStore",
     "DistributedSetupError",
+    "EpochExchangeError",
     "EpochPlan",
     "EpochStats",
     "LoaderStats",
     "PickleNotAllowedError",
     "PlanConfig",
+    "ReuseControl",
     "RevamperLoader",
     "SampleError",
     "SharedMemoryStore",
