@@ -136,3 +136,14 @@ def test_bad_arguments_name_what_is_wrong(
 ) -> None:
     with pytest.raises(error, match=match):
         policy(spec, bound)  # type: ignore[arg-type]
+
+
+def test_numpy_integers_are_reuse_factors_like_every_other_int_argument() -> None:
+    import numpy as np
+
+    from revamper import RevamperLoader
+
+    with RevamperLoader(
+        list(range(8)), batch_size=4, reuse_factor=np.int64(2), max_reuse_factor=np.int32(3)
+    ) as loader:
+        assert loader.plan_config.reuse_factor == 2

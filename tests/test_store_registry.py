@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,21 @@ def test_a_new_kind_is_one_class_and_its_registration(dict_kind: str) -> None:
 def test_a_name_cannot_be_taken_twice(dict_kind: str) -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_store(dataclasses.replace(store_spec("memory"), store_class=DictStore))
+
+
+class FailingReads(DictStore):
+    """A store whose reads raise: what a bug or an unexpected OS error in a backend looks like."""
+
+    def _get(self, index: int, generation: int) -> Any:
+        raise OSError(5, "Input/output error")
+
+
+def test_a_read_that_raises_is_a_miss_with_one_warning_not_a_crash() -> None:
+    store = FailingReads()
+    store.put(0, 0, np.arange(3))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        got = (store.get(0, 0), store.get_many([0, 0], [0, 0]))
+    assert got == (MISS, [MISS, MISS])
+    assert [str(w.message) for w in record if "recomputed" in str(w.message)] != []
+    assert len(record) == 1  # one kind of failure, one warning

@@ -28,7 +28,9 @@ _NUMPY_SEED_MODULUS = 2**32
 
 
 def _seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
+    # The CPU generator only: torch.manual_seed would also reset the accelerators' generators,
+    # which belong to the training loop (dropout on the GPU) and are not saved and restored.
+    torch.default_generator.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed % _NUMPY_SEED_MODULUS)
 

@@ -25,7 +25,7 @@ from revamper.distributed import DistributedSetup, EpochExchange
 from revamper.loader.reuse_control import ControlState, Decision, ReuseControl, decide
 from revamper.loader.reuse_model import CostModel, EpochMeasurement, fit
 from revamper.loader.stats import EpochStats
-from revamper.plan.limits import MAX_REUSE_FACTOR
+from revamper.plan.limits import MAX_REUSE_FACTOR, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +72,9 @@ class ReusePolicy:
     ) -> None:
         self.control = _control(reuse_factor, max_reuse_factor)
         if self.control is None:
-            assert isinstance(reuse_factor, int)
-            self.initial = reuse_factor
-            self.bound = _bound(reuse_factor, max_reuse_factor)
-            self.max_reuse_factor = max_reuse_factor
+            self.initial = _int("reuse_factor", reuse_factor, 1)
+            self.bound = _bound(self.initial, max_reuse_factor)
+            self.max_reuse_factor = None if max_reuse_factor is None else self.bound
         else:
             self.initial = 1
             self.bound = self.max_reuse_factor = self.control.max_reuse_factor
@@ -124,7 +123,13 @@ class ReusePolicy:
         Raises:
             EpochExchangeError: If the ranks could not exchange their measurements.
         """
-        measured = self._measure(last, epoch)
+        try:
+            measured = self._measure(last, epoch)
+        except Exception as exc:
+            if self.control is not None and self._exchange is not None and epoch > len(self.values):
+                # Tell the other ranks, so they raise at once instead of waiting out the timeout.
+                self._exchange.gather(None, epoch, error=f"rank {self._setup.rank}: {exc!r}")
+            raise
         if self.control is None:
             self._predict_fixed(measured, epoch)
             return False
@@ -203,15 +208,17 @@ def _bound(reuse_factor: int, max_reuse_factor: object) -> int:
 
 
 def _int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    try:
+        number = check_int(name, value)  # numpy integers too, never bools
+    except TypeError:
+        if name != "reuse_factor":
+            raise
         raise TypeError(
-            f"{name} must be an int"
-            + (" or 'auto'" if name == "reuse_factor" else "")
-            + f", got {type(value).__name__} {value!r}"
-        )
-    if not minimum <= value <= MAX_REUSE_FACTOR:
-        raise ValueError(f"{name} must be from {minimum} to {MAX_REUSE_FACTOR}, got {value}")
-    return value
+            f"reuse_factor must be an int or 'auto', got {type(value).__name__} {value!r}"
+        ) from None
+    if not minimum <= number <= MAX_REUSE_FACTOR:
+        raise ValueError(f"{name} must be from {minimum} to {MAX_REUSE_FACTOR}, got {number}")
+    return number
 
 
 def _log(decision: Decision) -> None:

@@ -363,7 +363,8 @@ class ArenaStore(CacheStore):
         try:
             if where.offset + where.cap > self._geometry.file_size:  # the tmpfs's size: full
                 raise OSError(errno.ENOSPC, "the arena is as large as its tmpfs")
-            handles.check_reserve(where.offset + where.cap, self._geometry.reserve_bytes)
+            if where.new_region:  # a rewrite in place allocates nothing
+                handles.check_reserve(where.offset + where.cap, self._geometry.reserve_bytes)
             write_slot(handles, index, where, size, segments)
         except OSError as exc:
             self._warn_once(

@@ -181,6 +181,9 @@ class ArenaHandles:
             self.limit = 0
             raise ArenaGone("the arena file was cut short while in use")
         self.limit = min(st.st_size, st.st_blocks * 512)
+        # What other processes allocated is allocated: a fresh worker must not count it as its
+        # own growth against the reserve.
+        self.allocated = max(self.allocated, self.limit)
         self.gets = 0
         return self.limit
 

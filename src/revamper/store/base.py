@@ -225,7 +225,12 @@ class CacheStore(abc.ABC):
         self._check_open()
         if type(generation) is not int:
             generation = _integer("generation", generation)
-        return self._get(self._checked_index(index), generation)
+        checked = self._checked_index(index)
+        try:
+            return self._get(checked, generation)
+        except Exception as exc:  # a cache failure costs a recomputation, never the run
+            self._read_failed(exc)
+            return MISS
 
     @final
     def get_many(self, indices: Sequence[int], generations: Sequence[int]) -> list[Any]:
@@ -248,7 +253,11 @@ class CacheStore(abc.ABC):
                 _integer("generation", generation)
         if len(indices) == 0:
             return []
-        return self._get_many(indices, generations)
+        try:
+            return self._get_many(indices, generations)
+        except Exception as exc:  # a cache failure costs a recomputation, never the run
+            self._read_failed(exc)
+            return [MISS] * len(indices)
 
     @final
     def put(self, index: int, generation: int, value: Any) -> bool:
@@ -388,6 +397,15 @@ class CacheStore(abc.ABC):
                 raise ValueError(f"index must be >= 0, got {index}")
             raise ValueError(f"index must be in [0, {bound}), got {index}")
         return index
+
+    def _read_failed(self, exc: Exception) -> None:
+        """Say once per kind of failure that a read failed; the caller returns misses."""
+        self._warn_once(
+            f"read-{type(exc).__name__}",
+            f"revamper: reading the cache failed ({type(exc).__name__}: {exc}); the samples "
+            "are recomputed, and training goes on",
+            stacklevel=5,
+        )
 
     def _warn_once(self, key: str, message: str, *, stacklevel: int = 4) -> None:
         """Warn (``RuntimeWarning``) the first time this instance meets ``key``."""
