@@ -216,6 +216,9 @@ class _Rank:
         step, bound, tol = measured.step_per_sample, control.max_reuse_factor, control.tolerance
         self._times = [model.epoch_seconds(r, step, control.margin) for r in range(1, bound + 1)]
         self._up_threshold = min(self._times) * (1.0 + tol + control.hysteresis)
+        # Where the consumer always waits (serial loading, or a step that takes no time), a
+        # measured wait says nothing and the margin opens no band: the band is on the times.
+        self._banded = measured.serial or step <= 0
         self.up = smallest_sufficient(model, step, bound, control.margin, tol)
         self.down = smallest_sufficient(
             model, step, bound, control.margin + control.hysteresis, tol
@@ -223,13 +226,16 @@ class _Rank:
         self.waited = measured.serial or measured.wait_share >= control.bottleneck_share
 
     def gains_beyond(self, current: int) -> bool:
-        """Whether ``current`` is predicted slower than the best r by more than the band.
+        """Whether going up from ``current`` is worth it (always, where a wait is informative).
 
-        Going up needs the current r to lose more than ``tolerance + hysteresis`` to the best:
-        where the consumer takes (nearly) no time, the margin scales every r's prediction
-        alike and cannot open a band, and noise of a few per cent around the tolerance would
-        otherwise move r up and down epoch after epoch.
+        Where the consumer always waits (``num_workers=0``, or a step that takes no time), the
+        measured wait cannot tell "this r is not enough", and the margin scales every r's
+        prediction alike, so it opens no band: there, going up needs the current r to lose
+        more than ``tolerance + hysteresis`` to the best, or noise of a few per cent around the
+        tolerance would move r up and down epoch after epoch.
         """
+        if not self._banded:
+            return True
         index = min(max(current, 1), len(self._times)) - 1
         return self._times[index] > self._up_threshold
 
