@@ -24,8 +24,6 @@ import errno
 import fcntl
 import mmap
 import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Final
@@ -42,8 +40,8 @@ from revamper.store.arena_layout import (
     parse_settings,
     round_up,
 )
-from revamper.store.memory_dir import OWNER_LOCK, check_root
-from revamper.store.permissions import DIR_MODE, check_path, open_private
+from revamper.store.memory_dir import OWNER_LOCK, build_owned_directory, check_root
+from revamper.store.permissions import check_path, open_private
 
 __all__ = [
     "ARENA",
@@ -78,12 +76,8 @@ def create_arena_dir(root: Path, geometry: ArenaGeometry) -> tuple[Path, int]:
     Raises:
         OSError: If the tmpfs cannot hold the header and table (``ENOSPC``), or creating fails.
     """
-    building = Path(tempfile.mkdtemp(prefix=f".{PREFIX}{os.getpid()}-", dir=root))  # 0700
-    lock_fd = -1
-    try:
-        os.chmod(building, DIR_MODE)
-        lock_fd = os.open(building / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN, 0o600)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def fill(building: Path) -> None:
         fd = os.open(building / ARENA, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN, 0o600)
         try:
             os.ftruncate(fd, geometry.file_size)
@@ -93,14 +87,8 @@ def create_arena_dir(root: Path, geometry: ArenaGeometry) -> tuple[Path, int]:
             os.pwrite(fd, counters, COUNTERS_OFFSET)
         finally:
             os.close(fd)
-        final = building.with_name(building.name[1:])
-        os.rename(building, final)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        if lock_fd >= 0:
-            os.close(lock_fd)
-        raise
-    return final, lock_fd
+
+    return build_owned_directory(root, PREFIX, fill)
 
 
 def check_arena_dir(path: Path) -> ArenaGeometry:

@@ -23,6 +23,7 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -136,17 +137,37 @@ def create_directory(root: Path, settings: MemorySettings) -> tuple[Path, int]:
         kernel drops it when the last process holding the descriptor exits, however it dies,
         which is how :func:`sweep_abandoned` tells a leftover directory from a live one).
     """
-    building = Path(tempfile.mkdtemp(prefix=f".{DIR_PREFIX}{os.getpid()}-", dir=root))  # 0700
-    lock_fd = -1
-    try:
-        lock_fd = os.open(building / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN, 0o600)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def fill(building: Path) -> None:
         for name in SUBDIRS:
             os.mkdir(building / name, DIR_MODE)
         Counters.create(building)
         for name in ("lock", "counters"):
             os.chmod(building / name, FILE_MODE)  # in our fresh 0700 directory: no link there
         _write_private(building / SETTINGS, settings.to_json().encode())
+
+    return build_owned_directory(root, DIR_PREFIX, fill)
+
+
+def build_owned_directory(
+    root: Path, prefix: str, fill: Callable[[Path], None]
+) -> tuple[Path, int]:
+    """Build a private directory in ``root`` under a hidden name, locked, then rename it in.
+
+    The directory is 0700 and holds :data:`OWNER_LOCK`, flock-ed before ``fill`` writes the
+    rest; the hidden name (``.`` + ``prefix`` + pid) is one :func:`sweep_abandoned` never
+    looks at. A failure removes what was built. The memory and arena stores share it.
+
+    Returns:
+        The directory's final path and the descriptor of its owner lock.
+    """
+    building = Path(tempfile.mkdtemp(prefix=f".{prefix}{os.getpid()}-", dir=root))  # 0700
+    lock_fd = -1
+    try:
+        os.chmod(building, DIR_MODE)
+        lock_fd = os.open(building / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN, 0o600)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fill(building)
         final = building.with_name(building.name[1:])
         os.rename(building, final)  # a live store of that name is never empty: rename fails
     except BaseException:
