@@ -88,6 +88,35 @@ def test_a_consumer_that_takes_no_time_and_an_expensive_partial_get_reuse() -> N
         assert loader.plan_config.reuse_bound == 4 and loader.store is not None
 
 
+@pytest.mark.slow
+def test_the_consumer_waits_for_the_workers_only_for_batches_not_built_yet() -> None:
+    """``starved_seconds``: the workers stamp each batch when built; the rest is the hand-off."""
+    options: dict[str, Any] = {
+        "batch_size": 8,
+        "shuffle": True,
+        "reuse_factor": 1,
+        "num_workers": 2,
+        "persistent_workers": True,
+        "seed": 0,
+    }
+    # Cheap samples, a consumer taking 30 ms per batch: every batch is built before it is asked
+    # for, and the little the consumer waits is the batch crossing to the main process.
+    with RevamperLoader(IndexDataset(96), partial_transform=stamp_computation, **options) as fast:
+        consume(fast, step=0.03)
+        stats = fast.stats[0]
+        assert stats.wait_seconds - stats.first_wait_seconds > 0
+        assert stats.starved_share < 0.01, str(stats)
+        assert stats.starved_seconds < stats.wait_seconds - stats.first_wait_seconds
+        assert "for the workers" in str(stats) and "starved_share" in stats.as_dict()
+    # 24 ms of CPU per batch on each of 2 workers and a consumer that takes no time: it waits
+    # for the workers nearly all the time.
+    with RevamperLoader(IndexDataset(96), partial_transform=burn, **options) as slow:
+        consume(slow)
+        stats = slow.stats[0]
+        assert stats.starved_share > 0.05, str(stats)  # (a busy worker is slow to hand over)
+        assert stats.starved_seconds <= stats.wait_seconds - stats.first_wait_seconds
+
+
 def test_a_fixed_r_records_its_r_and_the_consumers_times() -> None:
     with RevamperLoader(
         IndexDataset(40), batch_size=4, shuffle=True, partial_transform=stamp_computation, seed=0

@@ -218,4 +218,5 @@ class CollateWithStats:
             ) from exc
         fetched.stats.cpu_collate += _now() - start
         fetched.stats.wall_batch += _wall() - began
+        fetched.stats.finished_at = time.monotonic()
         return batch, fetched.stats, fetched.note

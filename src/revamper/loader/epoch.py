@@ -29,6 +29,18 @@ Bound = tuple[EpochStats, EpochRun]
 """A started epoch: its statistics, and its place on the cursor (advanced batch by batch)."""
 
 
+def _starved(finished_at: float, waited: float) -> float | None:
+    """Of a wait of ``waited`` seconds that just ended, the part before the batch was built.
+
+    ``finished_at`` is the worker's ``time.monotonic()`` when it had built the batch; the
+    monotonic clock is the machine's, shared by every process on it. ``None`` when unknown.
+    """
+    if finished_at <= 0:
+        return None
+    entered = time.monotonic() - waited
+    return min(waited, max(0.0, finished_at - entered))
+
+
 class EpochStart(NamedTuple):
     """What the loader fixed for an epoch just before it starts (see ``before_epoch``)."""
 
@@ -216,5 +228,9 @@ class EpochIterator(Iterator[Any]):
             stats.bytes_cached = self._store.stats().bytes_used
         self._returned = time.perf_counter()
         stats.wall_seconds = self._returned - self._start
-        stats.record_wait(self._returned - entered, first=stats.batches == 1)
+        stats.record_wait(
+            self._returned - entered,
+            first=stats.batches == 1,
+            starved=_starved(batch_stats.finished_at, self._returned - entered),
+        )
         return batch

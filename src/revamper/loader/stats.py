@@ -9,6 +9,7 @@ they add up across workers and exclude time spent waiting.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,6 +62,9 @@ class BatchStats:
             waits included (I/O, other processes on the same cores).
         wall_read: Wall seconds in cache reads.
         wall_batch: Wall seconds building the batch in its worker, collation included.
+        finished_at: When the batch was built (``time.monotonic()`` in the worker, a clock
+            every process on the machine shares; 0: unknown). Not summed: a sum of batches
+            keeps the latest.
     """
 
     samples: int = 0
@@ -82,11 +86,24 @@ class BatchStats:
     wall_compute: float = 0.0
     wall_read: float = 0.0
     wall_batch: float = 0.0
+    finished_at: float = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The figures as pickled for the way to the main process, stamped with when they left.
+
+        A worker's batch is pickled when it is sent, after it was built (and after any wait
+        for the worker's interpreter lock), so the stamp is when the batch left the worker.
+        """
+        state = dict(self.__dict__)
+        if state.get("finished_at"):
+            state["finished_at"] = time.monotonic()
+        return state
 
     def add(self, other: BatchStats) -> None:
         """Add ``other``'s counts and times to this one."""
         for name in _COUNTS + _TIMES + _WALLS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.finished_at = max(self.finished_at, other.finished_at)
 
     @property
     def misses(self) -> int:
@@ -126,6 +143,10 @@ class EpochStats(BatchStats):
             first included.
         first_wait_seconds: Of those, the wait for the first batch (worker start-up and the
             pipeline filling up: costs that do not depend on r).
+        starved_seconds: Of the waits after the first batch, the time before the batch had
+            been built: the consumer waited for the workers. The rest of a wait is the hand-off
+            (the batch crossing from its worker to the main process), which the consumer pays
+            even when the loader keeps up.
         step_seconds: Seconds the consumer spent between batches, outside the loader (its
             training step), over ``steps`` intervals.
         steps: Intervals between a delivered batch and the next call to ``next()`` measured
@@ -146,14 +167,28 @@ class EpochStats(BatchStats):
     reuse_factor: int = 0
     wait_seconds: float = 0.0
     first_wait_seconds: float = 0.0
+    starved_seconds: float = 0.0
     step_seconds: float = 0.0
     steps: int = 0
     predicted_rate: float | None = None
 
-    def record_wait(self, seconds: float, *, first: bool = False) -> None:
-        """Add one wait of the consumer inside ``next()`` (``first``: for the first batch)."""
+    def record_wait(
+        self, seconds: float, *, first: bool = False, starved: float | None = None
+    ) -> None:
+        """Add one wait of the consumer inside ``next()``.
+
+        Args:
+            seconds: The whole wait.
+            first: Whether it was for the epoch's first batch (start-up).
+            starved: Of ``seconds``, the time before the batch had been built (counted in
+                :attr:`starved_seconds` for batches after the first); ``None``: unknown, all
+                of it.
+        """
         if first:
             self.first_wait_seconds += seconds
+        else:
+            part = seconds if starved is None else starved
+            self.starved_seconds += min(seconds, max(0.0, part))
         self.wait_seconds += seconds
 
     def record_step(self, seconds: float) -> None:
@@ -179,6 +214,16 @@ class EpochStats(BatchStats):
         seconds = self.wall_seconds - self.first_wait_seconds
         waited = self.wait_seconds - self.first_wait_seconds
         return min(1.0, max(0.0, waited / seconds)) if seconds > 0 else 0.0
+
+    @property
+    def starved_share(self) -> float:
+        """The share of the epoch after its first batch spent waiting for the workers.
+
+        That is :attr:`starved_seconds`, for batches not built yet: the loader was the
+        bottleneck.
+        """
+        seconds = self.wall_seconds - self.first_wait_seconds
+        return min(1.0, max(0.0, self.starved_seconds / seconds)) if seconds > 0 else 0.0
 
     def record_batch(self, batch: BatchStats) -> None:
         """Add one delivered batch's figures."""
@@ -219,7 +264,8 @@ class EpochStats(BatchStats):
         if self.wait_seconds or self.step_seconds:
             consumer = (
                 f"; consumer waited {self.wait_seconds:.2f} s (start-up "
-                f"{self.first_wait_seconds:.2f} s), stepped {self.step_seconds:.2f} s"
+                f"{self.first_wait_seconds:.2f} s, for the workers "
+                f"{self.starved_seconds:.2f} s), stepped {self.step_seconds:.2f} s"
             )
         return (
             f"epoch {self.epoch}: {self.samples} samples in {self.batches} batches{cut}"
@@ -251,6 +297,7 @@ class EpochStats(BatchStats):
             samples_per_second=self.samples_per_second,
             measured_rate=self.measured_rate,
             wait_share=self.wait_share,
+            starved_share=self.starved_share,
         )
         return out
 
