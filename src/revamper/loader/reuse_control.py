@@ -20,10 +20,30 @@ error budget is left to the prediction.
 
 Why hysteresis. The measurement of an epoch at r moves the prediction for r - 1 and r + 1, so
 a choice at the edge could flap between them epoch after epoch. So r goes **up** only when the
-consumer actually waited in the last epoch (a measured stall, never a prediction alone: an
-epoch in which the loader kept up proves its r enough), and goes **down** only when the lower r
-is predicted to keep up with ``margin + hysteresis`` to spare. The first choice, after epoch 0
-(which computes everything whatever r is), has neither condition: it is the prediction.
+consumer actually waited for the workers in the last epoch (a measured stall, never a
+prediction alone: an epoch in which the loader kept up proves its r enough), and goes **down**
+on a prediction only when the lower r is predicted to keep up with ``margin + hysteresis`` to
+spare. The first choice, after epoch 0 (which computes everything whatever r is), has neither
+condition: it is the prediction.
+
+What counts as waiting. The consumer's time inside ``next()`` is partly the hand-off of a batch
+that was already built (it crosses from its worker to the main process), which it pays at any
+r. So a wait counts as a wait for the loader when the batch had not left its worker yet
+(:attr:`~revamper.loader.stats.EpochStats.starved_seconds`: each batch is stamped as it is sent),
+and the whole wait counts only when the workers were busy nearly all the epoch (a busy worker is
+slow to hand a batch over: see :meth:`~revamper.loader.reuse_model.EpochMeasurement.
+loader_bound`). Otherwise the hand-off is part of the consumer's own time per batch.
+
+Why probes. The margin and the hysteresis err on the side of speed: a prediction made while
+the loader was the bottleneck (epoch 0, or a busy moment) can keep r one step above what keeps
+up, and no measurement at r can show that r - 1 would have been enough. So when the consumer
+did not wait at all in the last epoch and r - 1 is predicted, without any margin, to lose at
+most ``tolerance + hysteresis`` to the best, the next epoch tries r - 1. If the consumer then
+waits, r goes back to the r above (one epoch lost at most that share); a probe that keeps up
+stays, and may be followed by the next one down. Whenever r goes up (after a probe, or later
+because the machine got busier), it stays for twice as many epochs as the last time before any
+move down, probe or prediction (2, 4, 8, ... up to 64): an r at the edge, or noise around the
+hysteresis, costs a handful of changes over a run, not one per epoch.
 
 Under distributed training every rank measures its own loader, the ranks exchange their
 measurements (:mod:`revamper.distributed.reuse_exchange`) and each computes the same decision
@@ -46,6 +66,9 @@ from revamper.plan.limits import MAX_REUSE_FACTOR
 DEFAULT_MAX_REUSE_FACTOR = 4
 """The default bound on an automatic r: the top of the paper's range (2 to 4)."""
 
+MAX_PROBE_INTERVAL = 64
+"""The most epochs between two probes of the same lower r (the interval doubles up to it)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class ReuseControl:
@@ -57,15 +80,17 @@ class ReuseControl:
         tolerance: Among the r whose predicted epoch time is within this share of the best,
             the smallest is chosen.
         hysteresis: The extra margin a lower r needs before r goes down.
-        bottleneck_share: The consumer counts as having waited for data when it waited this
-            share of an epoch (after its first batch), or more.
+        bottleneck_share: The consumer counts as having waited for data when it waited for
+            the workers this share of an epoch (after its first batch), or more.
+        probe: Whether to try r - 1 when the consumer did not wait (see the module).
     """
 
     max_reuse_factor: int = DEFAULT_MAX_REUSE_FACTOR
     margin: float = 0.10
-    tolerance: float = 0.02
+    tolerance: float = 0.03
     hysteresis: float = 0.10
-    bottleneck_share: float = 0.02
+    bottleneck_share: float = 0.03
+    probe: bool = True
 
     def __post_init__(self) -> None:
         r = self.max_reuse_factor
@@ -79,6 +104,8 @@ class ReuseControl:
                 raise TypeError(f"{name} must be a number, got {type(value).__name__}")
             if not (math.isfinite(value) and 0 <= value <= 10):
                 raise ValueError(f"{name} must be from 0 to 10, got {value!r}")
+        if not isinstance(self.probe, bool):
+            raise TypeError(f"probe must be a bool, got {type(self.probe).__name__}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +115,16 @@ class ControlState:
     Attributes:
         current: The r of the last epoch chosen (``None`` before the first choice).
         models: Each rank's cost model (``None`` for a rank not measured yet), in rank order.
+        probed: The r the last probe went down to (``None``: no probe yet).
+        probe_interval: Epochs to wait, after r next goes up, before the next probe.
+        next_probe: The first epoch r may go down in (a probe or a prediction).
     """
 
     current: int | None = None
     models: tuple[CostModel | None, ...] = ()
+    probed: int | None = None
+    probe_interval: int = 2
+    next_probe: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,15 +199,17 @@ def decide(
             ranks.append(_Rank(rank, measured, model, control))
     current = state.current
     multi = len(measurements) > 1
+    after = state
     if not ranks:
         chosen = current if current is not None else 1
         reason = "no epoch measured enough (two batches) to predict from: r stays"
+        after = state
     elif current is None:
         need = max(ranks, key=lambda rank: rank.up)
         chosen = need.up
         reason = need.why(f"first choice, from epoch {need.measured.epoch}", chosen, multi)
     else:
-        chosen, reason = _move(current, ranks, multi)
+        chosen, reason, after = _move(control, state, ranks, multi, epoch)
     chosen = min(control.max_reuse_factor, max(1, chosen))
     demands = [math.inf] * len(measurements)
     for entry in ranks:
@@ -182,26 +217,51 @@ def decide(
         demands[entry.rank] = 1.0 / step if step > 0 else math.inf
     rates = tuple(model.rate(chosen) if model is not None else 0.0 for model in models)
     decision = Decision(epoch, chosen, current, reason, rates, tuple(demands))
-    return decision, ControlState(chosen, tuple(models))
+    return decision, dataclasses.replace(after, current=chosen, models=tuple(models))
 
 
-def _move(current: int, ranks: Sequence[_Rank], multi: bool) -> tuple[int, str]:
-    """From ``current``: up if a rank's consumer waited and needs more, down if all can afford.
+def _move(
+    control: ReuseControl, state: ControlState, ranks: Sequence[_Rank], multi: bool, epoch: int
+) -> tuple[int, str, ControlState]:
+    """From ``state.current``: up, down, a probe one below (see the module), or stay.
+
+    Up if a rank's consumer waited and needs more, down if every rank can afford it, else a
+    probe one below if no consumer waited.
 
     Going down needs no measurement beyond the prediction: the hysteresis band keeps it from
     flapping, and a lower r that a consumer which waited is predicted to afford is one that is
     (within the tolerance) as fast.
     """
+    current = state.current
+    assert current is not None
+
     waited = [rank for rank in ranks if rank.waited and rank.gains_beyond(current)]
     need = max(waited, key=lambda rank: rank.up, default=None)
     if need is not None and need.up > current:
-        return need.up, need.why("the consumer waited", need.up, multi)
+        # Going up: the next probe waits (twice as long as the last wait), and a probe that
+        # made the consumer wait goes back to the r above it, which kept up when it was last
+        # measured (if it no longer does, the next epoch shows it).
+        interval = min(MAX_PROBE_INTERVAL, state.probe_interval * 2)
+        after = dataclasses.replace(
+            state, probe_interval=interval, next_probe=epoch + state.probe_interval
+        )
+        if state.probed == current:
+            why = need.why("the consumer waited: back from the probe", current + 1, multi)
+            return current + 1, why, after
+        return need.up, need.why("the consumer waited", need.up, multi), after
+    if epoch < state.next_probe:  # r went up lately: it stays a while before any move down
+        return current, "r went up lately: it stays", state
     lowest = max(ranks, key=lambda rank: rank.down)
     if lowest.down < current:
-        return lowest.down, lowest.why("a lower r keeps up with room to spare", lowest.down, multi)
+        why = lowest.why("a lower r keeps up with room to spare", lowest.down, multi)
+        return lowest.down, why, state
+    if control.probe and current > 1 and all(rank.may_probe(current - 1) for rank in ranks):
+        slowest = max(ranks, key=lambda rank: rank.time_share(current - 1))
+        why = slowest.why("the consumer did not wait: probing a lower r", current - 1, multi)
+        return current - 1, why, dataclasses.replace(state, probed=current - 1)
     if any(rank.up > current for rank in ranks):
-        return current, "the loader kept up (the consumer did not wait): r stays"
-    return current, "r stays"
+        return current, "the loader kept up (the consumer did not wait): r stays", state
+    return current, "r stays", state
 
 
 class _Rank:
@@ -213,17 +273,20 @@ class _Rank:
         self.rank = rank
         self.measured = measured
         self.model = model
-        step, bound, tol = measured.step_per_sample, control.max_reuse_factor, control.tolerance
-        self._times = [model.epoch_seconds(r, step, control.margin) for r in range(1, bound + 1)]
-        self._up_threshold = min(self._times) * (1.0 + tol + control.hysteresis)
+        bound, tol = control.max_reuse_factor, control.tolerance
         # Where the consumer always waits (serial loading, or a step that takes no time), a
         # measured wait says nothing and the margin opens no band: the band is on the times.
-        self._banded = measured.serial or step <= 0
+        self._banded = measured.serial or measured.step_per_sample <= 0
+        step = measured.step_per_sample if self._banded else measured.consumer_per_sample
+        self._times = [model.epoch_seconds(r, step, control.margin) for r in range(1, bound + 1)]
+        self._bare = [model.epoch_seconds(r, step, 0.0) for r in range(1, bound + 1)]
+        self._up_threshold = min(self._times) * (1.0 + tol + control.hysteresis)
+        self._probe_band = 1.0 + tol + control.hysteresis
         self.up = smallest_sufficient(model, step, bound, control.margin, tol)
         self.down = smallest_sufficient(
             model, step, bound, control.margin + control.hysteresis, tol
         )
-        self.waited = measured.serial or measured.wait_share >= control.bottleneck_share
+        self.waited = measured.loader_bound(control.bottleneck_share)
 
     def gains_beyond(self, current: int) -> bool:
         """Whether going up from ``current`` is worth it (always, where a wait is informative).
@@ -239,6 +302,22 @@ class _Rank:
         index = min(max(current, 1), len(self._times)) - 1
         return self._times[index] > self._up_threshold
 
+    def time_share(self, reuse_factor: int) -> float:
+        """The predicted epoch time at ``reuse_factor``, without margin, over the best r's."""
+        index = min(max(reuse_factor, 1), len(self._bare)) - 1
+        best = min(self._bare)
+        return self._bare[index] / best if best > 0 else math.inf
+
+    def may_probe(self, reuse_factor: int) -> bool:
+        """Whether this rank allows a probe of ``reuse_factor``.
+
+        It does when its consumer did not wait (and a wait would be informative) and that r
+        is predicted to lose at most ``tolerance + hysteresis`` to the best.
+        """
+        if self._banded or self.waited:
+            return False
+        return self.time_share(reuse_factor) <= self._probe_band
+
     def why(self, what: str, chosen: int, multi: bool) -> str:
         """``what``, with the figures of this rank's measurement that made the choice."""
         m = self.measured
@@ -246,7 +325,8 @@ class _Rank:
         step = m.step_per_sample
         asks = f"asks {1 / step:.0f} samples/s" if step > 0 else "takes no time per batch"
         return (
-            f"{what}{where}: at r={m.reuse_factor} the consumer waited {m.wait_share:.0%} of "
-            f"epoch {m.epoch} and {asks}; predicted production at r={chosen}: "
+            f"{what}{where}: at r={m.reuse_factor} the consumer waited for the workers "
+            f"{m.starved_share:.0%} of epoch {m.epoch} and {asks}; predicted production at "
+            f"r={chosen}: "
             f"{self.model.rate(chosen):.0f} samples/s"
         )

@@ -39,6 +39,10 @@ import math
 
 from revamper.loader.stats import EpochStats
 
+BUSY_WORKERS = 0.9
+"""The share of an epoch the workers must be busy for every wait to count (see
+:meth:`EpochMeasurement.loader_bound`)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class EpochMeasurement:
@@ -68,6 +72,8 @@ class EpochMeasurement:
         wall_compute: Wall seconds computing samples in the workers (0: not measured).
         wall_read: Wall seconds in cache reads.
         wall_batch: Wall seconds building batches in the workers, collation included.
+        starved_seconds: Of the waits after the first batch, the time before the batch had
+            been built (``None``: not measured; all of the waits count).
     """
 
     epoch: int
@@ -92,6 +98,7 @@ class EpochMeasurement:
     wall_compute: float = 0.0
     wall_read: float = 0.0
     wall_batch: float = 0.0
+    starved_seconds: float | None = None
 
     @classmethod
     def from_stats(cls, stats: EpochStats, *, num_workers: int, cores: float) -> EpochMeasurement:
@@ -119,6 +126,7 @@ class EpochMeasurement:
             wall_compute=stats.wall_compute,
             wall_read=stats.wall_read,
             wall_batch=stats.wall_batch,
+            starved_seconds=stats.starved_seconds,
         )
 
     @property
@@ -129,6 +137,7 @@ class EpochMeasurement:
             and self.samples > self.first_batch_samples
             and self.wall_seconds > self.first_wait_seconds
             and all(math.isfinite(x) and x >= 0 for x in self._times())
+            and (self.starved_seconds is None or 0 <= self.starved_seconds <= self.wait_seconds)
         )
 
     def _times(self) -> tuple[float, ...]:
@@ -164,6 +173,61 @@ class EpochMeasurement:
         """The share of the epoch after its first batch in which the consumer waited."""
         waited = self.wait_seconds - self.first_wait_seconds
         return min(1.0, max(0.0, waited / (self.wall_seconds - self.first_wait_seconds)))
+
+    @property
+    def starved_share(self) -> float:
+        """The share of the epoch after its first batch spent waiting for the workers.
+
+        That is, for batches not built yet: the loader was the bottleneck. Unmeasured, the
+        whole wait counts.
+        """
+        if self.starved_seconds is None:
+            return self.wait_share
+        seconds = self.wall_seconds - self.first_wait_seconds
+        return min(1.0, max(0.0, self.starved_seconds / seconds))
+
+    @property
+    def worker_busy_share(self) -> float:
+        """The share of the epoch after its first batch that the workers spent building batches.
+
+        1 where it is not measured (no worker wall times) or there are no workers.
+        """
+        if self.serial or not self.timed_wall:
+            return 1.0
+        later = self.wall_batch * (self.samples - self.first_batch_samples) / self.samples
+        seconds = (self.wall_seconds - self.first_wait_seconds) * self.num_workers
+        return min(1.0, later / seconds) if seconds > 0 else 1.0
+
+    def loader_bound(self, share: float) -> bool:
+        """Whether the consumer waited for the loader for at least ``share`` of the epoch.
+
+        A wait counts when the batch had not been built yet (:attr:`starved_share`), and all
+        of it counts when the workers were busy nearly all the time (90%): a busy worker is
+        also slow to hand its built batches over (torch passes each tensor's shared memory
+        through a thread of the worker, which then waits for the worker's interpreter lock).
+        """
+        if self.serial:
+            return True
+        if self.starved_share >= share:
+            return True
+        return self.wait_share >= share and self.worker_busy_share >= BUSY_WORKERS
+
+    @property
+    def handoff_per_sample(self) -> float:
+        """Seconds per sample the consumer waited for batches that were already built.
+
+        That is the batch crossing from its worker to the main process: the consumer pays it
+        whether or not the loader keeps up, so it is part of the consumer's own time.
+        """
+        if self.starved_seconds is None or self.serial:
+            return 0.0
+        waited = self.wait_seconds - self.first_wait_seconds - self.starved_seconds
+        return max(0.0, waited) / (self.samples - self.first_batch_samples)
+
+    @property
+    def consumer_per_sample(self) -> float:
+        """The consumer's seconds per sample when the loader keeps up: its step and hand-off."""
+        return self.step_per_sample + self.handoff_per_sample
 
     @property
     def step_per_sample(self) -> float:
@@ -277,7 +341,7 @@ def fit(
     else:
         observed = measured.delivered_seconds * capacity
     proven = max(0.0, observed - measured.cpu_per_sample)
-    if measured.serial or measured.wait_share >= bottleneck_share:
+    if measured.loader_bound(bottleneck_share):
         overhead = proven  # the loader set the pace: its wall time is its production time
     else:
         # The loader kept up, so the wall time only bounds the overhead from above. Keep the
