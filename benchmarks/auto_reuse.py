@@ -12,15 +12,17 @@ machine's speed spreads over all of them. Reported: medians over rounds of each 
 steady-state epoch (epochs 2 and later), with min-max.
 
 Without ``--steps`` the step times are derived from a calibration run: 0, one at which r = 2
-keeps up but r = 1 does not (1.15 x r = 2's production time per batch), and one at which r = 1
-keeps up (1.3 x r = 1's).
+keeps up but r = 1 does not (half-way between their production times per batch), 1.15 x r = 2's
+(r = 2 keeps up with room; r = 1 may be near its edge there), and one at which r = 1 keeps up
+(1.3 x r = 1's).
 
 Diversity is the share of uses that got a freshly computed partial augmentation (computed
 samples / samples over the steady-state epochs): 1 for standard loading, 1/r at a fixed r.
 
-Usage: ``python benchmarks/auto_reuse.py --out results/auto-reuse`` (about 15 minutes on two
-busy cores); ``--plot-only results/auto-reuse/auto_reuse.jsonl --figure docs/img/auto_reuse.png``
-redraws the figure.
+Usage: ``python benchmarks/auto_reuse.py --out results/auto-reuse`` (about 15-25 minutes on two
+cores; ``--specs auto,1`` runs only those loaders);
+``--plot-only results/auto-reuse/auto_reuse.jsonl --figure docs/img/auto_reuse.png`` redraws
+the figure.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def run_one(config: dict[str, Any]) -> dict[str, Any]:
                     "wall_seconds": wall,
                     "wait_seconds": stats.wait_seconds,
                     "first_wait_seconds": stats.first_wait_seconds,
+                    "starved_seconds": stats.starved_seconds,
                     "step_seconds": stats.step_seconds,
                     "samples": stats.samples,
                     "computed": stats.misses,
@@ -121,7 +124,11 @@ def diversity(run: dict[str, Any]) -> float:
 
 
 def calibrate(base: dict[str, Any]) -> list[float]:
-    """Step times (ms): 0, where r = 2 suffices but r = 1 does not, where r = 1 suffices."""
+    """Step times (ms) from r = 1's and r = 2's production times per batch at step 0.
+
+    0; where r = 2 suffices but r = 1 does not (half-way between them); 1.15 x r = 2's (r = 2
+    with room, which can be close to r = 1's edge); where r = 1 suffices (1.3 x r = 1's).
+    """
     per_batch = {}
     for spec in ("1", "2"):
         run = _in_process({**base, "spec": spec, "step_ms": 0.0, "epochs": 4})
@@ -129,7 +136,8 @@ def calibrate(base: dict[str, Any]) -> list[float]:
         batches = base["images"] / base["batch_size"]
         per_batch[spec] = 1000 * statistics.median(e["wall_seconds"] for e in epochs) / batches
         say(f"calibration: r={spec} produces a batch in {per_batch[spec]:.0f} ms")
-    return [0.0, round(1.15 * per_batch["2"]), round(1.3 * per_batch["1"])]
+    middle = (per_batch["1"] + per_batch["2"]) / 2
+    return [0.0, round(middle), round(1.15 * per_batch["2"]), round(1.3 * per_batch["1"])]
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -253,6 +261,9 @@ def main() -> None:
     parser.add_argument("--max-reuse-factor", type=int, default=4)
     parser.add_argument("--pipeline", default="imagenet")
     parser.add_argument("--steps", help="comma-separated step times in ms (default: calibrated)")
+    parser.add_argument(
+        "--specs", default=",".join(SPECS), help="comma-separated loaders (default: all)"
+    )
     parser.add_argument("--out", type=Path, default=Path("results/auto-reuse"))
     parser.add_argument("--figure", type=Path)
     parser.add_argument("--plot-only", type=Path, metavar="JSONL")
@@ -276,7 +287,7 @@ def main() -> None:
         rng = random.Random(0)
         with (args.out / "auto_reuse.jsonl").open("w") as jsonl:
             for round_ in range(args.rounds):
-                order = [(step, spec) for step in steps for spec in SPECS]
+                order = [(step, spec) for step in steps for spec in args.specs.split(",")]
                 rng.shuffle(order)
                 for step, spec in order:
                     run = _in_process({**base, "spec": spec, "step_ms": step, "round": round_})
