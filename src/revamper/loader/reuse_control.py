@@ -14,9 +14,10 @@ cost of a sample moves by a few per cent from one epoch to the next (see docs/be
 and within an epoch batches differ in cost (image sizes; misses are balanced within one per
 batch). A loader whose mean production only just matches the consumer still makes it wait
 whenever a run of slow batches empties the prefetch queue. Taking production 10% slower than
-predicted covers both, and costs at most one step of r too high near the edge. The tolerance
-(2%) makes auto prefer diversity when a higher r would save less than that: the remaining
-error budget is left to the prediction.
+predicted covers both, and costs at most one step of r too high near the edge (which a probe,
+below, then corrects). The tolerance (3%) makes auto prefer diversity when a higher r would
+save less than that, and the consumer counts as waiting from the same share of an epoch
+(``bottleneck_share``): going up for a smaller wait would gain less than the tolerance.
 
 Why hysteresis. The measurement of an epoch at r moves the prediction for r - 1 and r + 1, so
 a choice at the edge could flap between them epoch after epoch. So r goes **up** only when the
@@ -37,8 +38,9 @@ loader_bound`). Otherwise the hand-off is part of the consumer's own time per ba
 Why probes. The margin and the hysteresis err on the side of speed: a prediction made while
 the loader was the bottleneck (epoch 0, or a busy moment) can keep r one step above what keeps
 up, and no measurement at r can show that r - 1 would have been enough. So when the consumer
-did not wait at all in the last epoch and r - 1 is predicted, without any margin, to lose at
-most ``tolerance + hysteresis`` to the best, the next epoch tries r - 1. If the consumer then
+did not wait for the workers in the last epoch (less than ``bottleneck_share``) and r - 1 is
+predicted, without any margin, to lose at most ``tolerance + hysteresis`` to the best, the next
+epoch tries r - 1. If the consumer then
 waits, r goes back to the r above (one epoch lost at most that share); a probe that keeps up
 stays, and may be followed by the next one down. Whenever r goes up (after a probe, or later
 because the machine got busier), it stays for twice as many epochs as the last time before any
@@ -67,7 +69,7 @@ DEFAULT_MAX_REUSE_FACTOR = 4
 """The default bound on an automatic r: the top of the paper's range (2 to 4)."""
 
 MAX_PROBE_INTERVAL = 64
-"""The most epochs between two probes of the same lower r (the interval doubles up to it)."""
+"""The most epochs r stays after a move up before it may go down (the wait doubles up to it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,7 +205,6 @@ def decide(
     if not ranks:
         chosen = current if current is not None else 1
         reason = "no epoch measured enough (two batches) to predict from: r stays"
-        after = state
     elif current is None:
         need = max(ranks, key=lambda rank: rank.up)
         chosen = need.up
@@ -325,8 +326,7 @@ class _Rank:
         step = m.step_per_sample
         asks = f"asks {1 / step:.0f} samples/s" if step > 0 else "takes no time per batch"
         return (
-            f"{what}{where}: at r={m.reuse_factor} the consumer waited for the workers "
-            f"{m.starved_share:.0%} of epoch {m.epoch} and {asks}; predicted production at "
-            f"r={chosen}: "
-            f"{self.model.rate(chosen):.0f} samples/s"
+            f"{what}{where}: at r={m.reuse_factor} the consumer waited {m.wait_share:.0%} of "
+            f"epoch {m.epoch} ({m.starved_share:.0%} for batches not sent yet) and {asks}; "
+            f"predicted production at r={chosen}: {self.model.rate(chosen):.0f} samples/s"
         )
