@@ -245,3 +245,18 @@ def test_set_epoch_skipping_ahead_fills_the_schedule() -> None:
         schedule = loader.reuse_schedule
         assert len(schedule) == 4 and len(set(schedule[:3])) == 1
         assert loader.stats[4].reuse_factor == schedule[3]
+
+
+def test_a_batch_is_stamped_as_it_leaves_its_worker_and_an_epochs_sums_are_not() -> None:
+    import pickle
+
+    from revamper.loader.stats import BatchStats, EpochStats
+
+    batch = BatchStats(samples=4, finished_at=time.monotonic() - 5.0)
+    sent = pickle.loads(pickle.dumps(batch))
+    assert sent.finished_at > batch.finished_at + 4.0  # the pickling restamped it
+    assert pickle.loads(pickle.dumps(BatchStats())).finished_at == 0.0  # unknown stays unknown
+    epoch = EpochStats(epoch=1)
+    epoch.record_batch(batch)
+    assert pickle.loads(pickle.dumps(epoch)).finished_at == batch.finished_at
+    assert "finished_at" not in epoch.as_dict()

@@ -30,10 +30,10 @@ Bound = tuple[EpochStats, EpochRun]
 
 
 def _starved(finished_at: float, waited: float) -> float | None:
-    """Of a wait of ``waited`` seconds that just ended, the part before the batch was built.
+    """Of a wait of ``waited`` seconds that just ended, the part before the batch left its worker.
 
-    ``finished_at`` is the worker's ``time.monotonic()`` when it had built the batch; the
-    monotonic clock is the machine's, shared by every process on it. ``None`` when unknown.
+    ``finished_at`` is the worker's ``time.monotonic()`` as it sent the batch; the monotonic
+    clock is the machine's, shared by every process on it. ``None`` when unknown.
     """
     if finished_at <= 0:
         return None

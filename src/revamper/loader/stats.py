@@ -62,9 +62,9 @@ class BatchStats:
             waits included (I/O, other processes on the same cores).
         wall_read: Wall seconds in cache reads.
         wall_batch: Wall seconds building the batch in its worker, collation included.
-        finished_at: When the batch was built (``time.monotonic()`` in the worker, a clock
-            every process on the machine shares; 0: unknown). Not summed: a sum of batches
-            keeps the latest.
+        finished_at: When the batch left its worker (``time.monotonic()``, a clock every
+            process on the machine shares; 0: unknown): set when it is built, and again as it
+            is pickled to be sent. Not summed: a sum of batches keeps the latest.
     """
 
     samples: int = 0
@@ -95,7 +95,7 @@ class BatchStats:
         for the worker's interpreter lock), so the stamp is when the batch left the worker.
         """
         state = dict(self.__dict__)
-        if state.get("finished_at"):
+        if type(self) is BatchStats and state.get("finished_at"):  # not an epoch's sums
             state["finished_at"] = time.monotonic()
         return state
 
@@ -289,6 +289,7 @@ class EpochStats(BatchStats):
     def as_dict(self) -> dict[str, Any]:
         """A flat dict of every figure, derived ones included (for logging and JSON)."""
         out = dataclasses.asdict(self)
+        del out["finished_at"]  # a clock reading, not a figure
         out.update(
             misses=self.misses,
             cpu_cache=self.cpu_cache,
