@@ -118,7 +118,7 @@ class ControlState:
         current: The r of the last epoch chosen (``None`` before the first choice).
         models: Each rank's cost model (``None`` for a rank not measured yet), in rank order.
         probed: The r the last probe went down to (``None``: no probe yet).
-        probe_interval: Epochs to wait, after r next goes up, before the next probe.
+        probe_interval: Epochs r stays, after it next goes up, before it may go down.
         next_probe: The first epoch r may go down in (a probe or a prediction).
     """
 
