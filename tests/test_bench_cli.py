@@ -63,7 +63,9 @@ def test_smoke_run_writes_schema_checked_results_and_figure(tmp_path: Path) -> N
     standard, refurbish = summaries["standard"], summaries["refurbish-r2"]
     assert standard["steady_speedup"]["median"] == pytest.approx(1.0)
     assert standard["bound"] == 1.0 and standard["cache_bytes"] == 0
-    assert refurbish["bound"] > 1.0 and refurbish["fraction_of_bound"] > 0
+    # The bound comes from the measured stage costs: on 24 tiny images a cache write can cost
+    # more than half a partial transform, so it may be below 1 (speed is the benchmarks' job).
+    assert 0 < refurbish["bound"] < float("inf") and refurbish["fraction_of_bound"] > 0
     assert refurbish["misses_per_epoch"]["planned"] == 12  # N / r
     assert refurbish["cache_bytes"] > 0
     assert summaries["simplified"]["bound"] is None
