@@ -171,8 +171,11 @@ class EpochMeasurement:
     @property
     def wait_share(self) -> float:
         """The share of the epoch after its first batch in which the consumer waited."""
-        waited = self.wait_seconds - self.first_wait_seconds
-        return min(1.0, max(0.0, waited / (self.wall_seconds - self.first_wait_seconds)))
+        return self._share_after_first(self.wait_seconds - self.first_wait_seconds)
+
+    def _share_after_first(self, seconds: float) -> float:
+        """``seconds`` as a share of the epoch after its first batch (usable epochs only)."""
+        return min(1.0, max(0.0, seconds / (self.wall_seconds - self.first_wait_seconds)))
 
     @property
     def starved_share(self) -> float:
@@ -183,8 +186,7 @@ class EpochMeasurement:
         """
         if self.starved_seconds is None:
             return self.wait_share
-        seconds = self.wall_seconds - self.first_wait_seconds
-        return min(1.0, max(0.0, self.starved_seconds / seconds))
+        return self._share_after_first(self.starved_seconds)
 
     @property
     def worker_busy_share(self) -> float:

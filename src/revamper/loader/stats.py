@@ -211,9 +211,7 @@ class EpochStats(BatchStats):
     @property
     def wait_share(self) -> float:
         """The share of the epoch after its first batch in which the consumer waited for data."""
-        seconds = self.wall_seconds - self.first_wait_seconds
-        waited = self.wait_seconds - self.first_wait_seconds
-        return min(1.0, max(0.0, waited / seconds)) if seconds > 0 else 0.0
+        return self._share_after_first(self.wait_seconds - self.first_wait_seconds)
 
     @property
     def starved_share(self) -> float:
@@ -222,8 +220,12 @@ class EpochStats(BatchStats):
         That is :attr:`starved_seconds`, for batches not built yet: the loader was the
         bottleneck.
         """
-        seconds = self.wall_seconds - self.first_wait_seconds
-        return min(1.0, max(0.0, self.starved_seconds / seconds)) if seconds > 0 else 0.0
+        return self._share_after_first(self.starved_seconds)
+
+    def _share_after_first(self, seconds: float) -> float:
+        """``seconds`` as a share of the epoch after its first batch (0 before a second one)."""
+        after = self.wall_seconds - self.first_wait_seconds
+        return min(1.0, max(0.0, seconds / after)) if after > 0 else 0.0
 
     def record_batch(self, batch: BatchStats) -> None:
         """Add one delivered batch's figures."""
