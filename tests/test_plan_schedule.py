@@ -57,6 +57,18 @@ def scheduled(
     )
 
 
+def keeps(config: PlanConfig, epoch: int) -> bool:
+    """Whether the entries ``epoch`` computes are cached: not at r = 1 after epoch 0."""
+    return epoch == 0 or config.reuse_factor_at(epoch) > 1
+
+
+def slice_divisor(config: PlanConfig, epoch: int) -> int:
+    """d_e: epoch e >= 1 recomputes n / d_e samples (r_e, or 1 right after an r = 1 epoch)."""
+    if epoch >= 2 and not keeps(config, epoch - 1):
+        return 1
+    return config.reuse_factor_at(epoch)
+
+
 def same_plan(first: EpochPlan, second: EpochPlan) -> bool:
     scalars = ("epoch", "reuse_factor", "max_reuse_factor", "num_samples")
     return all(getattr(first, s) == getattr(second, s) for s in scalars) and all(
@@ -95,7 +107,7 @@ class Reference:
 
     def step(self) -> None:
         self.epoch += 1
-        self._advance(Fraction(1, self.config.reuse_factor_at(self.epoch)), self.epoch)
+        self._advance(Fraction(1, slice_divisor(self.config, self.epoch)), self.epoch)
 
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(chunk, miss, reads left) of every sample at the current epoch."""
@@ -103,10 +115,12 @@ class Reference:
         miss = np.ones(self.n, dtype=bool) if e == 0 else self.slice_epoch == e
         chunk = self.slice_epoch % bound
         # Reads left: walk on as if every later epoch ran at R; count epochs until recomputed.
+        # After an epoch that caches nothing the next one recomputes everything, whatever its r.
         saved, future = self.pointer, np.full(self.n, -1, dtype=np.int64)
         for k in range(1, bound + 1):
             slices = np.full(self.n, -1, dtype=np.int64)
-            self._advance(Fraction(1, bound), k, slices)
+            width = 1 if k == 1 and not keeps(self.config, e) else bound
+            self._advance(Fraction(1, width), k, slices)
             fresh = (slices >= 0) & (future < 0)
             future[fresh] = k - 1
         self.pointer = saved
@@ -190,10 +204,10 @@ def test_a_run_recomputes_n_over_r_and_every_hit_finds_its_entry(
     misses = result["misses"]
     assert misses[0] == n
     for epoch in range(1, epochs):
-        r = config.reuse_factor_at(epoch)
-        assert n // r <= misses[epoch] <= -(-n // r)  # floor or ceil of N / r_e
-        # The rounding never drifts: epochs 1..e recompute N * sum(1 / r_k), within one.
-        exact = n * sum(Fraction(1, config.reuse_factor_at(k)) for k in range(1, epoch + 1))
+        d = slice_divisor(config, epoch)
+        assert n // d <= misses[epoch] <= -(-n // d)  # floor or ceil of N / r_e (or all of N)
+        # The rounding never drifts: epochs 1..e recompute N * sum(1 / d_k), within one.
+        exact = n * sum(Fraction(1, slice_divisor(config, k)) for k in range(1, epoch + 1))
         assert abs(sum(misses[1 : epoch + 1]) - exact) < 1
 
 
@@ -366,7 +380,7 @@ def test_every_group_recomputes_its_share_of_n_over_r(config: PlanConfig, epoch:
     plans = all_ranks(config, epoch)
     seen = np.concatenate([plan.indices for plan in plans])
     assert np.array_equal(np.unique(seen), np.arange(config.num_samples))
-    r, size = config.reuse_factor_at(epoch), config.group_size
+    r, size = slice_divisor(config, epoch), config.group_size
     for group in range(config.num_groups):
         members = plans[group * size : (group + 1) * size]
         own = np.unique(np.concatenate([p.indices for p in members]))

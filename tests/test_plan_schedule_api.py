@@ -71,10 +71,13 @@ def test_the_canonical_schedule_says_when_plans_are_equal() -> None:
 
 
 def test_a_worked_example() -> None:
-    # N = 12, r_0 = 2, then r = 4, 1, 3, with R = 4. The pointer, in turns: F_0 = 1/2,
-    # F_1 = 3/4, F_2 = 7/4, F_3 = 25/12; times 12, rounded up: 6, 9, 21, 25. So epoch 1
-    # recomputes positions 6-8, epoch 2 all twelve, epoch 3 positions 9, 10, 11 and 0.
-    config = PlanConfig(12, 2, 5, 11, shuffle=False, reuse_schedule=(4, 1, 3), max_reuse_factor=4)
+    # N = 12, r_0 = 2, then r = 4, 1, 3, 3, with R = 4. Epoch 2 runs at r = 1 and caches
+    # nothing, so epoch 3's slice is a whole turn. The pointer, in turns: F_0 = 1/2, F_1 = 3/4,
+    # F_2 = 7/4, F_3 = 11/4, F_4 = 37/12; times 12, rounded up: 6, 9, 21, 33, 37. So epoch 1
+    # recomputes positions 6-8, epochs 2 and 3 all twelve, epoch 4 positions 9, 10, 11 and 0.
+    config = PlanConfig(
+        12, 2, 5, 11, shuffle=False, reuse_schedule=(4, 1, 3, 3), max_reuse_factor=4
+    )
     position = _eviction_position(12, 11)
 
     def at_positions(plan: EpochPlan, values: np.ndarray) -> list[int]:
@@ -82,17 +85,20 @@ def test_a_worked_example() -> None:
         out[position[plan.indices]] = values
         return out.tolist()
 
-    plans = [plan_epoch(config, e) for e in range(4)]
-    assert [p.reuse_factor for p in plans] == [2, 4, 1, 3]
-    assert [p.num_misses for p in plans] == [12, 3, 12, 4]
+    plans = [plan_epoch(config, e) for e in range(5)]
+    assert [p.reuse_factor for p in plans] == [2, 4, 1, 3, 3]
+    assert [p.num_misses for p in plans] == [12, 3, 12, 12, 4]
     assert sorted(position[plans[1].indices[plans[1].planned_miss]].tolist()) == [6, 7, 8]
-    assert sorted(position[plans[3].indices[plans[3].planned_miss]].tolist()) == [0, 9, 10, 11]
+    assert sorted(position[plans[4].indices[plans[4].planned_miss]].tolist()) == [0, 9, 10, 11]
     # Epoch 0: if every later epoch ran at R = 4 the pointer would cover positions 6-8 at
     # epoch 1, 9-11 at 2, 0-2 at 3, 3-5 at 4: 0 to 3 reads left. Positions 6-8 are recomputed
     # at epoch 1 whatever r it gets: not worth caching.
     assert at_positions(plans[0], plans[0].reads_left) == [2] * 3 + [3] * 3 + [0] * 3 + [1] * 3
-    # Epoch 3: its own entries are the newest (3 reads left at most); the rest come from 2.
-    assert at_positions(plans[3], plans[3].generations()) == [3] + [2] * 8 + [3] * 3
+    # Epoch 2 (r = 1) writes nothing; epoch 3 writes what epochs 4 to 6 may read.
+    assert at_positions(plans[2], plans[2].reads_left) == [0] * 12
+    assert at_positions(plans[3], plans[3].reads_left) == [1] * 3 + [2] * 3 + [3] * 3 + [0] * 3
+    # Epoch 4: its own entries are the newest; the rest come from epoch 3, none from before.
+    assert at_positions(plans[4], plans[4].generations()) == [4] + [3] * 8 + [4] * 3
     # Epoch 0's chunks are its two slices of width 1/2 (epochs -1 and 0: labels 3 and 0).
     assert at_positions(plans[0], plans[0].chunks) == [0] * 6 + [3] * 6
 
@@ -161,9 +167,49 @@ def test_the_cost_does_not_grow_with_the_epoch() -> None:
 def test_imagenet_scale_schedule() -> None:
     n = 1_281_167
     config = PlanConfig(n, 3, 256, 2021, reuse_schedule=(2, 4, 1, 3), max_reuse_factor=4)
-    for epoch, r in ((1, 2), (2, 4), (4, 3), (9, 3)):
+    # Epoch 4 follows epoch 3's r = 1, which cached nothing: it recomputes everything.
+    for epoch, r in ((1, 2), (2, 4), (3, 1), (4, 1), (5, 3), (9, 3)):
         plan = plan_epoch(config, epoch)
         assert n // r <= plan.num_misses <= -(-n // r)
         counts = plan.miss_counts()
         assert counts[:-1].max() - counts[:-1].min() <= 1
     plan.validate(config)
+
+
+def test_an_epoch_at_r_1_caches_nothing_and_the_next_recomputes_everything() -> None:
+    # As auto starts where the loader keeps up: r_0 = 1, then 1, 1, and r goes up to 3.
+    config = PlanConfig(40, 1, 8, 5, reuse_schedule=(1, 1, 3), max_reuse_factor=4)
+    schedule = config.schedule
+    assert [schedule.keeps(e) for e in range(6)] == [True, False, False, True, True, True]
+    assert [schedule.recomputes_all(e) for e in range(6)] == [True] * 4 + [False] * 2
+    plans = [plan_epoch(config, e) for e in range(6)]
+    for plan in plans:
+        plan.validate(config)
+    assert plans[0].reads_left.any()  # epoch 0 caches for the first choice of r
+    assert not plans[1].reads_left.any() and not plans[2].reads_left.any()
+    assert [p.num_misses for p in plans] == [40, 40, 40, 40, 14, 13]
+    assert np.all(plans[3].generations() == 3)
+    hits = ~plans[4].planned_miss
+    assert np.all(plans[4].generations()[hits] == 3)
+    # Every hit of epochs 4 and 5 was written by the epoch its generation names.
+    written = {}
+    for plan in plans:
+        for index, miss, generation, keep in zip(
+            plan.indices.tolist(),
+            plan.planned_miss.tolist(),
+            plan.generations().tolist(),
+            (plan.reads_left > 0).tolist(),
+            strict=True,
+        ):
+            if not miss:
+                assert written[index] == generation
+            elif keep:
+                written[index] = generation
+
+
+def test_a_fixed_r_1_with_a_larger_bound_caches_only_at_epoch_0() -> None:
+    config = PlanConfig(30, 1, 4, 3, max_reuse_factor=3)
+    plans = [plan_epoch(config, e) for e in range(4)]
+    assert [p.num_misses for p in plans] == [30] * 4
+    assert plans[0].reads_left.any()
+    assert not any(p.reads_left.any() for p in plans[1:])

@@ -202,6 +202,35 @@ def test_a_hand_made_schedule_is_followed_batch_for_batch() -> None:
         assert len(loader.reuse_schedule) == 5 and loader.reuse_schedule[:4] == tuple(schedule)
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_epoch_at_r_1_writes_nothing_and_going_up_recomputes_everything(workers: int) -> None:
+    # The schedule auto runs where the loader keeps up without reuse, then r goes up to 3.
+    schedule = [1, 1, 3, 3]
+    with auto_loader(num_workers=workers) as source:
+        state = {**source.state_dict(), "epoch": 0, "batch": 0, "reuse_schedule": schedule}
+    with auto_loader(num_workers=workers) as loader:
+        loader.load_state_dict(state)
+        served = [consume_rows(loader) for _ in range(5)]
+        stats = loader.stats
+        assert [s.reuse_factor for s in stats] == [1, 1, 1, 3, 3]
+        assert stats[0].cache_writes > 0  # epoch 0 caches for the first choice of r
+        # A fixed r = 1 caches nothing, and now neither does auto at r = 1.
+        assert stats[1].cache_writes == stats[2].cache_writes == 0
+        assert stats[3].planned_misses == 60 and stats[3].hits == 0  # nothing was cached
+        assert stats[4].hits == 40 and stats[4].unplanned_misses == 0
+    # Every hit of epoch 4 is the entry computed at epoch 3, not an older one.
+    computed_at_3 = {row[0]: row[1] for row in served[3]}
+    older = {row[0]: row[1] for epoch in served[:3] for row in epoch}
+    hits = [row for row in served[4] if computed_at_3[row[0]] == row[1]]
+    assert len(hits) == 40
+    assert all(older[row[0]] != row[1] for row in served[4])
+
+
+def consume_rows(loader: RevamperLoader) -> list[list[int]]:
+    """One epoch: each sample's (index, computation stamp)."""
+    return [row[:2] for x, _ in loader for row in x.tolist()]
+
+
 def test_a_schedule_the_loader_cannot_follow_is_refused_and_changes_nothing() -> None:
     with auto_loader() as loader:
         state = loader.state_dict()

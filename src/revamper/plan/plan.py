@@ -217,10 +217,11 @@ def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
     """Compute the plan of one epoch, a pure function of ``(config, epoch)``.
 
     Epoch 0 computes every sample; epoch e >= 1 recomputes the samples of eviction chunk e mod r
-    (under a reuse schedule: the next floor or ceil of N / r_e samples of the rotation, see
-    :mod:`revamper.plan.schedule`) and serves the rest from the cache. With ``shuffle`` the order
-    is the cache-aware shuffle (every batch holds the same share of misses, within one) or, with
-    ``balance_misses=False``, a plain shuffle; without ``shuffle`` it is 0..N-1.
+    (under a reuse schedule: the next floor or ceil of N / r_e samples of the rotation, or all
+    of them right after an r = 1 epoch, see :mod:`revamper.plan.schedule`) and serves the rest
+    from the cache. With ``shuffle`` the order is the cache-aware shuffle (every batch holds the
+    same share of misses, within one) or, with ``balance_misses=False``, a plain shuffle;
+    without ``shuffle`` it is 0..N-1.
 
     With ``drop_last``, N mod B samples sit out the epoch. Without ``shuffle`` they are the tail,
     as in ``DataLoader``. With ``shuffle`` they are chosen so the cache loses nothing it needs:

@@ -3,17 +3,28 @@
 A run may change its reuse factor between epochs (``reuse_factor="auto"`` does). Balanced
 eviction then becomes a *rotation*: the run's one seeded permutation of the samples is read as a
 circle, and a pointer walks round it. Epoch e >= 1 recomputes the next slice of the circle, of
-n / r_e samples, so every entry waits its turn and the oldest ones go first.
+n / r_e samples (all n right after an r = 1 epoch: below), so every entry waits its turn and the
+oldest ones go first.
 
 The pointer is kept exactly, as a fraction of a turn: F_0 = 1 / r_0 and F_e = F_{e-1} + 1 / r_e,
-where r_0 is the run's ``reuse_factor`` and r_1, r_2, ... its schedule. Over n samples the slice
-of epoch e is the positions [ceil(n F_{e-1}), ceil(n F_e)) (mod n) of the permutation, so it
-holds floor or ceil of n / r_e samples, and after epoch e the run has computed exactly
+where r_0 is the run's ``reuse_factor`` and r_1, r_2, ... its schedule (1 / r_e is 1 right
+after an r = 1 epoch). Over n samples the slice of epoch e is the positions
+[ceil(n F_{e-1}), ceil(n F_e)) (mod n) of the permutation, so it holds floor or ceil of n / r_e
+samples, and after epoch e the run has computed exactly
 n + ceil(n F_e) - ceil(n F_0) samples: the rounding never drifts. Epoch 0 computes everything and
 counts as the last of r_0 slices of width 1 / r_0 (epochs -r_0 + 1 to 0, all of generation 0).
 
 With a constant schedule F_e = (e + 1) / r: the slices are the r chunks of fixed-r balanced
 eviction, the slice of epoch e is chunk e mod r, and the plans are those of a fixed ``r``.
+
+**An epoch at r = 1 caches nothing.** Epoch e >= 1 at r_e = 1 recomputes every sample and,
+like a fixed r = 1, writes none of them. Writing them anyway, in case r goes up next epoch, would
+cost a cache write for most samples of every r = 1 epoch: that made ``reuse_factor="auto"`` at
+r = 1 slower than a fixed r = 1 (docs/benchmarks.md, 12c). So the epoch after an r = 1 epoch
+e >= 1 finds nothing cached and recomputes everything, as epoch 0 does, whatever its own r: its
+slice is a whole turn (F_{e+1} = F_e + 1), and its entries serve the epochs after it. Epoch 0
+keeps its entries (the first choice of r reads them). Going up from r = 1 thus costs one epoch
+that computes everything; staying at r = 1 costs no write at all.
 
 Every r_e is at most the schedule's ``maximum`` R. The pointer then advances at least a whole
 turn in R epochs, so no entry is used more than R times (computed once, hit at most R - 1 times),
@@ -41,6 +52,16 @@ class _Run(NamedTuple):
 
 def _ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
+
+
+def _slice_steps(initial: int, values: Sequence[int]) -> list[int]:
+    """s_1, ..., s_{k+1}: epoch e's slice is 1 / s_e of a turn; s_{k+1} holds for every later e.
+
+    s_e is r_e, except 1 (a whole turn) right after an r = 1 epoch e - 1 >= 1, which kept
+    nothing (see the module's description).
+    """
+    factors = [*values, values[-1] if values else initial]  # r_1, ..., r_k, r_{k+1} = r_k
+    return [1 if e >= 2 and factors[e - 2] == 1 else r for e, r in enumerate(factors, 1)]
 
 
 def _checked_values(values: object, maximum: int) -> list[int]:
@@ -104,12 +125,13 @@ class ReuseSchedule:
         values = _checked_values(self.values, maximum)
         while values and values[-1] == (values[-2] if len(values) > 1 else initial):
             values.pop()
-        runs = [_Run(0, Fraction(1, initial), values[0] if values else initial)]
-        for epoch in range(1, len(values)):
-            if values[epoch] != runs[-1].step:
+        steps = _slice_steps(initial, values)
+        runs = [_Run(0, Fraction(1, initial), steps[0])]
+        for epoch in range(1, len(steps)):  # steps[epoch] is epoch + 1's
+            if steps[epoch] != runs[-1].step:
                 last = runs[-1]
                 pointer = last.pointer + Fraction(epoch - last.start, last.step)
-                runs.append(_Run(epoch, pointer, values[epoch]))
+                runs.append(_Run(epoch, pointer, steps[epoch]))
         object.__setattr__(self, "initial", initial)
         object.__setattr__(self, "maximum", maximum)
         object.__setattr__(self, "values", tuple(values))
@@ -129,6 +151,17 @@ class ReuseSchedule:
         if not self.values:
             return self.initial
         return self.values[min(e, len(self.values)) - 1]
+
+    def keeps(self, epoch: int) -> bool:
+        """Whether the entries ``epoch`` computes may be read later (not at r = 1 after epoch 0).
+
+        See the module's description: an epoch e >= 1 at r = 1 writes nothing to the cache.
+        """
+        return epoch == 0 or self.at(epoch) > 1
+
+    def recomputes_all(self, epoch: int) -> bool:
+        """Whether ``epoch`` recomputes every sample: epoch 0, r = 1, or after an r = 1 epoch."""
+        return epoch == 0 or self.at(epoch) == 1 or not self.keeps(epoch - 1)
 
     def _run(self, epoch: int) -> _Run:
         """The run holding ``epoch``; epochs below 0 (epoch 0's slices) step by r_0."""
@@ -177,8 +210,9 @@ class ReuseSchedule:
         """Return where the slices of epochs e + 1 to e + R - 1 would end if every r were R.
 
         That is ceil(n (F_e + k / R)) - ceil(n F_e) for k = 1 to R - 1: the slowest the pointer
-        can move after ``epoch``. An entry is surely recomputed at epoch e + k only if even this
-        slowest pointer reaches it, so these give the most reads an entry can still serve.
+        can move after ``epoch`` (all n after an epoch that keeps nothing: :meth:`keeps`). An
+        entry is surely recomputed at epoch e + k only if even this slowest pointer reaches it,
+        so these give the most reads an entry can still serve.
 
         Args:
             num_samples: n (>= 1).
@@ -188,6 +222,8 @@ class ReuseSchedule:
             ``R - 1`` non-decreasing offsets from the current pointer, each in [0, n].
         """
         n, bound = num_samples, self.maximum
+        if not self.keeps(epoch):  # the next epoch recomputes everything, whatever its r
+            return [n] * (bound - 1)
         current = self.pointer(epoch)
         p, q = current.numerator, current.denominator
         here = _ceil_div(n * p, q)
