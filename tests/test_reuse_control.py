@@ -54,7 +54,7 @@ class Machine:
     def model(self) -> CostModel:
         w = self.wall_factor or 1.0
         return CostModel(
-            miss=self.miss * w,
+            miss=self.miss * (1.0 - self.write_share) * w,
             read=self.read * w,
             read_measured=True,
             common=self.common * w,
@@ -62,12 +62,23 @@ class Machine:
             overhead=self.overhead,
             capacity=self.capacity,
             serial=self.workers == 0,
+            write=self.miss * self.write_share * w,
         )
 
-    def run(self, epoch: int, r: int, noise: float = 1.0) -> EpochMeasurement:
-        computed = N if epoch == 0 else round(N / r)
+    def run(
+        self, epoch: int, r: int, noise: float = 1.0, after_r_1: bool = False
+    ) -> EpochMeasurement:
+        """Epoch ``epoch`` at ``r``; ``after_r_1``: the epoch before ran at r = 1 (not epoch 0).
+
+        As the planner does, an epoch at r = 1 after epoch 0 writes nothing, and the one after
+        it recomputes everything.
+        """
+        computed = N if epoch == 0 or r == 1 or after_r_1 else round(N / r)
         hits = N - computed
-        cpu = (computed * self.miss + hits * self.read + N * self.common) / N
+        written = computed if epoch == 0 or r > 1 else 0
+        write = self.miss * self.write_share
+        miss_cpu = computed * self.miss - (computed - written) * write
+        cpu = (miss_cpu + hits * self.read + N * self.common) / N
         produce = (cpu * (self.wall_factor or 1.0) + self.overhead) / self.capacity * noise
         if self.workers == 0:
             per, wait, starved = self.step + produce, produce, produce
@@ -85,8 +96,8 @@ class Machine:
             computed=computed,
             planned_hits=hits,
             unplanned_misses=0,
-            cpu_miss=computed * self.miss,
-            cpu_write=computed * self.miss * self.write_share,
+            cpu_miss=miss_cpu,
+            cpu_write=written * write,
             cpu_read=hits * self.read,
             cpu_common=N * self.common,
             wall_seconds=first_wait + per * delivered,
@@ -97,10 +108,11 @@ class Machine:
             first_batch_samples=B,
             num_workers=self.workers,
             cores=self.cores,
-            wall_compute=computed * self.miss * self.wall_factor,
+            wall_compute=miss_cpu * self.wall_factor,
             wall_read=hits * self.read * self.wall_factor,
             wall_batch=cpu * N * self.wall_factor,
             starved_seconds=starved * delivered,
+            writes=written,
         )
 
 
@@ -113,7 +125,8 @@ def run_auto(
     r, chosen = 1, []
     for epoch in range(epochs - 1):
         factor = 1.0 + rng.uniform(-noise, noise)
-        measured = machine.run(epoch, r, factor)
+        after_r_1 = epoch >= 2 and chosen[-2] == 1
+        measured = machine.run(epoch, r, factor, after_r_1)
         decision, state = decide(control, state, [measured], epoch + 1)
         r = decision.reuse_factor
         chosen.append(r)
@@ -398,3 +411,40 @@ def test_a_loader_slowed_by_other_processes_is_judged_by_its_workers_wall_time()
     assert run_auto(busy, ReuseControl(), 5) == [2] * 4
     measured = busy.run(0, 1)
     assert measured.timed_wall and fit(measured, None, 0.02).capacity == 2.0
+
+
+def test_r_1_is_predicted_without_cache_writes_and_an_epoch_at_r_1_keeps_the_write_cost() -> None:
+    machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, write_share=0.25)
+    control = ReuseControl()
+    first = fit(machine.run(0, 1), None, control.bottleneck_share)  # epoch 0 writes
+    assert first.write == pytest.approx(1e-3) and first.miss == pytest.approx(3e-3)
+    assert first.cpu(1) == pytest.approx(3e-3 + 2e-4)  # an epoch at r = 1 writes nothing
+    assert first.cpu(2) == pytest.approx(0.5 * 4e-3 + 0.5 * 1e-3 + 2e-4)
+    at_one = machine.run(1, 1)
+    assert at_one.writes == 0 and at_one.cpu_write == 0
+    again = fit(at_one, first, control.bottleneck_share)
+    assert again.write == pytest.approx(1e-3) and again.miss == pytest.approx(3e-3)
+
+
+def test_where_r_1_keeps_up_only_without_writes_a_probe_finds_it() -> None:
+    # r = 1 produces 5% faster than the consumer asks, but only because it writes nothing;
+    # the margin sends the first choice to r = 2, and a probe shows r = 1 is enough.
+    machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, write_share=0.25)
+    step = dataclasses.replace(machine, step=machine.model().production_seconds(1) * 1.05)
+    chosen = run_auto(step, ReuseControl(), 8)
+    assert chosen[0] == 2 and chosen[-4:] == [1, 1, 1, 1], chosen
+
+
+def test_an_epoch_that_recomputed_everything_after_r_1_does_not_move_r() -> None:
+    # r = 1 does not keep up: a probe of it goes back to 2, whose first epoch recomputes
+    # everything (the r = 1 epoch cached nothing) and waits; that wait must not send r to 3.
+    machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0)
+    step = dataclasses.replace(machine, step=machine.model().production_seconds(1) / 1.08)
+    restart = step.run(5, 2, after_r_1=True)
+    assert restart.recomputed_all and restart.loader_bound(ReuseControl().bottleneck_share)
+    decision, _ = decide(ReuseControl(), ControlState(current=2), [restart], 6)
+    assert decision.reuse_factor == 2 and "recomputed everything" in decision.reason
+    chosen = run_auto(step, ReuseControl(), 24)
+    # Each failed probe of r = 1 costs its own epoch and the one after it, never a move to 3.
+    assert set(chosen) == {1, 2} and chosen.count(1) == 4, chosen
+    assert_probes_back_off(chosen)

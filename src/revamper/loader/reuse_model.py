@@ -9,9 +9,10 @@ the epoch's wall time:
   rotation guarantees it, within one sample), and a planned hit whose entry was gone (a full
   cache, a restart) is computed too, so with ``q`` the share of planned hits that failed::
 
-      cpu(r) = (1/r + (1 - 1/r) q) miss + (1 - 1/r) read + common
+      cpu(r) = (1/r + (1 - 1/r) q) (miss + [r > 1] write) + (1 - 1/r) read + common
 
-  ``miss`` is load + partial transform + cache write per computed sample, ``read`` a cache read
+  ``miss`` is load + partial transform per computed sample, ``write`` a cache write per entry
+  written (an epoch at r = 1 writes none: :mod:`revamper.plan.schedule`), ``read`` a cache read
   per planned hit (before any epoch with hits has measured one: the write's cost, as the codec
   does about the same work both ways), ``common`` the final transform and collation.
 - **Wall seconds, not only CPU seconds**: the workers also time each stage by the clock, which
@@ -74,6 +75,7 @@ class EpochMeasurement:
         wall_batch: Wall seconds building batches in the workers, collation included.
         starved_seconds: Of the waits after the first batch, the time before the batch had
             been built (``None``: not measured; all of the waits count).
+        writes: Entries written to the cache (0 with ``cpu_write`` > 0: not counted).
     """
 
     epoch: int
@@ -99,6 +101,7 @@ class EpochMeasurement:
     wall_read: float = 0.0
     wall_batch: float = 0.0
     starved_seconds: float | None = None
+    writes: int = 0
 
     @classmethod
     def from_stats(cls, stats: EpochStats, *, num_workers: int, cores: float) -> EpochMeasurement:
@@ -127,6 +130,7 @@ class EpochMeasurement:
             wall_read=stats.wall_read,
             wall_batch=stats.wall_batch,
             starved_seconds=stats.starved_seconds,
+            writes=stats.cache_writes,
         )
 
     @property
@@ -138,6 +142,7 @@ class EpochMeasurement:
             and self.wall_seconds > self.first_wait_seconds
             and all(math.isfinite(x) and x >= 0 for x in self._times())
             and (self.starved_seconds is None or 0 <= self.starved_seconds <= self.wait_seconds)
+            and self.writes >= 0
         )
 
     def _times(self) -> tuple[float, ...]:
@@ -155,6 +160,15 @@ class EpochMeasurement:
             self.wall_read,
             self.wall_batch,
         )
+
+    @property
+    def recomputed_all(self) -> bool:
+        """Whether an epoch at r > 1 computed every sample, as after an r = 1 epoch.
+
+        An epoch at r = 1 caches nothing, so the next one recomputes everything whatever its r
+        (:mod:`revamper.plan.schedule`): its wait says nothing about that r.
+        """
+        return self.epoch > 0 and self.reuse_factor > 1 and self.planned_hits == 0
 
     @property
     def serial(self) -> bool:
@@ -268,7 +282,7 @@ class CostModel:
     """Per-sample costs measured on one rank, and the production rate they predict at any r.
 
     Attributes:
-        miss: CPU seconds per computed sample (load, partial transform, cache write).
+        miss: CPU seconds per computed sample (load, partial transform).
         read: CPU seconds per planned hit (the cache read).
         read_measured: Whether ``read`` was measured (else it is the write's cost).
         common: CPU seconds per sample (final transform, collation).
@@ -276,6 +290,8 @@ class CostModel:
         overhead: Seconds per sample of work the timers do not see, in core-seconds.
         capacity: Cores the producers use at once (1 without worker processes).
         serial: Whether production and consumption alternate (no worker processes).
+        write: CPU seconds per entry written, which every computed sample is at r > 1 and none
+            at r = 1.
     """
 
     miss: float
@@ -286,12 +302,14 @@ class CostModel:
     overhead: float
     capacity: float
     serial: bool
+    write: float = 0.0
 
     def cpu(self, reuse_factor: int) -> float:
         """Predicted CPU seconds per sample at ``reuse_factor``."""
         reuse = 1.0 - 1.0 / reuse_factor
         computed = 1.0 - reuse + reuse * self.failed_hits
-        return computed * self.miss + reuse * self.read + self.common
+        write = self.write if reuse_factor > 1 else 0.0
+        return computed * (self.miss + write) + reuse * self.read + self.common
 
     def production_seconds(self, reuse_factor: int) -> float:
         """Predicted wall seconds per sample the loader needs at ``reuse_factor``."""
@@ -327,14 +345,21 @@ def fit(
     """
     computed = measured.computed
     miss_seconds, write_seconds, read_seconds, rest_seconds = measured.costs()
-    miss = miss_seconds / computed if computed else (previous.miss if previous else 0.0)
+    if computed:
+        miss = (miss_seconds - write_seconds) / computed
+    else:
+        miss = previous.miss if previous else 0.0
+    # Write time but no writes counted (a measurement made elsewhere): each computed sample.
+    written = measured.writes or (computed if write_seconds > 0 else 0)
+    # An epoch at r = 1 writes nothing: it keeps the last measurement.
+    write = write_seconds / written if written else (previous.write if previous else 0.0)
     if measured.planned_hits:
         read, read_measured = read_seconds / measured.planned_hits, True
         failed = measured.unplanned_misses / measured.planned_hits
     elif previous is not None and previous.read_measured:
         read, read_measured, failed = previous.read, True, previous.failed_hits
     else:
-        read = write_seconds / computed if computed else 0.0
+        read = write
         read_measured, failed = False, previous.failed_hits if previous else 0.0
     capacity = _capacity(measured)
     if measured.serial:
@@ -358,6 +383,7 @@ def fit(
         overhead=overhead,
         capacity=float(capacity),
         serial=measured.serial,
+        write=write,
     )
 
 
