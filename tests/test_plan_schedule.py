@@ -57,16 +57,9 @@ def scheduled(
     )
 
 
-def keeps(config: PlanConfig, epoch: int) -> bool:
-    """Whether the entries ``epoch`` computes are cached: not at r = 1 after epoch 0."""
+def in_rotation(config: PlanConfig, epoch: int) -> bool:
+    """Whether ``epoch`` reads and writes the cache: epoch 0, and every epoch at r > 1."""
     return epoch == 0 or config.reuse_factor_at(epoch) > 1
-
-
-def slice_divisor(config: PlanConfig, epoch: int) -> int:
-    """d_e: epoch e >= 1 recomputes n / d_e samples (r_e, or 1 right after an r = 1 epoch)."""
-    if epoch >= 2 and not keeps(config, epoch - 1):
-        return 1
-    return config.reuse_factor_at(epoch)
 
 
 def same_plan(first: EpochPlan, second: EpochPlan) -> bool:
@@ -84,43 +77,50 @@ def _ceil(x: Fraction) -> int:
 
 
 class Reference:
-    """The rotation of one cache group, advanced epoch by epoch with exact fractions."""
+    """The rotation of one cache group, advanced epoch by epoch with exact fractions.
+
+    An epoch at r = 1 after epoch 0 is outside the rotation: it computes every sample, keeps
+    none and leaves the pointer where it was; the others are its steps 1, 2, ...
+    """
 
     def __init__(self, config: PlanConfig) -> None:
         n, self.bound = config.num_samples, config.reuse_bound
         self.n, self.config = n, config
         permutation = generator(config.seed, Purpose.EVICTION).permutation(n)
         self.order = permutation if self.bound > 1 else np.arange(n)
-        self.slice_epoch = np.zeros(n, dtype=np.int64)  # by position on the circle
+        self.slice_step = np.zeros(n, dtype=np.int64)  # by position on the circle
         # Epoch 0 is the last of slices -R + 1 .. 0 of width 1 / r_0, ending at F_0 = 1 / r_0.
         r0 = config.reuse_factor
         self.pointer = Fraction(1, r0) - Fraction(self.bound, r0)
         for virtual in range(-self.bound + 1, 1):
             self._advance(Fraction(1, r0), virtual)
-        self.epoch = 0
+        self.epoch, self.step_index = 0, 0
 
-    def _advance(self, step: Fraction, epoch: int, slices: np.ndarray | None = None) -> None:
-        target = self.slice_epoch if slices is None else slices
+    def _advance(self, step: Fraction, label: int, slices: np.ndarray | None = None) -> None:
+        target = self.slice_step if slices is None else slices
         start, self.pointer = self.pointer, self.pointer + step
         for position in range(_ceil(self.n * start), _ceil(self.n * self.pointer)):
-            target[position % self.n] = epoch
+            target[position % self.n] = label
 
     def step(self) -> None:
         self.epoch += 1
-        self._advance(Fraction(1, slice_divisor(self.config, self.epoch)), self.epoch)
+        if in_rotation(self.config, self.epoch):
+            self.step_index += 1
+            r = self.config.reuse_factor_at(self.epoch)
+            self._advance(Fraction(1, r), self.step_index)
 
     def state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(chunk, miss, reads left) of every sample at the current epoch."""
-        e, bound = self.epoch, self.bound
-        miss = np.ones(self.n, dtype=bool) if e == 0 else self.slice_epoch == e
-        chunk = self.slice_epoch % bound
-        # Reads left: walk on as if every later epoch ran at R; count epochs until recomputed.
-        # After an epoch that caches nothing the next one recomputes everything, whatever its r.
+        e, j, bound = self.epoch, self.step_index, self.bound
+        if not in_rotation(self.config, e):
+            return np.full(self.n, e % bound), np.ones(self.n, dtype=bool), np.zeros(self.n)
+        miss = np.ones(self.n, dtype=bool) if e == 0 else self.slice_step == j
+        chunk = self.slice_step % bound
+        # Reads left: walk on as if every later step ran at R; count steps until recomputed.
         saved, future = self.pointer, np.full(self.n, -1, dtype=np.int64)
         for k in range(1, bound + 1):
             slices = np.full(self.n, -1, dtype=np.int64)
-            width = 1 if k == 1 and not keeps(self.config, e) else bound
-            self._advance(Fraction(1, width), k, slices)
+            self._advance(Fraction(1, bound), k, slices)
             fresh = (slices >= 0) & (future < 0)
             future[fresh] = k - 1
         self.pointer = saved
@@ -169,6 +169,10 @@ def run_cache(config: PlanConfig, epochs: int) -> dict[str, Any]:
         if epoch == 0:
             assert miss.all()
         assert np.all(gens[miss] == epoch)
+        misses.append(plan.num_misses)
+        if not in_rotation(config, epoch):  # r = 1: computes everything, keeps nothing
+            assert miss.all() and not plan.reads_left.any()
+            continue
         hit_ids = ids[~miss]
         # A hit's generation is the epoch the plan last computed the sample in.
         assert np.array_equal(gens[~miss], computed[hit_ids])
@@ -187,7 +191,6 @@ def run_cache(config: PlanConfig, epochs: int) -> dict[str, Any]:
         # An unplanned miss is recomputed and rewritten under its planned generation.
         rewrite = ~found & (plan.reads_left[~miss] > 0)
         cached[hit_ids[rewrite]] = gens[~miss][rewrite]
-        misses.append(plan.num_misses)
         assert uses.max(initial=0) <= bound
     return {"misses": misses, "served": served, "unplanned": unplanned}
 
@@ -203,12 +206,14 @@ def test_a_run_recomputes_n_over_r_and_every_hit_finds_its_entry(
     assert max(result["served"], default=0) <= bound
     misses = result["misses"]
     assert misses[0] == n
+    steps = [e for e in range(1, epochs) if in_rotation(config, e)]
     for epoch in range(1, epochs):
-        d = slice_divisor(config, epoch)
-        assert n // d <= misses[epoch] <= -(-n // d)  # floor or ceil of N / r_e (or all of N)
-        # The rounding never drifts: epochs 1..e recompute N * sum(1 / d_k), within one.
-        exact = n * sum(Fraction(1, slice_divisor(config, k)) for k in range(1, epoch + 1))
-        assert abs(sum(misses[1 : epoch + 1]) - exact) < 1
+        r = config.reuse_factor_at(epoch)
+        assert n // r <= misses[epoch] <= -(-n // r)  # floor or ceil of N / r_e
+    # The rounding never drifts: the steps 1..j recompute N * sum(1 / r_k), within one.
+    for j in range(1, len(steps) + 1):
+        exact = n * sum(Fraction(1, config.reuse_factor_at(e)) for e in steps[:j])
+        assert abs(sum(misses[e] for e in steps[:j]) - exact) < 1
 
 
 @settings(max_examples=100, deadline=None)
@@ -238,13 +243,18 @@ def test_reads_left_is_the_most_any_later_schedule_can_read(
     for tail in ((bound,) * (bound + 1), tuple(min(r, bound) for r in later) + (bound,) * bound):
         future = dataclasses.replace(config, reuse_schedule=so_far + tail)
         assert same_plan(plan_epoch(future, epoch), plan)
+        if not in_rotation(config, epoch):  # what an epoch at r = 1 computes is never read
+            assert not plan.reads_left.any()
+            continue
         reads = np.zeros(config.num_samples, dtype=np.int64)
         recomputed = np.zeros(config.num_samples, dtype=bool)
         for e in range(epoch + 1, epoch + len(tail) + 1):
             after = plan_epoch(future, e)
-            recomputed[after.indices[after.planned_miss]] = True
+            if in_rotation(future, e):  # an epoch at r = 1 replaces no entry
+                recomputed[after.indices[after.planned_miss]] = True
             reads[after.indices[~after.planned_miss & ~recomputed[after.indices]]] += 1
-        assert recomputed.all()  # within R epochs every entry is recomputed
+        # Within R steps every entry is recomputed (R = 1: no epoch after 0 uses the cache).
+        assert recomputed.all() or (bound == 1 and not reads.any())
         left = reads[plan.indices]
         if tail[0] == bound and len(set(tail)) == 1:
             assert np.array_equal(left, plan.reads_left)
@@ -380,7 +390,7 @@ def test_every_group_recomputes_its_share_of_n_over_r(config: PlanConfig, epoch:
     plans = all_ranks(config, epoch)
     seen = np.concatenate([plan.indices for plan in plans])
     assert np.array_equal(np.unique(seen), np.arange(config.num_samples))
-    r, size = slice_divisor(config, epoch), config.group_size
+    r, size = config.reuse_factor_at(epoch), config.group_size
     for group in range(config.num_groups):
         members = plans[group * size : (group + 1) * size]
         own = np.unique(np.concatenate([p.indices for p in members]))

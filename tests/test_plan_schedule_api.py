@@ -71,10 +71,11 @@ def test_the_canonical_schedule_says_when_plans_are_equal() -> None:
 
 
 def test_a_worked_example() -> None:
-    # N = 12, r_0 = 2, then r = 4, 1, 3, 3, with R = 4. Epoch 2 runs at r = 1 and caches
-    # nothing, so epoch 3's slice is a whole turn. The pointer, in turns: F_0 = 1/2, F_1 = 3/4,
-    # F_2 = 7/4, F_3 = 11/4, F_4 = 37/12; times 12, rounded up: 6, 9, 21, 33, 37. So epoch 1
-    # recomputes positions 6-8, epochs 2 and 3 all twelve, epoch 4 positions 9, 10, 11 and 0.
+    # N = 12, r_0 = 2, then r = 4, 1, 3, 3, with R = 4. Epoch 2 runs at r = 1, outside the
+    # rotation: epochs 0, 1, 3, 4 are its steps 0-3. The pointer, in turns, after each step:
+    # 1/2, 3/4, 13/12, 17/12; times 12, rounded up: 6, 9, 13, 17. So epoch 1 recomputes
+    # positions 6-8, epoch 2 all twelve (caching none), epoch 3 positions 9, 10, 11 and 0,
+    # epoch 4 positions 1-4.
     config = PlanConfig(
         12, 2, 5, 11, shuffle=False, reuse_schedule=(4, 1, 3, 3), max_reuse_factor=4
     )
@@ -87,20 +88,22 @@ def test_a_worked_example() -> None:
 
     plans = [plan_epoch(config, e) for e in range(5)]
     assert [p.reuse_factor for p in plans] == [2, 4, 1, 3, 3]
-    assert [p.num_misses for p in plans] == [12, 3, 12, 12, 4]
+    assert [p.num_misses for p in plans] == [12, 3, 12, 4, 4]
     assert sorted(position[plans[1].indices[plans[1].planned_miss]].tolist()) == [6, 7, 8]
-    assert sorted(position[plans[4].indices[plans[4].planned_miss]].tolist()) == [0, 9, 10, 11]
-    # Epoch 0: if every later epoch ran at R = 4 the pointer would cover positions 6-8 at
-    # epoch 1, 9-11 at 2, 0-2 at 3, 3-5 at 4: 0 to 3 reads left. Positions 6-8 are recomputed
-    # at epoch 1 whatever r it gets: not worth caching.
+    assert sorted(position[plans[3].indices[plans[3].planned_miss]].tolist()) == [0, 9, 10, 11]
+    assert sorted(position[plans[4].indices[plans[4].planned_miss]].tolist()) == [1, 2, 3, 4]
+    # Epoch 0: if every later step ran at R = 4 the pointer would cover positions 6-8 at
+    # step 1, 9-11 at 2, 0-2 at 3, 3-5 at 4: 0 to 3 reads left. Positions 6-8 are recomputed
+    # at step 1 whatever r it gets: not worth caching.
     assert at_positions(plans[0], plans[0].reads_left) == [2] * 3 + [3] * 3 + [0] * 3 + [1] * 3
-    # Epoch 2 (r = 1) writes nothing; epoch 3 writes what epochs 4 to 6 may read.
+    # Epoch 2 (r = 1) writes nothing, and epoch 3 reads what epochs 0 and 1 cached.
     assert at_positions(plans[2], plans[2].reads_left) == [0] * 12
-    assert at_positions(plans[3], plans[3].reads_left) == [1] * 3 + [2] * 3 + [3] * 3 + [0] * 3
-    # Epoch 4: its own entries are the newest; the rest come from epoch 3, none from before.
-    assert at_positions(plans[4], plans[4].generations()) == [4] + [3] * 8 + [4] * 3
+    assert at_positions(plans[3], plans[3].generations()) == [3] + [0] * 5 + [1] * 3 + [3] * 3
+    assert at_positions(plans[4], plans[4].generations()) == [3] + [4] * 4 + [0] + [1] * 3 + [3] * 3
     # Epoch 0's chunks are its two slices of width 1/2 (epochs -1 and 0: labels 3 and 0).
     assert at_positions(plans[0], plans[0].chunks) == [0] * 6 + [3] * 6
+    # Chunks are labels of steps: epoch 3 is step 2, and label 2 names generation 3 there.
+    assert plans[3].label_generations.tolist() == [0, 1, 3, 0]
 
 
 def test_a_plan_records_its_reuse_factor_and_bound() -> None:
@@ -167,8 +170,7 @@ def test_the_cost_does_not_grow_with_the_epoch() -> None:
 def test_imagenet_scale_schedule() -> None:
     n = 1_281_167
     config = PlanConfig(n, 3, 256, 2021, reuse_schedule=(2, 4, 1, 3), max_reuse_factor=4)
-    # Epoch 4 follows epoch 3's r = 1, which cached nothing: it recomputes everything.
-    for epoch, r in ((1, 2), (2, 4), (3, 1), (4, 1), (5, 3), (9, 3)):
+    for epoch, r in ((1, 2), (2, 4), (3, 1), (4, 3), (9, 3)):
         plan = plan_epoch(config, epoch)
         assert n // r <= plan.num_misses <= -(-n // r)
         counts = plan.miss_counts()
@@ -176,23 +178,32 @@ def test_imagenet_scale_schedule() -> None:
     plan.validate(config)
 
 
-def test_an_epoch_at_r_1_caches_nothing_and_the_next_recomputes_everything() -> None:
+def test_epochs_at_r_1_neither_read_nor_write_the_cache_and_move_no_pointer() -> None:
     # As auto starts where the loader keeps up: r_0 = 1, then 1, 1, and r goes up to 3.
     config = PlanConfig(40, 1, 8, 5, reuse_schedule=(1, 1, 3), max_reuse_factor=4)
     schedule = config.schedule
-    assert [schedule.keeps(e) for e in range(6)] == [True, False, False, True, True, True]
-    assert [schedule.recomputes_all(e) for e in range(6)] == [True] * 4 + [False] * 2
+    assert [schedule.in_rotation(e) for e in range(6)] == [True, False, False, True, True, True]
+    assert [schedule.step(e) for e in range(6)] == [0, 0, 0, 1, 2, 3]
+    assert [schedule.epoch_of(j) for j in range(4)] == [0, 3, 4, 5]
+    assert schedule.rotation == ReuseSchedule(1, (3,), 4)
     plans = [plan_epoch(config, e) for e in range(6)]
     for plan in plans:
         plan.validate(config)
     assert plans[0].reads_left.any()  # epoch 0 caches for the first choice of r
     assert not plans[1].reads_left.any() and not plans[2].reads_left.any()
-    assert [p.num_misses for p in plans] == [40, 40, 40, 40, 14, 13]
-    assert np.all(plans[3].generations() == 3)
-    hits = ~plans[4].planned_miss
-    assert np.all(plans[4].generations()[hits] == 3)
-    # Every hit of epochs 4 and 5 was written by the epoch its generation names.
-    written = {}
+    # Epoch 3 goes on from epoch 0's entries as if epochs 1 and 2 had not been: step 1 at r = 3.
+    steps = dataclasses.replace(config, reuse_schedule=(3,))
+    for epoch, step in ((3, 1), (4, 2), (5, 3)):
+        plan, same = plans[epoch], plan_epoch(steps, step)
+        assert sorted(plan.indices[plan.planned_miss].tolist()) == sorted(
+            same.indices[same.planned_miss].tolist()
+        )
+    assert [p.num_misses for p in plans] == [40, 40, 40, 14, 13, 13]
+    hits = ~plans[3].planned_miss
+    assert np.all(plans[3].generations()[hits] == 0)
+    # Every hit was written by the epoch its generation names; no entry serves more than R uses.
+    written: dict[int, int] = {}
+    uses: dict[int, int] = {}
     for plan in plans:
         for index, miss, generation, keep in zip(
             plan.indices.tolist(),
@@ -203,8 +214,10 @@ def test_an_epoch_at_r_1_caches_nothing_and_the_next_recomputes_everything() -> 
         ):
             if not miss:
                 assert written[index] == generation
+                uses[index] += 1
+                assert uses[index] <= 4
             elif keep:
-                written[index] = generation
+                written[index], uses[index] = generation, 1
 
 
 def test_a_fixed_r_1_with_a_larger_bound_caches_only_at_epoch_0() -> None:
@@ -213,3 +226,15 @@ def test_a_fixed_r_1_with_a_larger_bound_caches_only_at_epoch_0() -> None:
     assert [p.num_misses for p in plans] == [30] * 4
     assert plans[0].reads_left.any()
     assert not any(p.reads_left.any() for p in plans[1:])
+
+
+def test_a_plan_checks_its_label_generations() -> None:
+    plan = plan_epoch(PlanConfig(**BASE), 4)
+    assert plan.label_generations.tolist() == [3, 4, 2]
+    assert not plan.label_generations.flags.writeable
+    with pytest.raises(ValueError, match="label_generations must be 3"):
+        dataclasses.replace(plan, label_generations=np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError, match="must lie in"):
+        dataclasses.replace(plan, label_generations=np.array([3, 5, 2], dtype=np.int64))
+    with pytest.raises(ValueError, match="chunk ids"):
+        dataclasses.replace(plan, chunks=np.full(plan.chunks.size, 3, dtype=np.uint16))

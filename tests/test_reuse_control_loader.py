@@ -203,7 +203,9 @@ def test_a_hand_made_schedule_is_followed_batch_for_batch() -> None:
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_an_epoch_at_r_1_writes_nothing_and_going_up_recomputes_everything(workers: int) -> None:
+def test_an_epoch_at_r_1_neither_writes_nor_reads_and_r_goes_up_from_the_entries_before(
+    workers: int,
+) -> None:
     # The schedule auto runs where the loader keeps up without reuse, then r goes up to 3.
     schedule = [1, 1, 3, 3]
     with auto_loader(num_workers=workers) as source:
@@ -216,14 +218,17 @@ def test_an_epoch_at_r_1_writes_nothing_and_going_up_recomputes_everything(worke
         assert stats[0].cache_writes > 0  # epoch 0 caches for the first choice of r
         # A fixed r = 1 caches nothing, and now neither does auto at r = 1.
         assert stats[1].cache_writes == stats[2].cache_writes == 0
-        assert stats[3].planned_misses == 60 and stats[3].hits == 0  # nothing was cached
-        assert stats[4].hits == 40 and stats[4].unplanned_misses == 0
-    # Every hit of epoch 4 is the entry computed at epoch 3, not an older one.
-    computed_at_3 = {row[0]: row[1] for row in served[3]}
-    older = {row[0]: row[1] for epoch in served[:3] for row in epoch}
-    hits = [row for row in served[4] if computed_at_3[row[0]] == row[1]]
-    assert len(hits) == 40
-    assert all(older[row[0]] != row[1] for row in served[4])
+        assert stats[1].hits == stats[2].hits == 0
+        for epoch in (3, 4):  # r = 3 at once: a third recomputed, every planned hit found
+            assert stats[epoch].planned_misses == 20 and stats[epoch].hits == 40
+            assert stats[epoch].unplanned_misses == 0
+    stamps = [{index: stamp for index, stamp in epoch} for epoch in served]
+    # Epoch 3's hits are what epoch 0 computed; epochs 1 and 2 computed afresh and kept nothing.
+    hits_3 = [index for index, stamp in served[3] if stamp == stamps[0][index]]
+    assert len(hits_3) == 40
+    assert all(stamps[1][i] != stamps[0][i] and stamps[2][i] != stamps[0][i] for i in hits_3)
+    reused_4 = [i for i, stamp in served[4] if stamp in (stamps[0][i], stamps[3][i])]
+    assert len(reused_4) == 40
 
 
 def consume_rows(loader: RevamperLoader) -> list[list[int]]:

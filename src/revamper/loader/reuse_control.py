@@ -35,19 +35,15 @@ and the whole wait counts only when the workers were busy nearly all the epoch (
 slow to hand a batch over: see :meth:`~revamper.loader.reuse_model.EpochMeasurement.
 loader_bound`). Otherwise the hand-off is part of the consumer's own time per batch.
 
-Why going up from r = 1 takes an epoch more. An epoch at r = 1 caches nothing, as a fixed r = 1
-does (:mod:`revamper.plan.schedule`), so the epoch after it computes every sample whatever r
-it runs with. That epoch's wait says nothing about its r, so r stays for it; the epoch after
-it is the first to run at the new r.
-
 Why probes. The margin and the hysteresis err on the side of speed: a prediction made while
 the loader was the bottleneck (epoch 0, or a busy moment) can keep r one step above what keeps
 up, and no measurement at r can show that r - 1 would have been enough. So when the consumer
 did not wait for the workers in the last epoch (less than ``bottleneck_share``) and r - 1 is
 predicted, without any margin, to lose at most ``tolerance + hysteresis`` to the best, the next
 epoch tries r - 1. If the consumer then
-waits, r goes back to the r above (one epoch lost at most that share, two for a probe of r = 1:
-the way back recomputes everything); a probe that keeps up
+waits, r goes back to the r above (one epoch lost at most that share: an epoch at r = 1
+neither reads nor writes the cache, so the r above goes on from the entries cached before it);
+a probe that keeps up
 stays, and may be followed by the next one down. Whenever r goes up (after a probe, or later
 because the machine got busier), it stays for twice as many epochs as the last time before any
 move down, probe or prediction (2, 4, 8, ... up to 64): an r at the edge, or noise around the
@@ -242,9 +238,6 @@ def _move(
     current = state.current
     assert current is not None
 
-    if all(rank.measured.recomputed_all for rank in ranks):
-        why = "the last epoch recomputed everything (the r=1 epoch before cached nothing): r stays"
-        return current, why, state
     waited = [rank for rank in ranks if rank.waited and rank.gains_beyond(current)]
     need = max(waited, key=lambda rank: rank.up, default=None)
     if need is not None and need.up > current:

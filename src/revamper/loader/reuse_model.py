@@ -162,15 +162,6 @@ class EpochMeasurement:
         )
 
     @property
-    def recomputed_all(self) -> bool:
-        """Whether an epoch at r > 1 computed every sample, as after an r = 1 epoch.
-
-        An epoch at r = 1 caches nothing, so the next one recomputes everything whatever its r
-        (:mod:`revamper.plan.schedule`): its wait says nothing about that r.
-        """
-        return self.epoch > 0 and self.reuse_factor > 1 and self.planned_hits == 0
-
-    @property
     def serial(self) -> bool:
         """Whether the main process produced the batches itself (no worker processes)."""
         return self.num_workers == 0

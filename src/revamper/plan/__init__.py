@@ -13,7 +13,7 @@ a seed and an epoch e, :func:`plan_epoch` returns an :class:`EpochPlan` such tha
 - **A changing r.** With a ``reuse_schedule`` r_1, r_2, ... bounded by ``max_reuse_factor`` R,
   a pointer walks round the same permutation and epoch e recomputes the next floor or ceil of
   N / r_e samples, the oldest first (:mod:`revamper.plan.schedule`, :mod:`revamper.plan.rotation`).
-  An epoch e >= 1 at r = 1 caches nothing, so the epoch after it recomputes everything.
+  An epoch e >= 1 at r = 1 is outside the rotation: it neither reads nor writes the cache.
   No entry is used more than R times; a constant schedule gives exactly the fixed-r plans.
 - **Generations.** :func:`entry_generation` gives the epoch in which each sample's cache entry
   was computed per the plan, so stores reject stale or foreign entries; :func:`reads_left` says

@@ -66,10 +66,10 @@ class PlanConfig:
             ``reuse_factor="auto"`` chooses it); epochs after k keep r_k, and an empty schedule
             (the default) runs every epoch at ``reuse_factor``. Epoch e >= 1 recomputes floor or
             ceil of N / r_e samples (of n_g / r_e for each cache group's part), the oldest
-            entries first; an epoch e >= 1 at r = 1 caches nothing, so the epoch after it
-            recomputes every sample. An epoch's plan depends only on
-            r_1 to r_e, so appending values for later epochs never changes an epoch planned
-            already. A list is accepted and stored as a tuple.
+            entries first; an epoch e >= 1 at r = 1 neither reads nor writes the cache, and the
+            next epoch at r > 1 goes on from the entries cached before it. An epoch's plan
+            depends only on r_1 to r_e, so appending values for later epochs never changes an
+            epoch planned already. A list is accepted and stored as a tuple.
         max_reuse_factor: R, the largest reuse factor the run may ever use (``reuse_factor`` to
             65535; ``None``, the default, means ``reuse_factor``: see :attr:`reuse_bound`). No
             entry is used more than R times between recomputations. A plan never assumes more

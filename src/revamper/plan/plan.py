@@ -33,6 +33,9 @@ class PlannedBatch(NamedTuple):
 _DERIVED: npt.NDArray[np.uint16] = np.empty(0, dtype=np.uint16)
 """Marks an :class:`EpochPlan` built without ``reads_left``: derive it from the chunks."""
 
+_DERIVED_GENERATIONS: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+"""Marks an :class:`EpochPlan` built without ``label_generations``: the fixed-r closed form."""
+
 
 def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """Return a read-only view of ``array`` (the caller's array keeps its own flags)."""
@@ -67,6 +70,11 @@ class EpochPlan:
             entry computed now before it is recomputed, whatever r <= R they get; 0 means it is
             not worth caching. By default derived from ``chunks`` as for a fixed r
             (:func:`revamper.plan.reads_left`).
+        label_generations: ``int64``, R of them: the generation of the entries of each chunk
+            id (the epoch that computed them; this epoch for its own chunk). By default the
+            fixed-r closed form (:func:`revamper.plan.entry_generation`); under a reuse
+            schedule with epochs at r = 1, which are outside the rotation, the schedule's
+            (:meth:`revamper.plan.ReuseSchedule.label_generations`).
     """
 
     epoch: int
@@ -78,6 +86,9 @@ class EpochPlan:
     num_samples: int
     max_reuse_factor: int = 0
     reads_left: npt.NDArray[np.uint16] = dataclasses.field(default_factory=lambda: _DERIVED)
+    label_generations: npt.NDArray[np.int64] = dataclasses.field(
+        default_factory=lambda: _DERIVED_GENERATIONS
+    )
 
     def __post_init__(self) -> None:
         """Check the scalars and the arrays' shapes, and make the arrays read-only views.
@@ -97,6 +108,18 @@ class EpochPlan:
         if self.reads_left is _DERIVED:
             reads = remaining_reads(np.asarray(self.chunks), bound, self.epoch)
             object.__setattr__(self, "reads_left", reads.astype(np.uint16))
+        if self.label_generations is _DERIVED_GENERATIONS:
+            labels = np.arange(bound, dtype=np.int64)
+            object.__setattr__(self, "label_generations", generations(labels, bound, self.epoch))
+        table = np.asarray(self.label_generations)
+        if table.shape != (bound,) or table.dtype != np.int64:
+            raise ValueError(
+                f"label_generations must be {bound} int64 generations (one per chunk id), got "
+                f"shape {table.shape} and dtype {table.dtype}"
+            )
+        if int(table.min()) < 0 or int(table.max()) > self.epoch:
+            raise ValueError(f"label_generations must lie in [0, epoch={self.epoch}]")
+        object.__setattr__(self, "label_generations", table)
         n = self.indices.shape[0] if self.indices.ndim == 1 else -1
         shapes = (self.planned_miss.shape, self.chunks.shape, self.reads_left.shape)
         if shapes != ((n,),) * 3:
@@ -107,7 +130,10 @@ class EpochPlan:
         bounds = self.batch_bounds
         if bounds.ndim != 1 or bounds.size == 0 or bounds[0] != 0 or bounds[-1] != n:
             raise ValueError(f"batch_bounds must run from 0 to len(indices)={n}, got {bounds}")
-        for name in ("indices", "planned_miss", "batch_bounds", "chunks", "reads_left"):
+        if self.chunks.size and int(self.chunks.max()) >= bound:
+            raise ValueError(f"chunk ids must lie in [0, max_reuse_factor={bound})")
+        arrays = ("indices", "planned_miss", "batch_bounds", "chunks", "reads_left")
+        for name in (*arrays, "label_generations"):
             object.__setattr__(self, name, _read_only(getattr(self, name)))
 
     def __reduce__(self) -> tuple[type[EpochPlan], tuple[object, ...]]:
@@ -176,7 +202,7 @@ class EpochPlan:
         return PlannedBatch(
             self.indices[lo:hi],
             self.planned_miss[lo:hi],
-            generations(self.chunks[lo:hi], self.max_reuse_factor, self.epoch),
+            self.label_generations[self.chunks[lo:hi]],
             self.reads_left[lo:hi] > 0,
         )
 
@@ -187,7 +213,7 @@ class EpochPlan:
         miss, an earlier one (0 in the first cycle) for a hit. :meth:`batch` gives the same per
         batch.
         """
-        return generations(self.chunks, self.max_reuse_factor, self.epoch)
+        return self.label_generations[self.chunks]
 
     def miss_counts(self) -> npt.NDArray[np.int64]:
         """Return the number of planned misses in each batch (``int64``, one per batch)."""
@@ -218,7 +244,7 @@ def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
 
     Epoch 0 computes every sample; epoch e >= 1 recomputes the samples of eviction chunk e mod r
     (under a reuse schedule: the next floor or ceil of N / r_e samples of the rotation, or all
-    of them right after an r = 1 epoch, see :mod:`revamper.plan.schedule`) and serves the rest
+    of them, cached for none, at r = 1, see :mod:`revamper.plan.schedule`) and serves the rest
     from the cache. With ``shuffle`` the order is the cache-aware shuffle (every batch holds the
     same share of misses, within one) or, with ``balance_misses=False``, a plain shuffle;
     without ``shuffle`` it is 0..N-1.
@@ -258,4 +284,5 @@ def plan_epoch(config: PlanConfig, epoch: int) -> EpochPlan:
         num_samples=config.num_samples,
         max_reuse_factor=config.schedule.maximum,
         reads_left=reads,
+        label_generations=config.schedule.label_generations(epoch),
     )

@@ -1,22 +1,28 @@
 """Balanced eviction under a reuse schedule: the rotating pointer, sample by sample.
 
-:mod:`revamper.plan.schedule` places the slice of every epoch on the circle of the run's one
-seeded permutation; this module turns that into per-sample arrays for one epoch e:
+:mod:`revamper.plan.schedule` places the slice of every rotation step (epoch 0 and each epoch at
+r > 1) on the circle of the run's one seeded permutation; this module turns that into per-sample
+arrays for one epoch e at rotation step j:
 
-- **chunks**: the *slice label* of each sample: g mod R, where g is the epoch whose slice last
+- **chunks**: the *slice label* of each sample: g mod R, where g is the step whose slice last
   computed the sample (g <= 0 for epoch 0's slices) and R the schedule's bound. The entries alive
-  at epoch e come from the slices of epochs e - R + 1 to e, so the label names g uniquely and the
-  entry's generation is ``max(g, 0) = e - ((e - c) mod R)``, clipped at 0: the closed form of
-  :func:`revamper.plan.eviction.entry_generation` with r = R. With a constant schedule at R the
-  labels are exactly the fixed-r eviction chunks.
-- **miss**: every sample at epoch 0; from epoch 1 on, the samples of epoch e's own slice.
-- **reads**: the most later epochs that can read each sample's entry before it is recomputed,
-  whatever reuse factors r <= R the epochs after e get: the count if every later epoch ran at R,
+  at step j come from the slices of steps j - R + 1 to j, so the label names g uniquely, and the
+  entry's generation is the epoch of step ``max(g, 0) = j - ((j - c) mod R)``, clipped at 0
+  (:meth:`ReuseSchedule.label_generations`). Without epochs at r = 1 after epoch 0 the steps are
+  the epochs, and this is the closed form of :func:`revamper.plan.eviction.entry_generation`
+  with r = R. With a constant schedule at R the labels are exactly the fixed-r eviction chunks.
+- **miss**: every sample at epoch 0; from step 1 on, the samples of step j's own slice.
+- **reads**: the most later steps that can read each sample's entry before it is recomputed,
+  whatever reuse factors r <= R the epochs after e get: the count if every later step ran at R,
   the slowest the pointer can move (:meth:`ReuseSchedule.continuation`). 0 means the entry is
-  recomputed at e + 1 in any case: not worth writing, and the first to drop under ``drop_last``.
-  The count depends on r_1 to r_e only, so an epoch's plan never changes when later values are
-  appended, and any later choice of r <= R finds every entry it plans to hit (one that is not
-  recomputed at e + 1 was not surely recomputed there, so its reads were > 0 and it was written).
+  recomputed at step j + 1 in any case: not worth writing, and the first to drop under
+  ``drop_last``. The count depends on r_1 to r_e only, so an epoch's plan never changes when later
+  values are appended, and any later choice of r <= R finds every entry it plans to hit (one that
+  is not recomputed at step j + 1 was not surely recomputed there, so its reads were > 0 and it
+  was written).
+
+An epoch at r = 1 after epoch 0 is outside the rotation: every sample is a miss labelled with
+the epoch's own label, and none is worth writing (reads 0); it moves no pointer.
 """
 
 from __future__ import annotations
@@ -62,12 +68,29 @@ def evict(num_samples: int, schedule: ReuseSchedule, seed: int, epoch: int) -> E
         Read-only per-sample arrays; repeated calls with the same arguments return the same
         arrays.
     """
-    return _evict(num_samples, schedule, normalise_seed(seed), epoch)
+    if not schedule.in_rotation(epoch):
+        return _outside(num_samples, schedule.maximum, epoch)
+    return _evict(num_samples, schedule.rotation, normalise_seed(seed), schedule.step(epoch))
+
+
+@functools.lru_cache(maxsize=2)
+def _outside(num_samples: int, bound: int, epoch: int) -> Eviction:
+    """An epoch at r = 1 outside the rotation: all misses, labelled as its own, none kept."""
+    chunks = np.full(num_samples, epoch % bound, dtype=CHUNK_DTYPE)
+    miss = np.ones(num_samples, dtype=np.bool_)
+    reads = np.zeros(num_samples, dtype=READS_DTYPE)
+    for array in (chunks, miss, reads):
+        array.setflags(write=False)
+    return Eviction(chunks, miss, reads)
 
 
 @functools.lru_cache(maxsize=2)
 def _evict(num_samples: int, schedule: ReuseSchedule, seed: int, epoch: int) -> Eviction:
-    """Compute :func:`evict` for a normalised seed (cached: the plan and its checks share it)."""
+    """Compute :func:`evict` at rotation step ``epoch`` of ``schedule``, a rotation schedule.
+
+    Cached: the plan and its checks share it. ``schedule`` has no epoch at r = 1 after epoch 0,
+    so its epochs are the steps.
+    """
     n, bound = num_samples, schedule.maximum
     first = epoch - bound + 1  # the oldest slice that may still hold live entries
     ends = schedule.boundaries(n, first - 1, epoch)  # ceil(n F_g), g = first - 1 .. epoch
@@ -112,4 +135,5 @@ def _eviction_position(num_samples: int, seed: int) -> IndexArray:
 def clear_caches() -> None:
     """Forget every cached eviction state (for tests that recompute plans cold)."""
     _evict.cache_clear()
+    _outside.cache_clear()
     _eviction_position.cache_clear()

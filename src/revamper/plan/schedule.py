@@ -3,41 +3,46 @@
 A run may change its reuse factor between epochs (``reuse_factor="auto"`` does). Balanced
 eviction then becomes a *rotation*: the run's one seeded permutation of the samples is read as a
 circle, and a pointer walks round it. Epoch e >= 1 recomputes the next slice of the circle, of
-n / r_e samples (all n right after an r = 1 epoch: below), so every entry waits its turn and the
-oldest ones go first.
+n / r_e samples, so every entry waits its turn and the oldest ones go first.
 
 The pointer is kept exactly, as a fraction of a turn: F_0 = 1 / r_0 and F_e = F_{e-1} + 1 / r_e,
-where r_0 is the run's ``reuse_factor`` and r_1, r_2, ... its schedule (1 / r_e is 1 right
-after an r = 1 epoch). Over n samples the slice of epoch e is the positions
-[ceil(n F_{e-1}), ceil(n F_e)) (mod n) of the permutation, so it holds floor or ceil of n / r_e
-samples, and after epoch e the run has computed exactly
+where r_0 is the run's ``reuse_factor`` and r_1, r_2, ... its schedule. Over n samples the slice
+of epoch e is the positions [ceil(n F_{e-1}), ceil(n F_e)) (mod n) of the permutation, so it
+holds floor or ceil of n / r_e samples, and after epoch e the run has computed exactly
 n + ceil(n F_e) - ceil(n F_0) samples: the rounding never drifts. Epoch 0 computes everything and
 counts as the last of r_0 slices of width 1 / r_0 (epochs -r_0 + 1 to 0, all of generation 0).
 
 With a constant schedule F_e = (e + 1) / r: the slices are the r chunks of fixed-r balanced
 eviction, the slice of epoch e is chunk e mod r, and the plans are those of a fixed ``r``.
 
-**An epoch at r = 1 caches nothing.** Epoch e >= 1 at r_e = 1 recomputes every sample and,
-like a fixed r = 1, writes none of them. Writing them anyway, in case r goes up next epoch, would
-cost a cache write for most samples of every r = 1 epoch: that made ``reuse_factor="auto"`` at
-r = 1 slower than a fixed r = 1 (docs/benchmarks.md, 12c). So the epoch after an r = 1 epoch
-e >= 1 finds nothing cached and recomputes everything, as epoch 0 does, whatever its own r: its
-slice is a whole turn (F_{e+1} = F_e + 1), and its entries serve the epochs after it. Epoch 0
-keeps its entries (the first choice of r reads them). Going up from r = 1 thus costs one epoch
-that computes everything; staying at r = 1 costs no write at all.
+**An epoch at r = 1 is outside the rotation.** Epoch e >= 1 at r_e = 1 recomputes every sample,
+and like a fixed r = 1 it neither reads the cache nor writes it, so the pointer stays where it
+was and every entry keeps the reads it had left: the next epoch at r > 1 goes on from the
+entries cached before, as if the r = 1 epochs had not been. Writing the r = 1 epoch's samples
+instead, in case r goes up, would cost a cache write for most samples of every r = 1 epoch:
+that made ``reuse_factor="auto"`` at r = 1 slower than a fixed r = 1 (docs/benchmarks.md, 12c).
+So the rotation runs over the *rotation steps*, epoch 0 (step 0) and the epochs at r > 1 in turn
+(steps 1, 2, ...): F, the slices and their labels above count steps, not epochs, and
+:attr:`ReuseSchedule.rotation` is the schedule of the steps. An entry's generation is still the
+epoch that computed it (:meth:`ReuseSchedule.label_generations`). Epoch 0 keeps its entries
+whatever r_0 is (the first choice of r reads them).
 
 Every r_e is at most the schedule's ``maximum`` R. The pointer then advances at least a whole
-turn in R epochs, so no entry is used more than R times (computed once, hit at most R - 1 times),
-and the slices that computed the entries alive at epoch e are among the R latest, e - R + 1 to e.
+turn in R steps, so no entry is used more than R times (computed once, hit at most R - 1 times),
+and the slices that computed the entries alive at step j are among the R latest, j - R + 1 to j.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from revamper.plan.limits import MAX_EPOCH, MAX_REUSE_FACTOR, check_int
 
@@ -52,16 +57,6 @@ class _Run(NamedTuple):
 
 def _ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
-
-
-def _slice_steps(initial: int, values: Sequence[int]) -> list[int]:
-    """s_1, ..., s_{k+1}: epoch e's slice is 1 / s_e of a turn; s_{k+1} holds for every later e.
-
-    s_e is r_e, except 1 (a whole turn) right after an r = 1 epoch e - 1 >= 1, which kept
-    nothing (see the module's description).
-    """
-    factors = [*values, values[-1] if values else initial]  # r_1, ..., r_k, r_{k+1} = r_k
-    return [1 if e >= 2 and factors[e - 2] == 1 else r for e, r in enumerate(factors, 1)]
 
 
 def _checked_values(values: object, maximum: int) -> list[int]:
@@ -91,6 +86,9 @@ class ReuseSchedule:
     (trailing repeats are dropped: ``values`` ``(2, 3, 3)`` is ``(2, 3)``, ``(3,)`` after an
     ``initial`` 3 is ``()``), so equal schedules give equal plans.
 
+    :meth:`pointer`, :meth:`boundaries` and :meth:`continuation` walk this schedule's own
+    epochs; the planner walks them on :attr:`rotation`, whose epochs are the rotation steps.
+
     Attributes:
         initial: r_0, the run's ``reuse_factor``: the r of every epoch when ``values`` is empty,
             and the width 1 / r_0 of epoch 0's last slice (the pointer's start).
@@ -105,6 +103,7 @@ class ReuseSchedule:
     maximum: int
     _runs: tuple[_Run, ...] = dataclasses.field(init=False, repr=False, compare=False)
     _starts: tuple[int, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    _steps: tuple[int, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """Validate the schedule, drop trailing repeats and precompute the pointer's runs.
@@ -125,18 +124,21 @@ class ReuseSchedule:
         values = _checked_values(self.values, maximum)
         while values and values[-1] == (values[-2] if len(values) > 1 else initial):
             values.pop()
-        steps = _slice_steps(initial, values)
-        runs = [_Run(0, Fraction(1, initial), steps[0])]
-        for epoch in range(1, len(steps)):  # steps[epoch] is epoch + 1's
-            if steps[epoch] != runs[-1].step:
+        runs = [_Run(0, Fraction(1, initial), values[0] if values else initial)]
+        for epoch in range(1, len(values)):
+            if values[epoch] != runs[-1].step:
                 last = runs[-1]
                 pointer = last.pointer + Fraction(epoch - last.start, last.step)
-                runs.append(_Run(epoch, pointer, steps[epoch]))
+                runs.append(_Run(epoch, pointer, values[epoch]))
         object.__setattr__(self, "initial", initial)
         object.__setattr__(self, "maximum", maximum)
         object.__setattr__(self, "values", tuple(values))
         object.__setattr__(self, "_runs", tuple(runs))
         object.__setattr__(self, "_starts", tuple(run.start for run in runs))
+        steps = [0]  # steps[e]: the rotation steps among epochs 1..e
+        for r in values:
+            steps.append(steps[-1] + (r > 1))
+        object.__setattr__(self, "_steps", tuple(steps))
 
     @property
     def is_fixed(self) -> bool:
@@ -152,16 +154,77 @@ class ReuseSchedule:
             return self.initial
         return self.values[min(e, len(self.values)) - 1]
 
-    def keeps(self, epoch: int) -> bool:
-        """Whether the entries ``epoch`` computes may be read later (not at r = 1 after epoch 0).
-
-        See the module's description: an epoch e >= 1 at r = 1 writes nothing to the cache.
-        """
+    def in_rotation(self, epoch: int) -> bool:
+        """Whether ``epoch`` reads and writes the cache: epoch 0, and every epoch at r > 1."""
         return epoch == 0 or self.at(epoch) > 1
 
-    def recomputes_all(self, epoch: int) -> bool:
-        """Whether ``epoch`` recomputes every sample: epoch 0, r = 1, or after an r = 1 epoch."""
-        return epoch == 0 or self.at(epoch) == 1 or not self.keeps(epoch - 1)
+    @functools.cached_property
+    def rotation(self) -> ReuseSchedule:
+        """The schedule of the rotation steps: r_0, then the r of every epoch at r > 1 in turn.
+
+        Its epochs are this schedule's steps (:meth:`step`); it has no epoch at r = 1 but
+        (perhaps) its epoch 0.
+        """
+        values = tuple(r for r in self.values if r > 1)
+        if values == self.values:
+            return self
+        return ReuseSchedule(self.initial, values, self.maximum)
+
+    def step(self, epoch: int) -> int:
+        """The rotation step of ``epoch``: how many epochs 1..e ran at r > 1 (0 for epoch 0)."""
+        e = check_int("epoch", epoch, 0, MAX_EPOCH)
+        known = len(self.values)
+        if e <= known:
+            return self._steps[e]
+        return self._steps[known] + (e - known) * (self.at(known + 1) > 1)
+
+    def epoch_of(self, step: int) -> int:
+        """The epoch of rotation step ``step`` (0 for step 0): the inverse of :meth:`step`.
+
+        Raises:
+            ValueError: If the schedule has no such step (it ends at r = 1).
+        """
+        j = check_int("step", step, 0, MAX_EPOCH)
+        steps, known = self._steps, len(self.values)
+        if j <= steps[known]:
+            return bisect.bisect_left(steps, j)
+        if self.at(known + 1) == 1:
+            raise ValueError(f"the schedule has no rotation step {j}: it ends at r = 1")
+        return known + j - steps[known]
+
+    def label_generations(self, epoch: int) -> npt.NDArray[np.int64]:
+        """The generation of the entries of each slice label 0..R-1 that ``epoch`` may read.
+
+        At rotation step j a label c names the slice of step j - ((j - c) mod R) (clipped at 0:
+        epoch 0's slices), and its entries were computed in that step's epoch. An epoch outside
+        the rotation reads nothing: every label is its own epoch (its samples are all misses).
+
+        Returns:
+            A read-only ``int64`` array of R generations, indexed by label.
+        """
+        e = check_int("epoch", epoch, 0, MAX_EPOCH)
+        bound = self.maximum
+        if not self.in_rotation(e):
+            table = np.full(bound, e, dtype=np.int64)
+        else:
+            j = self.step(e)
+            labels = np.arange(bound, dtype=np.int64)
+            steps = np.maximum(j - (j - labels) % bound, 0)
+            # Without epochs at r = 1 after epoch 0 the steps are the epochs.
+            table = steps if self.rotation is self else self._epochs_of(steps)
+        table.setflags(write=False)
+        return table
+
+    def _epochs_of(self, steps: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """:meth:`epoch_of` for an array of steps, each one the schedule has."""
+        known = len(self.values)
+        counts = np.array(self._steps, dtype=np.int64)
+        inside = steps <= counts[known]
+        return np.where(
+            inside,
+            np.searchsorted(counts, steps, side="left"),
+            known + steps - counts[known],
+        ).astype(np.int64)
 
     def _run(self, epoch: int) -> _Run:
         """The run holding ``epoch``; epochs below 0 (epoch 0's slices) step by r_0."""
@@ -210,9 +273,8 @@ class ReuseSchedule:
         """Return where the slices of epochs e + 1 to e + R - 1 would end if every r were R.
 
         That is ceil(n (F_e + k / R)) - ceil(n F_e) for k = 1 to R - 1: the slowest the pointer
-        can move after ``epoch`` (all n after an epoch that keeps nothing: :meth:`keeps`). An
-        entry is surely recomputed at epoch e + k only if even this slowest pointer reaches it,
-        so these give the most reads an entry can still serve.
+        can move after ``epoch``. An entry is surely recomputed at epoch e + k only if even this
+        slowest pointer reaches it, so these give the most reads an entry can still serve.
 
         Args:
             num_samples: n (>= 1).
@@ -222,8 +284,6 @@ class ReuseSchedule:
             ``R - 1`` non-decreasing offsets from the current pointer, each in [0, n].
         """
         n, bound = num_samples, self.maximum
-        if not self.keeps(epoch):  # the next epoch recomputes everything, whatever its r
-            return [n] * (bound - 1)
         current = self.pointer(epoch)
         p, q = current.numerator, current.denominator
         here = _ceil_div(n * p, q)

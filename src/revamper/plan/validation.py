@@ -46,6 +46,10 @@ class PlanView(Protocol):
         """Sample ids in order of consumption."""
 
     @property
+    def label_generations(self) -> npt.NDArray[np.int64]:
+        """The generation of the entries of each chunk id."""
+
+    @property
     def planned_miss(self) -> npt.NDArray[np.bool_]:
         """Whether each entry of ``indices`` is recomputed this epoch."""
 
@@ -128,6 +132,8 @@ def check_plan(plan: PlanView, config: PlanConfig) -> None:
         _fail(f"planned_miss differs from the eviction schedule of epoch {plan.epoch}")
     if not np.array_equal(plan.reads_left, everything.reads[indices]):
         _fail(f"reads_left differs from the eviction schedule of epoch {plan.epoch}")
+    if not np.array_equal(plan.label_generations, config.schedule.label_generations(plan.epoch)):
+        _fail(f"label_generations differ from the reuse schedule's at epoch {plan.epoch}")
 
     if not config.shuffle:
         if not np.array_equal(indices, np.arange(indices.size)):
