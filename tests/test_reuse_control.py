@@ -44,6 +44,7 @@ class Machine:
     write_share: float = 0.1  # of ``miss``, the cache write
     wall_factor: float = 0.0  # > 0: the workers' wall times are measured, this x their CPU
     handoff: float = 0.0  # per sample, a built batch's way to the consumer (workers only)
+    batch: int = B  # samples per batch (N of them per epoch)
 
     @property
     def capacity(self) -> float:
@@ -63,6 +64,8 @@ class Machine:
             capacity=self.capacity,
             serial=self.workers == 0,
             write=self.miss * self.write_share * w,
+            first_batch=self.batch if self.workers else 0,
+            epoch_samples=N,
         )
 
     def run(self, epoch: int, r: int, noise: float = 1.0) -> EpochMeasurement:
@@ -80,13 +83,14 @@ class Machine:
             consumer = self.step + self.handoff
             per = max(consumer, produce)
             wait, starved = per - self.step, max(0.0, produce - consumer)
-        first_wait = 0.5
-        delivered = N - B
+        # With workers, one of them builds the first batch alone (after a short start-up).
+        first_wait = 0.02 + self.batch * cpu * (self.wall_factor or 1.0) if self.workers else 0.5
+        delivered = N - self.batch
         return EpochMeasurement(
             epoch=epoch,
             reuse_factor=r,
             samples=N,
-            batches=N // B,
+            batches=N // self.batch,
             computed=computed,
             planned_hits=hits,
             unplanned_misses=0,
@@ -98,8 +102,8 @@ class Machine:
             wait_seconds=first_wait + wait * delivered,
             first_wait_seconds=first_wait,
             step_seconds=self.step * N,
-            steps=N // B,
-            first_batch_samples=B,
+            steps=N // self.batch,
+            first_batch_samples=self.batch,
             num_workers=self.workers,
             cores=self.cores,
             wall_compute=miss_cpu * self.wall_factor,
@@ -437,3 +441,34 @@ def test_a_probe_of_r_1_that_makes_the_consumer_wait_costs_one_epoch() -> None:
     probes = [i for i, r in enumerate(chosen) if r == 1]
     assert set(chosen) == {1, 2} and probes == [1, 4, 9, 18], chosen
     assert_probes_back_off(chosen)
+
+
+def test_with_few_batches_per_epoch_the_first_batch_counts() -> None:
+    # r = 1 keeps up after the first batch, which one worker builds alone at r = 1's cost: with
+    # 1000 samples in batches of 100 that wait is several per cent of the epoch more than at
+    # a larger r, so auto takes a larger r; with batches of 10 it is r = 1.
+    machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, batch=100)
+    step = dataclasses.replace(machine, step=machine.model().production_seconds(1) * 1.3)
+    truth, control = step.model(), ReuseControl()
+    times = [truth.epoch_seconds(r, step.step, 0.0) for r in (1, 2, 3, 4)]
+    assert times[0] > min(times) * 1.05  # all of it the first batch: r = 1 keeps up after it
+    assert truth.production_seconds(1) < step.step
+    wanted = smallest_sufficient(truth, step.step, 4, control.margin, control.tolerance)
+    chosen = run_auto(step, control, 12)
+    assert wanted > 1 and chosen[-1] == wanted, chosen
+    assert set(chosen[1:]) <= {wanted - 1, wanted}, chosen  # and probes of one below
+    assert_probes_back_off(chosen)
+    many = dataclasses.replace(step, batch=10)
+    assert run_auto(many, control, 8) == [1] * 7
+    # At r = 1 the first batch's wait sends r up, as far as the model explains it: a wait that
+    # also covers starting the workers (persistent_workers=False) counts no more than that.
+    at_one = step.run(3, 1)
+    spawned = dataclasses.replace(
+        at_one,
+        first_wait_seconds=at_one.first_wait_seconds + 2.0,
+        wait_seconds=at_one.wait_seconds + 2.0,
+        wall_seconds=at_one.wall_seconds + 2.0,
+    )
+    for measured in (at_one, spawned):
+        decision, _ = decide(control, ControlState(current=1), [measured], 4)
+        assert decision.reuse_factor == wanted and "first batch" in decision.reason

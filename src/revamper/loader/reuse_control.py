@@ -27,10 +27,13 @@ on a prediction only when the lower r is predicted to keep up with ``margin + hy
 spare. The first choice, after epoch 0 (which computes everything whatever r is), has neither
 condition: it is the prediction.
 
-What counts as waiting. The consumer's time inside ``next()`` is partly the hand-off of a batch
-that was already built (it crosses from its worker to the main process), which it pays at any
-r. So a wait counts as a wait for the loader when the batch had not left its worker yet
-(:attr:`~revamper.loader.stats.EpochStats.starved_seconds`: each batch is stamped as it is sent),
+What counts as waiting. Every epoch starts with the consumer waiting while one worker builds
+the first batch alone; the part of that wait a larger r would save (as the model predicts it,
+and at most what was measured) counts. The consumer's time inside ``next()`` is partly the
+hand-off of a batch that was already built (it crosses from its worker to the main process),
+which it pays at any r. So a wait counts as a wait for the loader when the batch had not left
+its worker yet (:attr:`~revamper.loader.stats.EpochStats.starved_seconds`: each batch is
+stamped as it is sent),
 and the whole wait counts only when the workers were busy nearly all the epoch (a busy worker is
 slow to hand a batch over: see :meth:`~revamper.loader.reuse_model.EpochMeasurement.
 loader_bound`). Otherwise the hand-off is part of the consumer's own time per batch.
@@ -289,7 +292,22 @@ class _Rank:
         self.down = smallest_sufficient(
             model, step, bound, control.margin + control.hysteresis, tol
         )
-        self.waited = measured.loader_bound(control.bottleneck_share)
+        share = control.bottleneck_share
+        self._first_wait = self._first_batch_wait()
+        self.waited = measured.loader_bound(share) or self._first_wait >= share
+
+    def _first_batch_wait(self) -> float:
+        """The share of the epoch the consumer waited for its first batch beyond the fastest r's.
+
+        At most what the model explains (the first batch at the epoch's r): a wait that also
+        covers starting the workers (``persistent_workers=False``) is no wait reuse shortens.
+        """
+        m, model = self.measured, self.model
+        if m.serial or m.wall_seconds <= 0:
+            return 0.0
+        fastest = min(model.first_batch_seconds(r) for r in range(1, len(self._times) + 1))
+        explained = min(m.first_wait_seconds, model.first_batch_seconds(m.reuse_factor))
+        return max(0.0, explained - fastest) / m.wall_seconds
 
     def gains_beyond(self, current: int) -> bool:
         """Whether going up from ``current`` is worth it (always, where a wait is informative).
@@ -327,8 +345,11 @@ class _Rank:
         where = f" (rank {self.rank})" if multi else ""
         step = m.step_per_sample
         asks = f"asks {1 / step:.0f} samples/s" if step > 0 else "takes no time per batch"
+        first = ""
+        if self._first_wait:
+            first = f"; {self._first_wait:.0%} on its first batch, beyond the fastest r"
         return (
             f"{what}{where}: at r={m.reuse_factor} the consumer waited {m.wait_share:.0%} of "
-            f"epoch {m.epoch} ({m.starved_share:.0%} for batches not sent yet) and {asks}; "
-            f"predicted production at r={chosen}: {self.model.rate(chosen):.0f} samples/s"
+            f"epoch {m.epoch} ({m.starved_share:.0%} for batches not sent yet{first}) and "
+            f"{asks}; predicted production at r={chosen}: {self.model.rate(chosen):.0f} samples/s"
         )

@@ -19,6 +19,10 @@ the epoch's wall time:
   counts what a worker waited for (a core taken by another process or worker, I/O), and the
   production rate depends on that as much as on the CPU work. So the costs above are the
   workers' wall seconds when measured (CPU seconds otherwise, e.g. statistics made elsewhere).
+- **The first batch**: an epoch starts with the consumer waiting while one worker builds the
+  first batch alone, ``B cpu(r)`` seconds for B samples, which a larger r shortens too. With a
+  few dozen batches per epoch that is several per cent of the epoch at r = 1 (docs/benchmarks.md,
+  12c), so the predicted epoch time (:meth:`CostModel.epoch_seconds`) includes it.
 - **Production seconds per sample**: ``(cost(r) + overhead) / capacity``. ``capacity`` is the
   number of workers (their wall times already include waiting for a core; with CPU times only,
   ``min(num_workers, cores)``); ``overhead`` is what the workers' clocks miss, per sample (the
@@ -283,6 +287,8 @@ class CostModel:
         serial: Whether production and consumption alternate (no worker processes).
         write: CPU seconds per entry written, which every computed sample is at r > 1 and none
             at r = 1.
+        first_batch: Samples in an epoch's first batch (0: leave the first batch out).
+        epoch_samples: Samples in an epoch.
     """
 
     miss: float
@@ -294,6 +300,8 @@ class CostModel:
     capacity: float
     serial: bool
     write: float = 0.0
+    first_batch: int = 0
+    epoch_samples: int = 0
 
     def cpu(self, reuse_factor: int) -> float:
         """Predicted CPU seconds per sample at ``reuse_factor``."""
@@ -311,14 +319,28 @@ class CostModel:
         seconds = self.production_seconds(reuse_factor)
         return 1.0 / seconds if seconds > 0 else math.inf
 
+    def first_batch_seconds(self, reuse_factor: int) -> float:
+        """Predicted seconds one worker takes to build an epoch's first batch at ``reuse_factor``.
+
+        Misses are balanced over the batches, so the first batch costs what the average does.
+        """
+        return self.first_batch * self.cpu(reuse_factor)
+
     def epoch_seconds(self, reuse_factor: int, step: float, margin: float) -> float:
         """Predicted wall seconds per sample of a whole epoch, with production ``margin`` slower.
 
-        With worker processes the consumer and the loader overlap, so the slower sets the pace;
-        without, they take turns.
+        With worker processes the consumer and the loader overlap, so the slower sets the pace,
+        after the consumer waited for the first batch (which one worker builds alone); without,
+        they take turns.
         """
         produce = self.production_seconds(reuse_factor) * (1.0 + margin)
-        return step + produce if self.serial else max(step, produce)
+        if self.serial:
+            return step + produce
+        samples, first = self.epoch_samples, self.first_batch
+        if not 0 < first < samples:
+            return max(step, produce)
+        started = self.first_batch_seconds(reuse_factor) + (samples - first) * step
+        return max(started, samples * produce) / samples
 
 
 def fit(
@@ -375,6 +397,8 @@ def fit(
         capacity=float(capacity),
         serial=measured.serial,
         write=write,
+        first_batch=measured.first_batch_samples,
+        epoch_samples=measured.samples,
     )
 
 
