@@ -455,8 +455,12 @@ def test_with_few_batches_per_epoch_the_first_batch_counts() -> None:
     assert truth.production_seconds(1) < step.step
     wanted = smallest_sufficient(truth, step.step, 4, control.margin, control.tolerance)
     chosen = run_auto(step, control, 12)
-    assert wanted > 1 and chosen[-1] == wanted, chosen
-    assert set(chosen[1:]) <= {wanted - 1, wanted}, chosen  # and probes of one below
+    # It settles above r = 1, where the first batch's extra wait is under the bottleneck share
+    # (bar one-epoch probes of one below, which back off).
+    settled = chosen[-1]
+    assert 1 < settled <= wanted and set(chosen[1:]) <= {settled - 1, settled}, chosen
+    limit = min(times) * (1.0 + control.tolerance + control.bottleneck_share)
+    assert times[settled - 1] <= limit
     assert_probes_back_off(chosen)
     many = dataclasses.replace(step, batch=10)
     assert run_auto(many, control, 8) == [1] * 7
@@ -471,4 +475,4 @@ def test_with_few_batches_per_epoch_the_first_batch_counts() -> None:
     )
     for measured in (at_one, spawned):
         decision, _ = decide(control, ControlState(current=1), [measured], 4)
-        assert decision.reuse_factor == wanted and "first batch" in decision.reason
+        assert decision.reuse_factor > 1 and "first batch" in decision.reason

@@ -15,9 +15,13 @@ and within an epoch batches differ in cost (image sizes; misses are balanced wit
 batch). A loader whose mean production only just matches the consumer still makes it wait
 whenever a run of slow batches empties the prefetch queue. Taking production 10% slower than
 predicted covers both, and costs at most one step of r too high near the edge (which a probe,
-below, then corrects). The tolerance (3%) makes auto prefer diversity when a higher r would
+below, then corrects). The tolerance (4%) makes auto prefer diversity when a higher r would
 save less than that, and the consumer counts as waiting from the same share of an epoch
-(``bottleneck_share``): going up for a smaller wait would gain less than the tolerance.
+(``bottleneck_share``): going up for a smaller wait would gain less than the tolerance. Why 4%:
+trading up to 5% of the epoch time for diversity is what issue 15 asks of auto (the smallest r
+within 5% of the fastest), less about 1% for what the prediction does not see (on two cores the
+busier workers of a lower r slow the main process's own work by 1-2% of an epoch:
+docs/benchmarks.md, 12d). At 3% auto ran r = 2 where r = 1 was 4.5-4.8% slower than the fastest.
 
 Why hysteresis. The measurement of an epoch at r moves the prediction for r - 1 and r + 1, so
 a choice at the edge could flap between them epoch after epoch. So r goes **up** only when the
@@ -94,9 +98,9 @@ class ReuseControl:
 
     max_reuse_factor: int = DEFAULT_MAX_REUSE_FACTOR
     margin: float = 0.10
-    tolerance: float = 0.03
+    tolerance: float = 0.04
     hysteresis: float = 0.10
-    bottleneck_share: float = 0.03
+    bottleneck_share: float = 0.04
     probe: bool = True
 
     def __post_init__(self) -> None:
