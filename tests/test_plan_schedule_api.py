@@ -238,3 +238,12 @@ def test_a_plan_checks_its_label_generations() -> None:
         dataclasses.replace(plan, label_generations=np.array([3, 5, 2], dtype=np.int64))
     with pytest.raises(ValueError, match="chunk ids"):
         dataclasses.replace(plan, chunks=np.full(plan.chunks.size, 3, dtype=np.uint16))
+
+
+def test_a_schedule_that_ends_at_r_1_has_no_later_rotation_step() -> None:
+    schedule = ReuseSchedule(1, (3, 1), 4)
+    assert [schedule.step(e) for e in range(5)] == [0, 1, 1, 1, 1]
+    assert schedule.epoch_of(1) == 1
+    with pytest.raises(ValueError, match="no rotation step 2"):
+        schedule.epoch_of(2)
+    assert ReuseSchedule(2, (3,), 4).epoch_of(7) == 7  # the tail at r > 1 has every step

@@ -185,12 +185,9 @@ class ReuseSchedule:
             ValueError: If the schedule has no such step (it ends at r = 1).
         """
         j = check_int("step", step, 0, MAX_EPOCH)
-        steps, known = self._steps, len(self.values)
-        if j <= steps[known]:
-            return bisect.bisect_left(steps, j)
-        if self.at(known + 1) == 1:
+        if j > self._steps[-1] and self.at(len(self.values) + 1) == 1:
             raise ValueError(f"the schedule has no rotation step {j}: it ends at r = 1")
-        return known + j - steps[known]
+        return int(self._epochs_of(np.array([j], dtype=np.int64))[0])
 
     def label_generations(self, epoch: int) -> npt.NDArray[np.int64]:
         """The generation of the entries of each slice label 0..R-1 that ``epoch`` may read.
@@ -216,7 +213,7 @@ class ReuseSchedule:
         return table
 
     def _epochs_of(self, steps: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """:meth:`epoch_of` for an array of steps, each one the schedule has."""
+        """:meth:`epoch_of` for an array of steps, each one the schedule has (unchecked)."""
         known = len(self.values)
         counts = np.array(self._steps, dtype=np.int64)
         inside = steps <= counts[known]
