@@ -297,10 +297,10 @@ class _Rank:
             model, step, bound, control.margin + control.hysteresis, tol
         )
         share = control.bottleneck_share
-        self._first_wait = self._first_batch_wait()
+        self._first_wait = self._first_batch_wait(bound)
         self.waited = measured.loader_bound(share) or self._first_wait >= share
 
-    def _first_batch_wait(self) -> float:
+    def _first_batch_wait(self, bound: int) -> float:
         """The share of the epoch the consumer waited for its first batch beyond the fastest r's.
 
         At most what the model explains (the first batch at the epoch's r): a wait that also
@@ -309,7 +309,7 @@ class _Rank:
         m, model = self.measured, self.model
         if m.serial or m.wall_seconds <= 0:
             return 0.0
-        fastest = min(model.first_batch_seconds(r) for r in range(1, len(self._times) + 1))
+        fastest = min(model.first_batch_seconds(r) for r in range(1, bound + 1))
         explained = min(m.first_wait_seconds, model.first_batch_seconds(m.reuse_factor))
         return max(0.0, explained - fastest) / m.wall_seconds
 

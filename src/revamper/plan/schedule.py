@@ -206,9 +206,7 @@ class ReuseSchedule:
         else:
             j = self.step(e)
             labels = np.arange(bound, dtype=np.int64)
-            steps = np.maximum(j - (j - labels) % bound, 0)
-            # Without epochs at r = 1 after epoch 0 the steps are the epochs.
-            table = steps if self.rotation is self else self._epochs_of(steps)
+            table = self._epochs_of(np.maximum(j - (j - labels) % bound, 0))
         table.setflags(write=False)
         return table
 
