@@ -279,6 +279,37 @@ def test_a_wait_for_batches_already_built_does_not_move_r_up() -> None:
     assert decision.reuse_factor > 1
 
 
+def test_busy_workers_count_only_the_hand_off_beyond_what_an_epoch_that_kept_up_paid() -> None:
+    # r = 1 and r = 2 deliver alike (0.93 ms per sample: the 0.85 ms step and a 0.08 ms hand-off
+    # of built batches); r = 1 keeps its workers busy 92% of the epoch, r = 2 56%. The wait is
+    # 8.6% of either epoch, all of it hand-off, which r = 2 pays as well.
+    machine = Machine(
+        1.8e-3, 1e-4, 1e-4, 0.0, workers=2, cores=2.0, step=0.85e-3, handoff=8e-5, wall_factor=1.0
+    )
+    at_1, at_2 = machine.run(1, 1), machine.run(1, 2)
+    assert at_1.starved_share == at_2.starved_share == 0.0
+    assert at_1.wait_share == pytest.approx(at_2.wait_share) and at_1.wait_share > 0.08
+    assert at_1.worker_busy_share >= 0.9 > at_2.worker_busy_share
+    share = ReuseControl().bottleneck_share
+    # Before any epoch kept up, a busy epoch's whole wait counts (GIL-holding transforms, 12c).
+    assert at_1.loader_bound(share)
+    kept_up = fit(at_2, None, share)
+    assert not at_2.loader_bound(share)
+    assert kept_up.handoff == pytest.approx(at_2.handoff_per_sample) and kept_up.handoff > 0
+    # After r = 2 kept up, only the wait beyond its hand-off counts: r = 1 kept up too.
+    assert not at_1.loader_bound(share, kept_up.handoff)
+    after = fit(at_1, kept_up, share)
+    assert after.handoff == pytest.approx(at_1.handoff_per_sample)
+    # So a probe of r = 1 stays (it used to go back to r = 2 and probe again: 1, 2, 2, 1, 2, ...).
+    chosen = run_auto(machine, ReuseControl(), 14)
+    assert chosen[3:] == [1] * 10, chosen
+    # A wait well beyond the hand-off that kept up still counts, and an epoch that set the
+    # pace keeps the hand-off measured before it.
+    slow = dataclasses.replace(at_1, wait_seconds=at_1.wait_seconds + 0.1 * at_1.wall_seconds)
+    assert slow.loader_bound(share, kept_up.handoff)
+    assert fit(slow, kept_up, share).handoff == kept_up.handoff
+
+
 def three_then_two(step_over_p2: float) -> Machine:
     """A machine whose consumer takes ``step_over_p2`` x r = 2's production time per sample."""
     machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0)

@@ -38,9 +38,11 @@ hand-off of a batch that was already built (it crosses from its worker to the ma
 which it pays at any r. So a wait counts as a wait for the loader when the batch had not left
 its worker yet (:attr:`~revamper.loader.stats.EpochStats.starved_seconds`: each batch is
 stamped as it is sent),
-and the whole wait counts only when the workers were busy nearly all the epoch (a busy worker is
-slow to hand a batch over: see :meth:`~revamper.loader.reuse_model.EpochMeasurement.
-loader_bound`). Otherwise the hand-off is part of the consumer's own time per batch.
+and the wait for built batches counts only when the workers were busy nearly all the epoch (a
+busy worker is slow to hand a batch over: see :meth:`~revamper.loader.reuse_model.
+EpochMeasurement.loader_bound`), and then only beyond the hand-off per sample that the last
+epoch which kept up measured (part of every hand-off is paid at any r). Otherwise the hand-off
+is part of the consumer's own time per batch.
 
 Why probes. The margin and the hysteresis err on the side of speed: a prediction made while
 the loader was the bottleneck (epoch 0, or a busy moment) can keep r one step above what keeps
@@ -71,7 +73,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from revamper.loader.reuse_model import CostModel, EpochMeasurement, fit
+from revamper.loader.reuse_model import CostModel, EpochMeasurement, fit, loader_bound
 from revamper.plan.limits import MAX_REUSE_FACTOR
 
 DEFAULT_MAX_REUSE_FACTOR = 4
@@ -205,9 +207,11 @@ def decide(
     ranks: list[_Rank] = []
     for rank, measured in enumerate(measurements):
         if measured is not None and measured.usable:
-            model = fit(measured, models[rank], control.bottleneck_share)
+            previous = models[rank]
+            model = fit(measured, previous, control.bottleneck_share)
             models[rank] = model
-            ranks.append(_Rank(rank, measured, model, control))
+            paced = loader_bound(measured, previous, control.bottleneck_share)
+            ranks.append(_Rank(rank, measured, model, control, paced))
     current = state.current
     multi = len(measurements) > 1
     after = state
@@ -278,7 +282,12 @@ class _Rank:
     """One rank's measurement, fitted model and the r it needs (``up``) and affords (``down``)."""
 
     def __init__(
-        self, rank: int, measured: EpochMeasurement, model: CostModel, control: ReuseControl
+        self,
+        rank: int,
+        measured: EpochMeasurement,
+        model: CostModel,
+        control: ReuseControl,
+        loader_set_pace: bool,
     ) -> None:
         self.rank = rank
         self.measured = measured
@@ -298,7 +307,7 @@ class _Rank:
         )
         share = control.bottleneck_share
         self._first_wait = self._first_batch_wait(bound)
-        self.waited = measured.loader_bound(share) or self._first_wait >= share
+        self.waited = loader_set_pace or self._first_wait >= share
 
     def _first_batch_wait(self, bound: int) -> float:
         """The share of the epoch the consumer waited for its first batch beyond the fastest r's.

@@ -209,19 +209,26 @@ class EpochMeasurement:
         seconds = (self.wall_seconds - self.first_wait_seconds) * self.num_workers
         return min(1.0, later / seconds) if seconds > 0 else 1.0
 
-    def loader_bound(self, share: float) -> bool:
+    def loader_bound(self, share: float, handoff: float = 0.0) -> bool:
         """Whether the consumer waited for the loader for at least ``share`` of the epoch.
 
-        A wait counts when the batch had not been built yet (:attr:`starved_share`), and all
-        of it counts when the workers were busy nearly all the time (90%): a busy worker is
-        also slow to hand its built batches over (torch passes each tensor's shared memory
-        through a thread of the worker, which then waits for the worker's interpreter lock).
+        A wait counts when the batch had not been built yet (:attr:`starved_share`). When the
+        workers were busy nearly all the time (90%), the wait for built batches counts too,
+        beyond ``handoff`` seconds per sample: a busy worker is also slow to hand its built
+        batches over (torch passes each tensor's shared memory through a thread of the worker,
+        which then waits for the worker's interpreter lock), but part of every hand-off is
+        paid at any r, as an epoch that kept up measured it (:attr:`CostModel.handoff`).
+        Counting that part too made auto's probes of r = 1 go back up where r = 1 was within
+        a few per cent of the fastest r (docs/benchmarks.md, 12d).
         """
         if self.serial:
             return True
         if self.starved_share >= share:
             return True
-        return self.wait_share >= share and self.worker_busy_share >= BUSY_WORKERS
+        if self.worker_busy_share < BUSY_WORKERS:
+            return False
+        paid = handoff * (self.samples - self.first_batch_samples)
+        return self._share_after_first(self.wait_seconds - self.first_wait_seconds - paid) >= share
 
     @property
     def handoff_per_sample(self) -> float:
@@ -289,6 +296,9 @@ class CostModel:
             at r = 1.
         first_batch: Samples in an epoch's first batch (0: leave the first batch out).
         epoch_samples: Samples in an epoch.
+        handoff: Seconds per sample the consumer waited for batches already built, in the
+            last epoch in which the loader kept up (0: none yet): the part of the hand-off
+            paid at any r (:meth:`EpochMeasurement.loader_bound`).
     """
 
     miss: float
@@ -302,6 +312,7 @@ class CostModel:
     write: float = 0.0
     first_batch: int = 0
     epoch_samples: int = 0
+    handoff: float = 0.0
 
     def cpu(self, reuse_factor: int) -> float:
         """Predicted CPU seconds per sample at ``reuse_factor``."""
@@ -381,12 +392,14 @@ def fit(
     else:
         observed = measured.delivered_seconds * capacity
     proven = max(0.0, observed - measured.cpu_per_sample)
-    if measured.loader_bound(bottleneck_share):
+    handoff = previous.handoff if previous is not None else 0.0
+    if loader_bound(measured, previous, bottleneck_share):
         overhead = proven  # the loader set the pace: its wall time is its production time
     else:
         # The loader kept up, so the wall time only bounds the overhead from above. Keep the
         # last calibration below that bound (none yet: 0, as the epoch proved its r enough).
         overhead = min(previous.overhead, proven) if previous is not None else 0.0
+        handoff = measured.handoff_per_sample
     return CostModel(
         miss=miss,
         read=read,
@@ -399,7 +412,18 @@ def fit(
         write=write,
         first_batch=measured.first_batch_samples,
         epoch_samples=measured.samples,
+        handoff=handoff,
     )
+
+
+def loader_bound(measured: EpochMeasurement, previous: CostModel | None, share: float) -> bool:
+    """Whether the loader set the pace of ``measured``, judged with the model before it.
+
+    The hand-off that ``previous`` measured in an epoch that kept up is paid at any r, so it
+    is not a wait for the loader (:meth:`EpochMeasurement.loader_bound`).
+    """
+    handoff = previous.handoff if previous is not None else 0.0
+    return measured.loader_bound(share, handoff)
 
 
 def _capacity(measured: EpochMeasurement) -> float:
