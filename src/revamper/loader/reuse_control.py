@@ -49,7 +49,8 @@ the loader was the bottleneck (epoch 0, or a busy moment) can keep r one step ab
 up, and no measurement at r can show that r - 1 would have been enough. So when the consumer
 did not wait for the workers in the last epoch (less than ``bottleneck_share``) and r - 1 is
 predicted, without any margin, to lose at most ``tolerance + hysteresis`` to the best, the next
-epoch tries r - 1. If the consumer then
+epoch tries r - 1 (the first probe of a run up to 50%: the prediction it corrects comes from a
+cold first epoch, see :data:`FIRST_PROBE_BAND`). If the consumer then
 waits, r goes back to the r above (one epoch lost at most that share: an epoch at r = 1
 neither reads nor writes the cache, so the r above goes on from the entries cached before it);
 a probe that keeps up
@@ -78,6 +79,17 @@ from revamper.plan.limits import MAX_REUSE_FACTOR
 
 DEFAULT_MAX_REUSE_FACTOR = 4
 """The default bound on an automatic r: the top of the paper's range (2 to 4)."""
+
+FIRST_PROBE_BAND = 1.5
+"""The first probe of a run tries r - 1 if it is predicted to lose at most this much (50%).
+
+Until then the cost model's unseen overhead comes from the first epoch measured, which runs
+cold: epoch 0 computes and writes every sample into fresh memory, and after a resume the first
+epoch starts the workers and fills the cache again. In the sweeps of docs/benchmarks.md (12e)
+it predicted r = 1 and r = 2 to produce 19-24% less than they did, and an epoch that keeps up
+cannot lower it (the consumer sets the pace), so within the usual band auto could stay one r
+too high for good. One probe costs at most one slower epoch per run.
+"""
 
 MAX_PROBE_INTERVAL = 64
 """The most epochs r stays after a move up before it may go down (the wait doubles up to it)."""
@@ -269,7 +281,8 @@ def _move(
     if lowest.down < current:
         why = lowest.why("a lower r keeps up with room to spare", lowest.down, multi)
         return lowest.down, why, state
-    if control.probe and current > 1 and all(rank.may_probe(current - 1) for rank in ranks):
+    first = state.probed is None
+    if control.probe and current > 1 and all(rank.may_probe(current - 1, first) for rank in ranks):
         slowest = max(ranks, key=lambda rank: rank.time_share(current - 1))
         why = slowest.why("the consumer did not wait: probing a lower r", current - 1, multi)
         return current - 1, why, dataclasses.replace(state, probed=current - 1)
@@ -342,15 +355,17 @@ class _Rank:
         best = min(self._bare)
         return self._bare[index] / best if best > 0 else math.inf
 
-    def may_probe(self, reuse_factor: int) -> bool:
+    def may_probe(self, reuse_factor: int, first: bool) -> bool:
         """Whether this rank allows a probe of ``reuse_factor``.
 
         It does when its consumer did not wait (and a wait would be informative) and that r
-        is predicted to lose at most ``tolerance + hysteresis`` to the best.
+        is predicted to lose at most ``tolerance + hysteresis`` to the best; for the ``first``
+        probe of a run, at most :data:`FIRST_PROBE_BAND`.
         """
         if self._banded or self.waited:
             return False
-        return self.time_share(reuse_factor) <= self._probe_band
+        band = max(self._probe_band, FIRST_PROBE_BAND) if first else self._probe_band
+        return self.time_share(reuse_factor) <= band
 
     def why(self, what: str, chosen: int, multi: bool) -> str:
         """``what``, with the figures of this rank's measurement that made the choice."""
