@@ -85,10 +85,11 @@ FIRST_PROBE_BAND = 1.5
 
 Until then the cost model's unseen overhead comes from the first epoch measured, which runs
 cold: epoch 0 computes and writes every sample into fresh memory, and after a resume the first
-epoch starts the workers and fills the cache again. In the sweeps of docs/benchmarks.md (12e)
-it predicted r = 1 and r = 2 to produce 19-24% less than they did, and an epoch that keeps up
-cannot lower it (the consumer sets the pace), so within the usual band auto could stay one r
-too high for good. One probe costs at most one slower epoch per run.
+epoch starts the workers and fills the cache again. Usually its predictions are within 8% of
+what each r then delivers, but in one run of the sweeps of docs/benchmarks.md (12e) it put
+r = 2 24% and r = 1 19% below, and an epoch that keeps up cannot correct that (the consumer
+sets its pace), so within the usual band auto stayed at r = 2 for six epochs where r = 1 kept
+up. One probe costs at most one slower epoch per run.
 """
 
 MAX_PROBE_INTERVAL = 64
