@@ -13,7 +13,7 @@ Each loader runs in its own process, in alternating rounds (``torch``, then r, t
 ...), so a slow phase of the machine affects both.
 
 Usage: ``python benchmarks/thread_cpu.py --data /tmp/bars-data/jpeg500x375 --rounds 3`` (about
-25 s per run). Linux only.
+10 s per run). Linux only.
 """
 
 from __future__ import annotations
