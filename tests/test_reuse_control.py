@@ -439,8 +439,8 @@ def test_settings_are_checked(kwargs: dict[str, object], error: type[Exception])
 
 def test_the_first_probe_corrects_a_cold_first_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     # r = 1 keeps up in steady state (its production takes 0.9 of the step), but epoch 0 ran
-    # cold, 25% slower, and its calibration predicts r = 1 about 20% slower than r = 2: outside
-    # the usual probe band (14%), inside the first probe's (50%).
+    # cold, 25% slower, and after epoch 1 (r = 2, kept up) its calibration predicts r = 1 15%
+    # slower than r = 2: outside the usual probe band (14%), inside the first probe's (50%).
     machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0)
     warm = dataclasses.replace(machine, step=machine.model().production_seconds(1) / 0.9)
 
