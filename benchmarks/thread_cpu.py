@@ -68,6 +68,8 @@ def make_loader(kind: str, root: str, batch_size: int) -> Any:
         "persistent_workers": True,
     }
     if kind == "torch":
+        # A bare DataLoader, not the bench's PlainTorchLoader: that one times every item in
+        # the workers, and this script is about what no timer sees.
         full = pipeline.full()
 
         class Transformed(torch.utils.data.Dataset[Any]):

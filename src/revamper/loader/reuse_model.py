@@ -393,7 +393,7 @@ def fit(
         observed = measured.delivered_seconds * capacity
     proven = max(0.0, observed - measured.cpu_per_sample)
     handoff = previous.handoff if previous is not None else 0.0
-    if loader_bound(measured, previous, bottleneck_share):
+    if measured.loader_bound(bottleneck_share, handoff):
         overhead = proven  # the loader set the pace: its wall time is its production time
     else:
         # The loader kept up, so the wall time only bounds the overhead from above. Keep the
