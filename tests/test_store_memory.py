@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from revamper.store import MISS, SharedMemoryStore
+from revamper.store import MISS, ArenaStore, SharedMemoryStore
 from revamper.store import memory as memory_module
+from revamper.store.memory_dir import default_reserve, holds_torch_batches
 
 
 def test_lives_in_dev_shm_and_close_removes_everything() -> None:
@@ -171,7 +172,37 @@ def test_default_reserve_leaves_room_for_the_loaders_batches() -> None:
     with SharedMemoryStore() as store:
         info = os.statvfs(store.path)
         size = info.f_blocks * info.f_frsize
+        assert holds_torch_batches(store.path)
         assert store.reserve_bytes == min(max(256 * 2**20, size // 10), size // 2)
+
+
+def _large_disk_nine_tenths_full(monkeypatch: pytest.MonkeyPatch, where: Path) -> None:
+    """Make ``where``'s file system report 252 GB with 8% (20 GB) free, like a busy disk."""
+    real, device = os.statvfs, os.stat(where).st_dev
+
+    def statvfs(path: Any) -> os.statvfs_result:
+        if os.stat(path).st_dev != device:
+            return real(path)
+        blocks = 252 * 10**9 // 4096
+        return os.statvfs_result(
+            (4096, 4096, blocks, blocks * 8 // 100, blocks * 8 // 100, 10**7, 10**6, 10**6, 0, 255)
+        )
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+
+
+@pytest.mark.parametrize("make", [SharedMemoryStore, lambda **kw: ArenaStore(10, **kw)])
+def test_a_large_disk_with_gigabytes_free_still_caches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: Any
+) -> None:
+    # CI found it: a store in a directory on a 252 GB disk with 21 GB free kept 10% of the disk
+    # (25 GB) "for DataLoader's batches", which never go there, and cached nothing.
+    if holds_torch_batches(tmp_path):
+        pytest.skip("the temporary directory is on /dev/shm's file system")
+    _large_disk_nine_tenths_full(monkeypatch, tmp_path)
+    assert default_reserve(tmp_path) == 256 * 2**20
+    with make(directory=tmp_path) as store:
+        assert store.put(0, 0, np.arange(1000)) and (store.get(0, 0) == np.arange(1000)).all()
 
 
 def test_an_entry_that_would_eat_the_reserve_is_not_cached(

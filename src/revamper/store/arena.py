@@ -82,8 +82,8 @@ class ArenaStore(CacheStore):
             budget, so RAM use never exceeds it; a record that does not fit stays uncached.
         directory: Where to create the store's private directory; defaults to ``/dev/shm``.
         checksum: Store and verify a CRC-32 of each record (on by default).
-        reserve_bytes: Free space to leave on the tmpfs for DataLoader's batches (``None``:
-            :func:`~revamper.store.memory_dir.default_reserve`).
+        reserve_bytes: Free space to leave on the file system (``None``: room for DataLoader's
+            batches on ``/dev/shm``'s, see :func:`~revamper.store.memory_dir.default_reserve`).
         allow_pickle: Whether values the codec cannot encode natively may be pickled (the
             memory store's policy: default ``True``, the directory is private).
         preallocate: Allocate the whole data region on the tmpfs now (needs a budget), so that

@@ -303,9 +303,9 @@ class SharedMemoryStore(CacheStore):
             self._warn_once(
                 "reserve",
                 f"revamper: only {free / 2**20:.0f} MiB free in {self._path.parent}; the memory "
-                f"cache leaves {self._reserve / 2**20:.0f} MiB there for DataLoader's batches "
-                "and stops growing. Pass a smaller cache_bytes, or give the machine more shared "
-                "memory (docker: --shm-size).",
+                f"cache leaves {self._reserve / 2**20:.0f} MiB there free (reserve_bytes; for "
+                "DataLoader's batches on /dev/shm) and stops growing. Pass a smaller "
+                "cache_bytes, or give the machine more shared memory (docker: --shm-size).",
             )
             self._reject(index)
             return False

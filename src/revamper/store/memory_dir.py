@@ -46,16 +46,34 @@ _MAX_SETTINGS: Final = 64 * 1024
 
 
 def default_reserve(directory: str | os.PathLike[str]) -> int:
-    """Free space a store leaves on its file system: 10% of it, at least 256 MiB, at most half.
+    """Free space a store leaves on its file system.
 
-    The tmpfs is shared: torch's worker processes hand every batch to the main process through
-    shared memory too, and a worker that finds ``/dev/shm`` full dies of ``SIGBUS``. A cache
-    that stops short of the last bytes leaves those batches room. A file system that reports
-    no size (an unlimited tmpfs, ramfs) gets no reserve.
+    On the file system ``/dev/shm`` is on: 10% of it, at least 256 MiB, at most half. That
+    tmpfs is shared: torch's worker processes hand every batch to the main process through it,
+    and a worker that finds it full dies of ``SIGBUS``. A cache that stops short of the last
+    bytes leaves those batches room.
+
+    Anywhere else (a tmpfs of its own, a disk) no batch needs room, so the reserve is only a
+    margin that keeps the file system from filling to its last byte: 256 MiB, at most half.
+    10% there would refuse every entry on a large disk that is 90% full, with gigabytes free.
+    A file system that reports no size (an unlimited tmpfs, ramfs) gets no reserve.
     """
     info = os.statvfs(directory)
     size = info.f_blocks * info.f_frsize
-    return min(max(_MIN_RESERVE, size // 10), size // 2)
+    share = size // 10 if holds_torch_batches(directory) else 0
+    return min(max(_MIN_RESERVE, share), size // 2)
+
+
+def holds_torch_batches(directory: str | os.PathLike[str]) -> bool:
+    """Whether ``directory`` is on the file system torch's workers pass batches through.
+
+    That is the one ``/dev/shm`` is on (``shm_open``). Without a ``/dev/shm`` to compare with,
+    assume it is, which keeps the larger reserve.
+    """
+    try:
+        return os.stat(directory).st_dev == os.stat(DEFAULT_SHM_DIR).st_dev
+    except OSError:
+        return True
 
 
 def free_bytes(directory: str | os.PathLike[str]) -> int | None:
