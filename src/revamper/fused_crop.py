@@ -10,24 +10,43 @@ resizes it to the output size. :class:`FusedDecodeCrop` does the same work in a 
 3. decode at the smallest DCT scale (1/8, 1/4, 1/2) that still leaves the crop at least the
    output size on both sides (libjpeg scales inside the IDCT, via Pillow's ``Image.draft``);
 4. crop (coordinates divided by the scale, sub-pixel exact) and resize to the output size with
-   the same interpolation as ``RandomResizedCrop`` (bilinear, antialiased, as Pillow always is).
+   the same interpolation as ``RandomResizedCrop`` (bilinear, antialiased).
 
-When no DCT scale fits (the crop is less than twice the output size on a side) the result is
-*identical* to ``Decode`` + ``RandomResizedCrop``. Other inputs (PNG bytes, decoded PIL images)
-take that plain path too, with the same draws.
+Where no DCT scale fits (the crop is less than twice the output size on a side, as for every
+224 px crop of a 500x375 photo) the decode is at full resolution and the resize is the cost to
+cut. With ``resize="torch"`` (the default) an RGB crop is resized by torch's antialiased uint8
+interpolation on a channels-last view of the pixels, exactly what
+``torchvision.transforms.v2.RandomResizedCrop`` does to a uint8 tensor: about 3x faster than
+Pillow's resize, and within 2 grey levels of it (PSNR 55 dB or more; docs/benchmarks.md,
+section 9b). Where ``simplejpeg`` is installed (``pip install revamper[jpeg]``) it decodes such
+a JPEG straight into the array the resize reads, with the same libjpeg-turbo settings as Pillow
+(the same pixels), which saves Pillow's two copies of the decoded image. ``resize="pil"`` keeps
+Pillow's resize: the result is then *identical* to ``Decode`` + ``RandomResizedCrop``. Other
+inputs (PNG bytes, decoded PIL images) take that plain path, with the same draws, and the torch
+resize where it applies.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
 _DCT_SCALES = (8, 4, 2)
 """The denominators libjpeg's IDCT can scale by through Pillow, largest first."""
+
+RESIZES = ("torch", "pil")
+"""How :class:`FusedDecodeCrop` resizes a full-resolution crop (see the module)."""
+
+DECODERS = ("auto", "pillow", "simplejpeg")
+"""Which library decodes a full-resolution JPEG for the torch resize (``auto``: simplejpeg
+where it is installed, else Pillow)."""
 
 
 def dct_scale(crop: tuple[int, int], output: tuple[int, int]) -> int:
@@ -76,6 +95,16 @@ class FusedDecodeCrop:
         ratio: Range of the crop's aspect ratio (width / height).
         mode: PIL mode of the result (``"RGB"`` by default).
         interpolation: A torchvision ``InterpolationMode`` (bilinear by default).
+        resize: ``"torch"``: resize RGB crops with torch's antialiased uint8 interpolation
+            (bilinear only; within 2 grey levels of Pillow, several times faster); ``"pil"``:
+            Pillow's resize, identical to ``Decode`` + ``RandomResizedCrop``.
+        decoder: Which library decodes a full-resolution RGB JPEG for the torch resize:
+            ``"simplejpeg"`` (``pip install revamper[jpeg]``), ``"pillow"``, or ``"auto"``
+            (simplejpeg where installed). Both give the same pixels.
+
+    Raises:
+        ValueError: If an argument is out of its range or ``resize``/``decoder`` is unknown.
+        ImportError: If ``decoder="simplejpeg"`` and simplejpeg is not installed.
     """
 
     def __init__(
@@ -85,6 +114,8 @@ class FusedDecodeCrop:
         ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
         mode: str = "RGB",
         interpolation: Any = None,
+        resize: str = "torch",
+        decoder: str = "auto",
     ) -> None:
         from torchvision.transforms import InterpolationMode
 
@@ -103,8 +134,19 @@ class FusedDecodeCrop:
         self.size = (height, width)
         self.scale = (float(scale[0]), float(scale[1]))
         self.ratio = (float(ratio[0]), float(ratio[1]))
+        if resize not in RESIZES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZES)}, got {resize!r}")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        if decoder == "simplejpeg" and simplejpeg_module() is None:
+            raise ImportError(
+                "FusedDecodeCrop(decoder='simplejpeg') needs simplejpeg: pip install "
+                "revamper[jpeg] (or pass decoder='auto' to fall back to Pillow)"
+            )
         self.mode = mode
         self.interpolation = interpolation or InterpolationMode.BILINEAR
+        self.resize = resize
+        self.decoder = decoder
 
     def params(self, width: int, height: int) -> tuple[int, int, int, int]:
         """Draw ``(top, left, height, width)`` of a crop of a ``width`` x ``height`` image.
@@ -133,6 +175,10 @@ class FusedDecodeCrop:
         if scale > 1:
             drafted = image.draft(None, draft_request((width, height), scale))
             scale = 1 if drafted is None else round(width / drafted[1][2])
+        if scale == 1 and self._torch_resize() and image.mode == "RGB" == self.mode:
+            pixels = self._decoded_array(data)
+            if pixels is not None and pixels.shape == (height, width, 3):
+                return self._torch_resized_crop(pixels[top : top + crop_h, left : left + crop_w])
         if image.mode != self.mode:
             image = image.convert(self.mode)
         if scale == 1:
@@ -141,19 +187,67 @@ class FusedDecodeCrop:
         return image.resize((out_w, out_h), self._pil_filter(), box=box)
 
     def _plain(self, image: Image.Image) -> Image.Image:
-        """Decoded already (or not a JPEG): exactly ``RandomResizedCrop`` on the full image."""
+        """Decoded already (or not a JPEG): ``RandomResizedCrop`` on the full image (resized as
+        ``resize`` says)."""
         top, left, crop_h, crop_w = self.params(*image.size)
         return self._resized_crop(_loaded(image), top, left, crop_h, crop_w)
 
     def _resized_crop(
         self, image: Image.Image, top: int, left: int, height: int, width: int
     ) -> Image.Image:
+        if self._torch_resize() and image.mode == "RGB":
+            region = image.crop((left, top, left + width, top + height))
+            return self._torch_resized_crop(np.array(region))  # a writable copy
         from torchvision.transforms import functional as F
 
         result: Image.Image = F.resized_crop(
             image, top, left, height, width, list(self.size), self.interpolation, antialias=True
         )
         return result
+
+    def _torch_resize(self) -> bool:
+        """Whether crops at full resolution go through torch's resize (RGB, bilinear)."""
+        from torchvision.transforms import InterpolationMode
+
+        return self.resize == "torch" and self.interpolation == InterpolationMode.BILINEAR
+
+    def _decoded_array(self, data: bytes) -> np.ndarray[Any, np.dtype[np.uint8]] | None:
+        """The JPEG's RGB pixels decoded by simplejpeg, or ``None`` (Pillow decodes instead).
+
+        ``None`` also for data simplejpeg refuses, so that a damaged file fails (or decodes)
+        exactly as it does with Pillow.
+        """
+        module = None if self.decoder == "pillow" else simplejpeg_module()
+        if module is None:
+            return None
+        try:
+            pixels: np.ndarray[Any, np.dtype[np.uint8]] = module.decode_jpeg(data, colorspace="RGB")
+        except (ValueError, OSError):
+            return None
+        return pixels
+
+    def _torch_resized_crop(self, region: np.ndarray[Any, Any]) -> Image.Image:
+        """Resize a writable ``(h, w, 3)`` uint8 crop to the output size, as torchvision v2 does.
+
+        The channels-last view is what torch's vectorised uint8 antialiased kernel reads; the
+        result comes back as three planes that Pillow interleaves into an RGB image.
+        """
+        out_h, out_w = self.size
+        pixels = torch.from_numpy(region).permute(2, 0, 1).unsqueeze(0)
+        resized = torch.nn.functional.interpolate(
+            pixels, size=(out_h, out_w), mode="bilinear", antialias=True, align_corners=False
+        )
+        planes = [
+            Image.frombuffer(
+                "L", (out_w, out_h), resized[0, c].contiguous().numpy(), "raw", "L", 0, 1
+            )
+            for c in range(3)
+        ]
+        return Image.merge("RGB", planes)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A step pickled before ``resize`` and ``decoder`` existed resized with Pillow.
+        self.__dict__.update({"resize": "pil", "decoder": "pillow", **state})
 
     def _pil_filter(self) -> Image.Resampling:
         from torchvision.transforms.functional import pil_modes_mapping
@@ -164,10 +258,22 @@ class FusedDecodeCrop:
         return (
             f"FusedDecodeCrop(size={self.size}, scale={self.scale}, ratio="
             f"({self.ratio[0]:.4g}, {self.ratio[1]:.4g}), mode={self.mode!r}, "
-            f"interpolation={self.interpolation.value})"
+            f"interpolation={self.interpolation.value}, resize={self.resize!r}, "
+            f"decoder={self.decoder!r})"
         )
 
 
 def _loaded(image: Image.Image) -> Image.Image:
     image.load()
     return image
+
+
+@functools.cache
+def simplejpeg_module() -> ModuleType | None:
+    """The ``simplejpeg`` module, or ``None`` where it is not installed (looked up once)."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    module: ModuleType = simplejpeg
+    return module
