@@ -20,10 +20,7 @@ interpolation on a channels-last view of the pixels, exactly what
 Pillow's resize, and within 2 grey levels of it (PSNR 55 dB or more; docs/benchmarks.md,
 section 9b). Where ``simplejpeg`` is installed (``pip install revamper[jpeg]``) it decodes such
 a JPEG straight into the array the resize reads, with the same libjpeg-turbo settings as Pillow
-(the same pixels), which saves Pillow's two copies of the decoded image; ``fast_dct=True`` makes
-it use libjpeg-turbo's fast integer IDCT, as FFCV's decoder does (about a quarter off the
-decode, at about 40-45 dB from the accurate one: the error of a quality-90 JPEG itself).
-``resize="pil"`` keeps
+(the same pixels), which saves Pillow's two copies of the decoded image. ``resize="pil"`` keeps
 Pillow's resize: the result is then *identical* to ``Decode`` + ``RandomResizedCrop``. Other
 inputs (PNG bytes, decoded PIL images) take that plain path, with the same draws, and the torch
 resize where it applies.
@@ -104,13 +101,10 @@ class FusedDecodeCrop:
         decoder: Which library decodes a full-resolution RGB JPEG for the torch resize:
             ``"simplejpeg"`` (``pip install revamper[jpeg]``), ``"pillow"``, or ``"auto"``
             (simplejpeg where installed). Both give the same pixels.
-        fast_dct: Decode those JPEGs with libjpeg-turbo's fast integer IDCT (simplejpeg only),
-            as FFCV does: faster, and slightly less accurate (see the module).
 
     Raises:
         ValueError: If an argument is out of its range or ``resize``/``decoder`` is unknown.
-        ImportError: If ``decoder="simplejpeg"`` or ``fast_dct`` and simplejpeg is not
-            installed.
+        ImportError: If ``decoder="simplejpeg"`` and simplejpeg is not installed.
     """
 
     def __init__(
@@ -122,7 +116,6 @@ class FusedDecodeCrop:
         interpolation: Any = None,
         resize: str = "torch",
         decoder: str = "auto",
-        fast_dct: bool = False,
     ) -> None:
         from torchvision.transforms import InterpolationMode
 
@@ -145,21 +138,15 @@ class FusedDecodeCrop:
             raise ValueError(f"resize must be one of {', '.join(RESIZES)}, got {resize!r}")
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
-        if not isinstance(fast_dct, bool):
-            raise TypeError(f"fast_dct must be a bool, got {type(fast_dct).__name__}")
-        if fast_dct and decoder == "pillow":
-            raise ValueError("fast_dct=True needs decoder='simplejpeg' (Pillow has no fast IDCT)")
-        if (decoder == "simplejpeg" or fast_dct) and simplejpeg_module() is None:
-            what = "fast_dct=True" if fast_dct else "decoder='simplejpeg'"
+        if decoder == "simplejpeg" and simplejpeg_module() is None:
             raise ImportError(
-                f"FusedDecodeCrop({what}) needs simplejpeg: pip install revamper[jpeg] (or "
-                "leave the defaults, which fall back to Pillow)"
+                "FusedDecodeCrop(decoder='simplejpeg') needs simplejpeg: pip install "
+                "revamper[jpeg] (or pass decoder='auto' to fall back to Pillow)"
             )
         self.mode = mode
         self.interpolation = interpolation or InterpolationMode.BILINEAR
         self.resize = resize
         self.decoder = decoder
-        self.fast_dct = fast_dct
 
     def params(self, width: int, height: int) -> tuple[int, int, int, int]:
         """Draw ``(top, left, height, width)`` of a crop of a ``width`` x ``height`` image.
@@ -200,7 +187,8 @@ class FusedDecodeCrop:
         return image.resize((out_w, out_h), self._pil_filter(), box=box)
 
     def _plain(self, image: Image.Image) -> Image.Image:
-        """Decoded already (or not a JPEG): ``RandomResizedCrop`` on the full image."""
+        """Decoded already (or not a JPEG): ``RandomResizedCrop`` on the full image (resized as
+        ``resize`` says)."""
         top, left, crop_h, crop_w = self.params(*image.size)
         return self._resized_crop(_loaded(image), top, left, crop_h, crop_w)
 
@@ -233,9 +221,7 @@ class FusedDecodeCrop:
         if module is None:
             return None
         try:
-            pixels: np.ndarray[Any, np.dtype[np.uint8]] = module.decode_jpeg(
-                data, colorspace="RGB", fastdct=self.fast_dct
-            )
+            pixels: np.ndarray[Any, np.dtype[np.uint8]] = module.decode_jpeg(data, colorspace="RGB")
         except (ValueError, OSError):
             return None
         return pixels
@@ -261,7 +247,7 @@ class FusedDecodeCrop:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A step pickled before ``resize`` and ``decoder`` existed resized with Pillow.
-        self.__dict__.update({"resize": "pil", "decoder": "pillow", "fast_dct": False, **state})
+        self.__dict__.update({"resize": "pil", "decoder": "pillow", **state})
 
     def _pil_filter(self) -> Image.Resampling:
         from torchvision.transforms.functional import pil_modes_mapping
@@ -273,7 +259,7 @@ class FusedDecodeCrop:
             f"FusedDecodeCrop(size={self.size}, scale={self.scale}, ratio="
             f"({self.ratio[0]:.4g}, {self.ratio[1]:.4g}), mode={self.mode!r}, "
             f"interpolation={self.interpolation.value}, resize={self.resize!r}, "
-            f"decoder={self.decoder!r}{', fast_dct=True' if self.fast_dct else ''})"
+            f"decoder={self.decoder!r})"
         )
 
 
