@@ -6,7 +6,12 @@ size, each backend takes the same crop (the same torch seed per image, hence the
 full resolution, crop, resize: ``Decode`` + ``RandomResizedCrop``):
 
 - ``plain``: the plain path itself (the reference);
-- ``pillow``: :class:`revamper.fused_crop.FusedDecodeCrop` (Pillow's ``draft``: 1/2, 1/4, 1/8);
+- ``pillow``: :class:`revamper.fused_crop.FusedDecodeCrop` with ``resize="pil"`` (Pillow's
+  ``draft``: 1/2, 1/4, 1/8, and Pillow's resize);
+- ``pillow+torch``: the same with ``resize="torch"`` (the default): a crop decoded at full
+  resolution is resized by torch's antialiased uint8 kernel;
+- ``simplejpeg+torch``: the default with ``decoder="simplejpeg"`` (if simplejpeg is installed):
+  such a crop's JPEG is decoded by simplejpeg straight into the array the resize reads;
 - ``simplejpeg``: ``simplejpeg.decode_jpeg`` with the same power-of-two scale, then Pillow's
   crop + resize (if simplejpeg is installed);
 - ``simplejpeg-m8``: the same with libjpeg-turbo's finer scales M/8 (M = 1..8);
@@ -58,16 +63,19 @@ def backends(size: int) -> dict[str, Backend]:
     """Every backend that can run here, for output ``size``."""
     from torchvision import transforms as T
 
-    decode, crop, fused = Decode(), T.RandomResizedCrop(size), FusedDecodeCrop(size)
+    decode, crop = Decode(), T.RandomResizedCrop(size)
+    fused = FusedDecodeCrop(size, resize="pil", decoder="pillow")
     made: dict[str, Backend] = {
         "plain": lambda data: crop(decode(data)),
         "pillow": fused,
+        "pillow+torch": FusedDecodeCrop(size, decoder="pillow"),
     }
     try:
         import simplejpeg
     except ImportError:
         simplejpeg = None
     if simplejpeg is not None:
+        made["simplejpeg+torch"] = FusedDecodeCrop(size, decoder="simplejpeg")
 
         def simple(data: bytes, *, eighths: bool) -> Image.Image:
             height, width, _, _ = simplejpeg.decode_jpeg_header(data)

@@ -12,7 +12,7 @@ Built-in pipelines (see :data:`BUILTIN`):
 - ``light``: decode, RandomResizedCrop(224) | flip, PILToTensor.
 - ``imagenet-fused`` and ``light-fused``: the same with decode and crop fused into one cheaper
   step, :class:`~revamper.fused_crop.FusedDecodeCrop` (same crop distribution, decodes JPEGs
-  only at the DCT scale the crop needs); :func:`fuse_decode_crop` does this to any pipeline
+  only at the DCT scale the crop needs, resizes full-resolution crops with torch's kernel); :func:`fuse_decode_crop` does this to any pipeline
   that starts with ``Decode`` and ``RandomResizedCrop``.
 
 Users can name their own with ``module:function``; the function returns either a list of
@@ -207,9 +207,9 @@ def fuse_decode_crop(pipeline: Pipeline) -> Pipeline | None:
     """The pipeline with its leading ``Decode`` + ``RandomResizedCrop`` fused into one step.
 
     The fused step, :class:`~revamper.fused_crop.FusedDecodeCrop`, takes the crop's arguments
-    and ``Decode``'s mode, so the outputs have the same distribution (identical whenever the
-    crop is under twice the output size). Split points after the crop move down by one, so
-    the default split still caches decode and crop.
+    and ``Decode``'s mode, so the outputs have the same distribution (within 2 grey levels
+    whenever the crop is under twice the output size: its torch resize). Split points after
+    the crop move down by one, so the default split still caches decode and crop.
 
     Returns:
         The fused pipeline, named ``<name>-fused``; ``None`` when the pipeline does not start
