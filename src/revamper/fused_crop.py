@@ -187,8 +187,7 @@ class FusedDecodeCrop:
         return image.resize((out_w, out_h), self._pil_filter(), box=box)
 
     def _plain(self, image: Image.Image) -> Image.Image:
-        """Decoded already (or not a JPEG): ``RandomResizedCrop`` on the full image (resized as
-        ``resize`` says)."""
+        """Decoded already (or not a JPEG): ``RandomResizedCrop`` on the full image."""
         top, left, crop_h, crop_w = self.params(*image.size)
         return self._resized_crop(_loaded(image), top, left, crop_h, crop_w)
 

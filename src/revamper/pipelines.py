@@ -12,8 +12,9 @@ Built-in pipelines (see :data:`BUILTIN`):
 - ``light``: decode, RandomResizedCrop(224) | flip, PILToTensor.
 - ``imagenet-fused`` and ``light-fused``: the same with decode and crop fused into one cheaper
   step, :class:`~revamper.fused_crop.FusedDecodeCrop` (same crop distribution, decodes JPEGs
-  only at the DCT scale the crop needs, resizes full-resolution crops with torch's kernel); :func:`fuse_decode_crop` does this to any pipeline
-  that starts with ``Decode`` and ``RandomResizedCrop``.
+  only at the DCT scale the crop needs, resizes full-resolution crops with torch's kernel);
+  :func:`fuse_decode_crop` does this to any pipeline that starts with ``Decode`` and
+  ``RandomResizedCrop``.
 
 Users can name their own with ``module:function``; the function returns either a list of
 callables (the full pipeline, split with ``split``) or a ``(partial, final)`` pair.
