@@ -159,6 +159,28 @@ def test_simplejpeg_and_pillow_decode_to_the_same_result(variant: str) -> None:
         assert np.array_equal(np.asarray(ours), np.asarray(with_pillow(data))), seed
 
 
+def test_auto_decodes_full_resolution_rgb_jpegs_with_simplejpeg_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    simplejpeg = pytest.importorskip("simplejpeg")
+    calls: list[dict[str, object]] = []
+
+    class Spy:
+        def decode_jpeg(self, data: bytes, **options: object) -> object:
+            calls.append(options)
+            return simplejpeg.decode_jpeg(data, **options)
+
+    monkeypatch.setattr(fused_crop, "simplejpeg_module", lambda: Spy())
+    data = encoded(photo())
+    FusedDecodeCrop(224)(data)  # 500x375 at 224: full resolution, simplejpeg decodes
+    assert calls == [{"colorspace": "RGB"}]
+    FusedDecodeCrop(224, decoder="pillow")(data)
+    FusedDecodeCrop(224, resize="pil")(data)
+    FusedDecodeCrop(224)(encoded(photo().convert("L")))  # grey: Pillow converts it
+    FusedDecodeCrop(32)(data)  # a DCT scale applies: Pillow's draft
+    assert len(calls) == 1
+
+
 def test_a_damaged_jpeg_fails_as_it_does_with_pillow() -> None:
     data = encoded(photo())
     for broken in (data[: len(data) // 2], data[:2] + b"\x00" * 64 + data[66:], data[:20]):
