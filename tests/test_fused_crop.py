@@ -113,10 +113,12 @@ def test_identical_to_torchvision_when_no_dct_scale_fits_with_the_pil_resize() -
 
 
 @pytest.mark.parametrize("decoder", ["pillow", "auto"])
+@pytest.mark.parametrize("source", [(500, 375), (40, 30), (1, 1), (3, 700)])
 def test_the_torch_resize_is_torchvision_v2s_on_a_tensor_and_within_two_levels_of_pillow(
-    decoder: str,
+    decoder: str, source: tuple[int, int]
 ) -> None:
-    data = encoded(photo())
+    # Down- and upscaled crops, a single pixel, and a sliver that forces the central fallback.
+    data = encoded(photo(*source))
     step = FusedDecodeCrop(224, decoder=decoder)
     for seed in range(20):
         torch.manual_seed(seed)
