@@ -1,0 +1,42 @@
+"""torchvision's RandAugment without the table it rebuilds on every call.
+
+``torchvision.transforms.RandAugment`` builds its table of operations and magnitudes
+(``_augmentation_space``: fourteen entries, most of them a ``torch.linspace``) on every call.
+That costs about 0.03 ms per image, an eighth of ``RandAugment(2, 9)`` on a 224 px image, and
+refurbishing runs RandAugment at every use of a sample (docs/benchmarks.md, section 13e). The
+table depends only on the number of magnitude bins and the image size, so :class:`RandAugment`
+builds it once per size and otherwise runs torchvision's own code: the same operations, the
+same draws from torch's global RNG, identical outputs (tested against torchvision's).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from torchvision import transforms as T
+
+MAX_CACHED_SIZES: Final = 64
+"""Tables kept per transform; more image sizes than this (RandAugment before a crop, on
+images of many sizes) start the cache afresh, so it never grows without bound."""
+
+
+class RandAugment(T.RandAugment):  # type: ignore[misc]  # torchvision has no type hints
+    """``torchvision.transforms.RandAugment`` with its augmentation table built once per size.
+
+    Takes the same arguments and gives the same results as torchvision's class; see the
+    module for why it exists.
+    """
+
+    def _augmentation_space(
+        self, num_bins: int, image_size: Any, *more: Any, **options: Any
+    ) -> Any:
+        if more or options:  # a torchvision that passes more than this override knows
+            return super()._augmentation_space(num_bins, image_size, *more, **options)
+        key = (num_bins, *(int(side) for side in image_size))
+        tables: dict[tuple[int, ...], Any] = self.__dict__.setdefault("_revamper_tables", {})
+        table = tables.get(key)
+        if table is None:
+            if len(tables) >= MAX_CACHED_SIZES:
+                tables.clear()
+            table = tables[key] = super()._augmentation_space(num_bins, image_size)
+        return table
