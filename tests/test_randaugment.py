@@ -103,3 +103,15 @@ def test_pickles_deep_copies_and_describes_itself_as_torchvisions() -> None:
         assert np.array_equal(np.asarray(a), np.asarray(T.RandAugment(2, 9)(images()[1])))
     assert repr(step) == repr(T.RandAugment(2, 9))
     assert isinstance(step, T.RandAugment)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_scripting_gives_torchvisions_randaugment() -> None:
+    step = RandAugment(2, 9)
+    scripted = torch.jit.script(step)
+    tensor = T.functional.pil_to_tensor(images()[0])
+    for seed in range(5):
+        torch.manual_seed(seed)
+        a = scripted(tensor)
+        torch.manual_seed(seed)
+        assert torch.equal(a, step(tensor))

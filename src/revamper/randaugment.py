@@ -27,6 +27,19 @@ class RandAugment(T.RandAugment):  # type: ignore[misc]  # torchvision has no ty
     module for why it exists.
     """
 
+    def __prepare_scriptable__(self) -> Any:
+        """What ``torch.jit.script`` scripts: torchvision's RandAugment with the same arguments.
+
+        The cache is plain Python, which TorchScript cannot compile.
+        """
+        return T.RandAugment(
+            num_ops=self.num_ops,
+            magnitude=self.magnitude,
+            num_magnitude_bins=self.num_magnitude_bins,
+            interpolation=self.interpolation,
+            fill=self.fill,
+        )
+
     def _augmentation_space(
         self, num_bins: int, image_size: Any, *more: Any, **options: Any
     ) -> Any:
