@@ -44,14 +44,17 @@ def test_outputs_and_draws_are_torchvisions(arguments: dict[str, Any]) -> None:
             assert torch.equal(after, torch.get_rng_state())  # the same draws, as many
 
 
-def test_on_tensors_too() -> None:
-    ours, theirs = RandAugment(2, 9), T.RandAugment(2, 9)
+def assert_same_on_a_tensor(ours: Any, theirs: Any, seeds: int) -> None:
     tensor = T.functional.pil_to_tensor(images()[0])
-    for seed in range(20):
+    for seed in range(seeds):
         torch.manual_seed(seed)
         a = ours(tensor)
         torch.manual_seed(seed)
-        assert torch.equal(a, theirs(tensor))
+        assert torch.equal(a, theirs(tensor)), seed
+
+
+def test_on_tensors_too() -> None:
+    assert_same_on_a_tensor(RandAugment(2, 9), T.RandAugment(2, 9), seeds=20)
 
 
 def test_builds_the_table_once_per_size(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,10 +111,4 @@ def test_pickles_deep_copies_and_describes_itself_as_torchvisions() -> None:
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_scripting_gives_torchvisions_randaugment() -> None:
     step = RandAugment(2, 9)
-    scripted = torch.jit.script(step)
-    tensor = T.functional.pil_to_tensor(images()[0])
-    for seed in range(5):
-        torch.manual_seed(seed)
-        a = scripted(tensor)
-        torch.manual_seed(seed)
-        assert torch.equal(a, step(tensor))
+    assert_same_on_a_tensor(torch.jit.script(step), step, seeds=5)
