@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 
@@ -129,6 +130,7 @@ def test_the_torch_resize_is_torchvision_v2s_on_a_tensor_and_within_two_levels_o
         assert max_abs(ours, plain(data, 224)) <= TORCH_RESIZE_MAX_ABS, seed
 
 
+@functools.cache
 def jpeg_variants() -> dict[str, bytes]:
     """JPEGs libjpeg-turbo decodes along different paths (sampling, progressive, grey, CMYK)."""
     image = photo(333, 251, seed=3)  # odd sizes: partial MCUs on both sides
