@@ -21,6 +21,7 @@ from revamper.pipelines import (
     load_pipeline,
     pipeline_from,
 )
+from revamper.store.transform_identity import transform_identity
 
 PSNR_BAR_DB = 30.0
 """Fused vs full-resolution output, per image. Quality-90 JPEG itself is about 40 dB from its
@@ -301,6 +302,60 @@ def test_rejects_nonsense_arguments() -> None:
         FusedDecodeCrop(10, resize="cv2")
     with pytest.raises(ValueError, match="decoder must be one of auto, pillow, simplejpeg"):
         FusedDecodeCrop(10, decoder="turbo")
+
+
+@pytest.mark.parametrize(
+    "interpolation",
+    [0, Image.Resampling.NEAREST, 3, Image.Resampling.BICUBIC, T.InterpolationMode.BOX],
+)
+def test_interpolation_as_an_int_or_a_pil_enum_means_what_it_means_to_torchvision(
+    interpolation: object,
+) -> None:
+    # Found in review: `interpolation or BILINEAR` made NEAREST (0) bilinear, and the other
+    # ints crashed on the DCT-scaled path and in the repr (the step's cache identity).
+    step = FusedDecodeCrop(64, interpolation=interpolation, resize="pil")
+    reference = T.RandomResizedCrop(64, interpolation=interpolation)  # type: ignore[arg-type]
+    assert step.interpolation == reference.interpolation
+    assert f"interpolation={reference.interpolation.value}" in repr(step)
+    for width, height in ((500, 375), (100, 80)):  # scaled (crop >= 128 px) and full size
+        data = encoded(photo(width, height))
+        for seed in range(4):
+            torch.manual_seed(seed)
+            ours = step(data)
+            torch.manual_seed(seed)
+            theirs = reference(Decode()(data))
+            assert ours.size == theirs.size == (64, 64)
+            if width == 100:
+                assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+@pytest.mark.parametrize("bad", [7, -1, "bilinear", True, 2.0])
+def test_an_interpolation_pillow_cannot_resize_with_is_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="interpolation must be"):
+        FusedDecodeCrop(64, interpolation=bad)
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [(32, (32, 32)), (np.int64(32), (32, 32)), (32.0, (32, 32)), ([5], (5, 5)), ((3, 4), (3, 4))],
+)
+def test_sizes_are_taken_as_torchvision_takes_them(size: object, expected: tuple[int, int]) -> None:
+    assert FusedDecodeCrop(size).size == T.RandomResizedCrop(size).size == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [(32, 32, 32), (), "ab", None, ("a", 2)])
+def test_a_size_of_no_two_sides_is_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="size must be an int or a sequence of one or two"):
+        FusedDecodeCrop(bad)  # type: ignore[arg-type]
+
+
+def test_ratios_that_differ_past_four_digits_are_different_steps() -> None:
+    # Found in review: the repr (the disk cache's identity of the step) printed the ratio to
+    # four digits, so a cache built for one ratio was served to another.
+    one = FusedDecodeCrop(224, ratio=(0.75, 4 / 3))
+    other = FusedDecodeCrop(224, ratio=(0.7500049, 1.3334))
+    assert repr(one) != repr(other)
+    assert transform_identity(one) != transform_identity(other)
 
 
 def test_the_resize_is_part_of_the_steps_identity() -> None:

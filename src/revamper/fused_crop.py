@@ -21,7 +21,8 @@ Pillow's resize, and within 2 grey levels of it (PSNR 55 dB or more; docs/benchm
 section 9b). Where ``simplejpeg`` is installed (``pip install revamper[jpeg]``) it decodes such
 a JPEG straight into the array the resize reads, with the same libjpeg-turbo settings as Pillow
 (the same pixels), which saves Pillow's two copies of the decoded image. ``resize="pil"`` keeps
-Pillow's resize: the result is then *identical* to ``Decode`` + ``RandomResizedCrop``. Other
+Pillow's resize: a crop decoded at full resolution is then *identical* to ``Decode`` +
+``RandomResizedCrop`` (a DCT-scaled one never is: that is the point of the step). Other
 inputs (PNG bytes, decoded PIL images) take that plain path, with the same draws, and the torch
 resize where it applies.
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import io
+import numbers
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -86,18 +88,22 @@ class FusedDecodeCrop:
 
     A drop-in for ``[Decode(mode), torchvision.transforms.RandomResizedCrop(size, ...)]`` with
     the same arguments, the same crop distribution and the same draws from torch's global RNG
-    (so a loader's per-worker seeding applies as it does to torchvision's transforms). It is a
-    plain object of numbers and strings, so it pickles into DataLoader workers.
+    (so a loader's per-worker seeding applies as it does to torchvision's transforms). The crop
+    is drawn once the header is read, so a file that then fails to decode has made its draw
+    (``Decode`` fails before ``RandomResizedCrop`` draws). It is a plain object of numbers and
+    strings, so it pickles into DataLoader workers.
 
     Args:
         size: Output size: an int (square) or ``(height, width)``, as torchvision takes it.
         scale: Range of the crop's area as a fraction of the image's.
         ratio: Range of the crop's aspect ratio (width / height).
         mode: PIL mode of the result (``"RGB"`` by default).
-        interpolation: A torchvision ``InterpolationMode`` (bilinear by default).
+        interpolation: A torchvision ``InterpolationMode``, or its int or PIL ``Resampling``
+            value, as ``RandomResizedCrop`` takes it (bilinear by default).
         resize: ``"torch"``: resize RGB crops with torch's antialiased uint8 interpolation
             (bilinear only; within 2 grey levels of Pillow, several times faster); ``"pil"``:
-            Pillow's resize, identical to ``Decode`` + ``RandomResizedCrop``.
+            Pillow's resize, identical to ``Decode`` + ``RandomResizedCrop`` wherever the
+            decode is at full resolution.
         decoder: Which library decodes a full-resolution RGB JPEG for the torch resize:
             ``"simplejpeg"`` (``pip install revamper[jpeg]``), ``"pillow"``, or ``"auto"``
             (simplejpeg where installed). Both give the same pixels.
@@ -119,14 +125,7 @@ class FusedDecodeCrop:
     ) -> None:
         from torchvision.transforms import InterpolationMode
 
-        if isinstance(size, int):
-            height, width = size, size
-        elif len(size) == 1:
-            height = width = int(size[0])
-        else:
-            height, width = int(size[0]), int(size[1])
-        if height < 1 or width < 1:
-            raise ValueError(f"the output size must be positive, got {size!r}")
+        height, width = _output_size(size)
         if not (0 < scale[0] <= scale[1]) or not (0 < ratio[0] <= ratio[1]):
             raise ValueError(
                 f"scale and ratio must be increasing positive ranges: {scale}, {ratio}"
@@ -144,7 +143,9 @@ class FusedDecodeCrop:
                 "revamper[jpeg] (or pass decoder='auto' to fall back to Pillow)"
             )
         self.mode = mode
-        self.interpolation = interpolation or InterpolationMode.BILINEAR
+        self.interpolation = _interpolation_mode(
+            InterpolationMode.BILINEAR if interpolation is None else interpolation
+        )
         self.resize = resize
         self.decoder = decoder
 
@@ -245,8 +246,10 @@ class FusedDecodeCrop:
         return Image.merge("RGB", planes)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # A step pickled before ``resize`` and ``decoder`` existed resized with Pillow.
+        # A step pickled before ``resize`` and ``decoder`` existed resized with Pillow; one
+        # pickled before the interpolation was normalised may hold an int.
         self.__dict__.update({"resize": "pil", "decoder": "pillow", **state})
+        self.interpolation = _interpolation_mode(self.interpolation)
 
     def _pil_filter(self) -> Image.Resampling:
         from torchvision.transforms.functional import pil_modes_mapping
@@ -255,8 +258,8 @@ class FusedDecodeCrop:
 
     def __repr__(self) -> str:
         return (
-            f"FusedDecodeCrop(size={self.size}, scale={self.scale}, ratio="
-            f"({self.ratio[0]:.4g}, {self.ratio[1]:.4g}), mode={self.mode!r}, "
+            f"FusedDecodeCrop(size={self.size}, scale={self.scale}, ratio={self.ratio}, "
+            f"mode={self.mode!r}, "
             f"interpolation={self.interpolation.value}, resize={self.resize!r}, "
             f"decoder={self.decoder!r})"
         )
@@ -265,6 +268,57 @@ class FusedDecodeCrop:
 def _loaded(image: Image.Image) -> Image.Image:
     image.load()
     return image
+
+
+def _output_size(size: Any) -> tuple[int, int]:
+    """``(height, width)`` from a size as torchvision's ``RandomResizedCrop`` takes it.
+
+    A number is a square side; a sequence holds one side (square) or ``(height, width)``.
+
+    Raises:
+        ValueError: If the sequence has another length or a side is not positive.
+    """
+    given: Any = (size,) if isinstance(size, numbers.Number) else size
+    try:
+        if isinstance(given, (str, bytes)) or len(given) not in (1, 2):
+            raise TypeError
+        sides = tuple(int(side) for side in given) * (3 - len(given))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"size must be an int or a sequence of one or two ints (height, width), got {size!r}"
+        ) from None
+    if min(sides) < 1:
+        raise ValueError(f"the output size must be positive, got {size!r}")
+    return sides[0], sides[1]
+
+
+def _interpolation_mode(interpolation: Any) -> Any:
+    """An ``InterpolationMode`` from one, or from its int / PIL ``Resampling`` value.
+
+    Raises:
+        ValueError: If it names no interpolation Pillow can resize with.
+    """
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.functional import pil_modes_mapping
+
+    if isinstance(interpolation, InterpolationMode):
+        if interpolation in pil_modes_mapping:
+            return interpolation
+    elif isinstance(interpolation, int) and not isinstance(interpolation, bool):
+        for mode in (
+            InterpolationMode.NEAREST,
+            InterpolationMode.LANCZOS,
+            InterpolationMode.BILINEAR,
+            InterpolationMode.BICUBIC,
+            InterpolationMode.BOX,
+            InterpolationMode.HAMMING,
+        ):
+            if pil_modes_mapping[mode] == interpolation:
+                return mode
+    raise ValueError(
+        "interpolation must be a torchvision InterpolationMode that Pillow supports, or its "
+        f"int or PIL Resampling value, got {interpolation!r}"
+    )
 
 
 @functools.cache
