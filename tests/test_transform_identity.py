@@ -106,6 +106,41 @@ def test_torchvision_transforms_keep_their_readable_repr() -> None:
     assert applied != transform_identity(T.RandomApply([T.RandomHorizontalFlip()], p=0.7))
 
 
+@pytest.mark.parametrize("module", [T, v2])
+def test_parameters_a_repr_rounds_still_change_the_identity(module: Any) -> None:
+    # Found in review: torchvision's RandomResizedCrop prints its scale and ratio to four
+    # digits, so crops of different ratios shared one identity and one disk cache.
+    one = module.RandomResizedCrop(224, ratio=(0.75, 4 / 3))
+    other = module.RandomResizedCrop(224, ratio=(0.7500049, 1.33334))
+    assert transform_identity(one) != transform_identity(other)
+    again = module.RandomResizedCrop(224, ratio=(0.75, 4 / 3))
+    assert transform_identity(one) == transform_identity(again)
+    assert transform_identity(one).startswith("RandomResizedCrop(size=(224, 224)")
+
+
+class Cached:
+    """A transform whose repr shows its parameter and which fills a private cache as it runs."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+        self._seen: dict[int, float] = {}
+
+    def __call__(self, x: float) -> float:
+        self._seen[len(self._seen)] = x
+        return x * self.factor
+
+    def __repr__(self) -> str:
+        return f"Cached(factor={self.factor:.2f})"
+
+
+def test_a_transforms_private_state_does_not_enter_the_identity() -> None:
+    step = Cached(1.0)
+    before = transform_identity(step)
+    step(2.0)
+    assert transform_identity(step) == before
+    assert before != transform_identity(Cached(1.001))  # the repr shows 1.00 for both
+
+
 class Opaque:
     def __init__(self, size: int) -> None:
         self.size = size

@@ -5,7 +5,8 @@ transform invalidates the cache instead of serving stale entries. The identity t
 change whenever what the transform computes may change, and stay the same (across processes,
 runs and hash seeds) when the code does not:
 
-- torchvision transforms describe themselves with their parameters: their ``repr`` is used;
+- torchvision transforms describe themselves with their parameters: their ``repr`` is used,
+  followed by their public plain attributes in full (a ``repr`` may round them);
 - ``Compose`` and anything else holding a ``transforms`` list recurse into it (with its ``p``);
 - a ``functools.partial`` shows its function, arguments and keywords, described recursively;
 - torchvision's ``Lambda`` shows its function;
@@ -144,7 +145,32 @@ class _Describer:
             if self.warn_opaque:
                 _warn_opaque(name)
             return name
-        return text
+        exact = self._exact_attributes(obj, text, depth)
+        return f"{text} {exact}" if exact else text
+
+    def _exact_attributes(self, obj: Any, text: str, depth: int) -> str:
+        """``{name=value, ...}`` of the public plain attributes ``text`` does not show, or ``""``.
+
+        A ``repr`` may round what it shows (torchvision's ``RandomResizedCrop`` prints its
+        scale and ratio to four digits) or leave a parameter out, so two transforms that
+        compute differently could share it; their attributes, in full, tell them apart. Only
+        numbers, strings, enums and tuples or lists of those count (what a transform keeps
+        privately, caches or handles, or holds as objects is left to its ``repr``), and only
+        those the ``repr`` does not already show exactly as ``name=value``.
+        """
+        try:
+            attributes = vars(obj)
+        except TypeError:  # no __dict__ (slots, or a C type)
+            return ""
+        parts = [
+            f"{name}={self.describe(value, depth)}"
+            for name, value in sorted(attributes.items())
+            if isinstance(name, str)
+            and not name.startswith("_")
+            and _parameter_value(value)
+            and f"{name}={value!r}" not in text
+        ]
+        return "{" + ", ".join(parts) + "}" if parts else ""
 
     def code_digest(self, fn: types.FunctionType, depth: int) -> str:
         """16 hex digits of SHA-256 over what determines what ``fn`` computes."""
@@ -195,6 +221,15 @@ def _global_names(code: types.CodeType) -> set[str]:
         if isinstance(const, types.CodeType):
             names |= _global_names(const)
     return names
+
+
+def _parameter_value(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is a plain parameter: a number, string, enum, or a few of them."""
+    if isinstance(value, (tuple, list)):
+        return (
+            depth < 4 and len(value) <= 256 and all(_parameter_value(v, depth + 1) for v in value)
+        )
+    return isinstance(value, (*_SIMPLE, enum.Enum)) and not isinstance(value, bytes)
 
 
 def _simple_value(value: Any) -> bool:
