@@ -91,9 +91,43 @@ def test_a_torchvision_that_passes_more_arguments_is_not_cached(
 
     monkeypatch.setattr(T.RandAugment, "_augmentation_space", newer)
     step = RandAugment()
+    rotate = step._augmentation_space(31, (224, 224))["Rotate"][0]
+    assert step._augmentation_space(31, (224, 224))["Rotate"][0] is rotate  # cached
+    passed = step._augmentation_space(31, (224, 224), "more")["Rotate"][0]  # passed through
+    assert passed is not rotate and torch.equal(passed, rotate)
+
+
+def test_what_a_caller_changes_in_the_table_stays_its_own() -> None:
+    step = RandAugment()
     table = step._augmentation_space(31, (224, 224))
-    assert step._augmentation_space(31, (224, 224)) is table
-    assert step._augmentation_space(31, (224, 224), "more") is not table  # passed through
+    table.pop("Identity")
+    table["Rotate"] = (table["Rotate"][0] * 2, True)
+    again = step._augmentation_space(31, (224, 224))
+    assert "Identity" in again and float(again["Rotate"][0][9]) == 9.0
+
+
+class _NoIdentity(RandAugment):  # edits the table it gets from super(), as torchvision allows
+    def _augmentation_space(self, num_bins: int, image_size: Any) -> Any:
+        table = super()._augmentation_space(num_bins, image_size)
+        table.pop("Identity")
+        rotate, signed = table["Rotate"]
+        table["Rotate"] = (rotate * 2, signed)
+        return table
+
+
+def test_a_subclass_with_its_own_table_gets_torchvisions_fresh_one() -> None:
+    # Found in review: the cached table went back to the subclass by reference, so every call
+    # doubled Rotate's magnitudes again, and the second call had no "Identity" to pop.
+    step = _NoIdentity()
+    for _ in range(5):
+        step(torch.zeros(3, 32, 32, dtype=torch.uint8))
+    assert float(step._augmentation_space(31, (32, 32))["Rotate"][0][9]) == 18.0
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_scripting_a_subclass_refuses_rather_than_dropping_its_changes() -> None:
+    with pytest.raises(TypeError, match=r"_NoIdentity.*__prepare_scriptable__"):
+        torch.jit.script(_NoIdentity())
 
 
 def test_pickles_deep_copies_and_describes_itself_as_torchvisions() -> None:
