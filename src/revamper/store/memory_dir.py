@@ -67,13 +67,19 @@ def default_reserve(directory: str | os.PathLike[str]) -> int:
 def holds_torch_batches(directory: str | os.PathLike[str]) -> bool:
     """Whether ``directory`` is on the file system torch's workers pass batches through.
 
-    That is the one ``/dev/shm`` is on (``shm_open``). Without a ``/dev/shm`` to compare with,
-    assume it is, which keeps the larger reserve.
+    That is the one ``/dev/shm`` is on (``shm_open``). Without a ``/dev/shm`` (macOS, some
+    containers) no directory is: the store then sits in the temporary directory, often a large
+    disk, where 10% would refuse every entry with gigabytes free. A ``directory`` that cannot
+    be looked at counts as holding them (the store fails there anyway).
     """
     try:
-        return os.stat(directory).st_dev == os.stat(DEFAULT_SHM_DIR).st_dev
+        device = os.stat(directory).st_dev
     except OSError:
         return True
+    try:
+        return device == os.stat(DEFAULT_SHM_DIR).st_dev
+    except OSError:
+        return False
 
 
 def free_bytes(directory: str | os.PathLike[str]) -> int | None:
