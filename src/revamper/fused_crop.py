@@ -106,7 +106,8 @@ class FusedDecodeCrop:
             decode is at full resolution.
         decoder: Which library decodes a full-resolution RGB JPEG for the torch resize:
             ``"simplejpeg"`` (``pip install revamper[jpeg]``), ``"pillow"``, or ``"auto"``
-            (simplejpeg where installed). Both give the same pixels.
+            (simplejpeg where installed). Both give the same pixels, so a step unpickled
+            where simplejpeg is missing decodes with Pillow rather than failing.
 
     Raises:
         ValueError: If an argument is out of its range or ``resize``/``decoder`` is unknown.
