@@ -309,3 +309,31 @@ def test_a_batch_is_stamped_as_it_leaves_its_worker_and_an_epochs_sums_are_not()
     epoch.record_batch(batch)
     assert pickle.loads(pickle.dumps(epoch)).finished_at == batch.finished_at
     assert "finished_at" not in epoch.as_dict()
+
+
+def test_a_fixed_r_state_and_an_auto_state_do_not_load_into_each_other() -> None:
+    # Found in review: reuse_factor="auto" starts at r = 1, so a fixed r = 1 with the same R has
+    # the same identity; its state, saved mid-epoch, was finished under auto's r for that
+    # epoch, repeating 11 samples of 60 and leaving out 11 others.
+    fixed_options: dict[str, Any] = {"reuse_factor": 1, "max_reuse_factor": 4}
+    with auto_loader(**fixed_options) as fixed:
+        for _ in range(3):
+            consume(fixed)
+        batches = iter(fixed)
+        next(batches)
+        mid_epoch = fixed.state_dict()
+        assert (mid_epoch["epoch"], mid_epoch["batch"]) == (3, 1)
+    with auto_loader() as auto:
+        before = auto.plan_config
+        with pytest.raises(
+            ValueError, match=r"fixed reuse_factor.*this loader has reuse_factor='auto'"
+        ):
+            auto.load_state_dict(mid_epoch)
+        assert auto.plan_config == before and auto.state_dict()["epoch"] == 0
+        fresh = auto.state_dict()
+        assert fresh["reuse_schedule"] == []
+        with pytest.raises(ValueError, match="inside epoch 3 but its reuse_schedule"):
+            auto.load_state_dict({**fresh, "epoch": 3, "batch": 1, "reuse_schedule": [2]})
+    auto_state = r"reuse_factor='auto'.*this loader has reuse_factor=1"
+    with auto_loader(**fixed_options) as fixed, pytest.raises(ValueError, match=auto_state):
+        fixed.load_state_dict(fresh)  # an empty schedule is still an auto state

@@ -21,7 +21,7 @@ from revamper.loader.reuse_policy import ReusePolicy, ReuseSpec
 from revamper.loader.sampler import PlanBatchSampler
 from revamper.loader.seed_policy import SeedPolicy
 from revamper.loader.shutdown import close_loader
-from revamper.loader.state import IDENTITY_KEYS, check_state, make_state
+from revamper.loader.state import IDENTITY_KEYS, check_reuse_kind, check_state, make_state
 from revamper.loader.stats import LoaderStats
 from revamper.loader.store_setup import CacheKind, is_persistent, make_store, persists
 from revamper.loader.workers import build_dataloader
@@ -404,14 +404,10 @@ class RevamperLoader:
         identity = self._identity
         if point.adopt_seed is not None:
             identity = identity.with_seed(point.adopt_seed)
+        check_reuse_kind(point, auto=self._reuse.auto, reuse_factor=self._reuse.initial)
         if self._reuse.auto:
             identity = dataclasses.replace(identity, reuse_schedule=point.reuse_schedule)
             identity.plan_config()  # a schedule the plan rejects is refused here, changing nothing
-        elif point.reuse_schedule:
-            raise ValueError(
-                "cannot resume: the state has a reuse_schedule (a loader with "
-                f"reuse_factor='auto'), this loader has reuse_factor={self._reuse.initial}"
-            )
         if point.adopt_seed is not None:
             logger.info(
                 "load_state_dict: seed=None, so the loader takes the state's seed %d",

@@ -30,7 +30,8 @@ IDENTITY_KEYS: Final = (*_STATE_KEYS, *_DEFAULTED_KEYS)
 """The plan's fields a state records (:meth:`LoaderConfig.state_identity` reads them)."""
 SCHEDULE_KEY: Final = "reuse_schedule"
 """The reuse factors ``reuse_factor="auto"`` chose for epochs 1, 2, ...: run state, like the
-position (a loader takes the state's), not identity (absent: an empty schedule)."""
+position (a loader takes the state's). Only an auto loader's state has it (empty before its
+first choice), and only an auto loader takes a state with it."""
 _REQUIRED = ("version", "epoch", "batch", *_STATE_KEYS)
 _KNOWN = frozenset((*_REQUIRED, *_DEFAULTED_KEYS, SCHEDULE_KEY))
 _FLAGS = frozenset(("drop_last", "shuffle", "balance_misses"))
@@ -49,6 +50,8 @@ class ResumePoint:
     batch: int
     adopt_seed: int | None
     reuse_schedule: tuple[int, ...] = ()
+    auto: bool = False
+    """Whether a loader with ``reuse_factor="auto"`` saved it (it has a ``reuse_schedule``)."""
 
 
 def make_state(identity: Mapping[str, Any], epoch: int, batch: int) -> dict[str, Any]:
@@ -129,7 +132,37 @@ def check_state(
             f"state['batch'] must be from 0 to {num_batches} (the batches of an epoch of "
             f"this loader), got {fields['batch']}"
         )
-    return ResumePoint(fields["epoch"], fields["batch"], adopt_seed, schedule)
+    return ResumePoint(
+        fields["epoch"], fields["batch"], adopt_seed, schedule, SCHEDULE_KEY in state
+    )
+
+
+def check_reuse_kind(point: ResumePoint, *, auto: bool, reuse_factor: int) -> None:
+    """Refuse a state saved with a fixed r for an auto loader, and the other way round.
+
+    The two can have the same identity (``reuse_factor="auto"`` starts at r = 1, so a fixed
+    r = 1 with the same ``max_reuse_factor`` matches it), but a state saved mid-epoch by one
+    resumed by the other would finish that epoch under another r: samples repeated and missed.
+    Also refused: an auto state resuming mid-epoch whose schedule lacks that epoch's r.
+
+    Raises:
+        ValueError: If the state and the loader differ in how they choose r.
+    """
+    if point.auto and not auto:
+        raise ValueError(
+            "cannot resume: the state comes from a loader with reuse_factor='auto' (it has a "
+            f"reuse_schedule), this loader has reuse_factor={reuse_factor}"
+        )
+    if auto and not point.auto:
+        raise ValueError(
+            "cannot resume: the state comes from a loader with a fixed reuse_factor (it has no "
+            "reuse_schedule), this loader has reuse_factor='auto'"
+        )
+    if auto and point.batch > 0 and point.epoch > len(point.reuse_schedule):
+        raise ValueError(
+            f"cannot resume: the state is inside epoch {point.epoch} but its reuse_schedule "
+            f"has the r of only {len(point.reuse_schedule)} epochs after the first"
+        )
 
 
 def _check_schedule(value: object) -> tuple[int, ...]:
