@@ -24,7 +24,14 @@ import pytest
 from revamper import RevamperLoader
 from revamper.store import MISS, ArenaStore, UnsafeCacheError, make_store
 from revamper.store.arena_file import ARENA
-from revamper.store.arena_layout import COUNTER_BLOCK, COUNTERS_OFFSET, SLOT, region_size
+from revamper.store.arena_layout import (
+    COUNTER_BLOCK,
+    COUNTERS,
+    COUNTERS_OFFSET,
+    PAGE,
+    SLOT,
+    region_size,
+)
 from revamper.store.codec import encode
 from revamper.store.record import record_size
 from tests.helpers import IndexDataset
@@ -320,3 +327,91 @@ def test_threads_of_one_process_write_one_at_a_time() -> None:
     stats = store.stats()
     assert stats.entries == 64 and stats.puts == 256 and stats.invalid_reads == 0
     store.close()
+
+
+_TRUNCATE_THEN = """
+import os, sys, warnings
+import numpy as np
+from revamper.store import MISS, ArenaStore
+store = ArenaStore(4)
+assert store.put(0, 0, np.arange(10000)) and store.get(0, 0) is not MISS
+os.truncate(store.path / "arena", 8192)
+with warnings.catch_warnings(record=True):
+    warnings.simplefilter("always")
+    first = sys.argv[1]
+    assert (store.get(0, 0) is MISS) if first == "get" else not store.contains(0, 0)
+store.close()
+print("survived")
+"""
+
+
+@pytest.mark.parametrize("first", ["get", "contains"])
+def test_a_single_read_after_the_file_was_cut_short_is_a_miss_not_sigbus(first: str) -> None:
+    # Found in review: only get_many checked the file's size at once; a single get checked it
+    # every 64 calls and contains never, so the first read past the new end was a SIGBUS.
+    result = subprocess.run(
+        [sys.executable, "-c", _TRUNCATE_THEN, first], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr  # -7 would be SIGBUS
+    assert "survived" in result.stdout
+
+
+def _poke(store: ArenaStore, offset: int, data: bytes) -> None:
+    fd = os.open(store.path / ARENA, os.O_RDWR)
+    try:
+        os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("seq", [2**64 - 2, 2**64 - 1])
+def test_a_damaged_sequence_number_wraps_instead_of_failing_the_put(seq: int) -> None:
+    # Found in review: a slot's sequence word near 2**64 made put and evict raise
+    # OverflowError, which ends the training run, and left the slot odd (a miss forever).
+    with ArenaStore(4) as store:
+        assert store.put(0, 0, np.arange(10))
+        _poke(store, PAGE, seq.to_bytes(8, "little"))
+        assert store.put(0, 1, np.arange(10) + 1)
+        assert (store.get(0, 1) == np.arange(10) + 1).all()
+        store.evict(0)
+        assert store.get(0, 1) is MISS
+        assert store.put(0, 2, np.arange(3)) and (store.get(0, 2) == np.arange(3)).all()
+
+
+def test_a_statistic_damaged_to_its_largest_value_does_not_fail_the_put() -> None:
+    # Found in review: a counter at 2**63 - 1 was incremented past its field: struct.error.
+    with ArenaStore(4) as store:
+        assert store.put(0, 0, np.arange(10))
+        fd = os.open(store.path / ARENA, os.O_RDWR)
+        try:
+            values = list(COUNTER_BLOCK.unpack(os.pread(fd, COUNTER_BLOCK.size, COUNTERS_OFFSET)))
+            for name in ("puts", "rejected"):
+                values[COUNTERS.index(name)] = 2**63 - 1
+            os.pwrite(fd, COUNTER_BLOCK.pack(*values), COUNTERS_OFFSET)
+        finally:
+            os.close(fd)
+        assert store.put(1, 0, np.arange(5)) and (store.get(1, 0) == np.arange(5)).all()
+        assert store.stats().entries == 2
+
+
+def test_a_writer_that_dies_after_publishing_its_slot_leaves_no_region_shared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found in review: the slot was published before the allocation pointer moved past its
+    # region, so a writer killed in between left the next put allocating the same region: two
+    # samples overwriting each other for the rest of the run.
+    from revamper.store import arena as arena_module
+
+    real = arena_module.write_slot
+
+    def publish_then_die(*args: Any, **kwargs: Any) -> None:
+        real(*args, **kwargs)
+        raise KeyboardInterrupt  # killed before anything after the slot's words
+
+    with ArenaStore(4, checksum=False) as store:
+        monkeypatch.setattr(arena_module, "write_slot", publish_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            store.put(1, 0, np.full(1000, 1))
+        monkeypatch.setattr(arena_module, "write_slot", real)
+        assert store.put(2, 0, np.full(1000, 2))
+        assert (store.get(1, 0) == 1).all() and (store.get(2, 0) == 2).all()

@@ -15,8 +15,8 @@ and (by default) a CRC-32 and is served only after :func:`~revamper.store.record
 checked it; a slot is a seqlock (:mod:`revamper.store.arena_slots`), so a read racing a write
 misses instead of returning a torn record; two writers of one index are serialised by the lock.
 Records are written with ``pwritev``, so a full tmpfs gives ``ENOSPC`` (the entry stays
-uncached, one warning), never ``SIGBUS``; a file cut short (only its owner can) is
-noticed at the next batch or put and switches the cache off (:mod:`revamper.store.arena_file`).
+uncached, one warning), never ``SIGBUS``; a file cut short (only its owner can) is noticed
+at the next read (an ``fstat`` per batch or single read) or put and switches the cache off.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import os
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from revamper.errors import CodecError, RecordError
 from revamper.store import codec, record
@@ -67,8 +67,6 @@ __all__ = ["ArenaStore"]
 
 logger = logging.getLogger(__name__)
 
-_REFRESH_GETS: Final = 64  # single gets between two checks of the file
-_WORDS: Final = SLOT.size // 4
 _C = {name: k for k, name in enumerate(COUNTERS)}
 
 
@@ -79,7 +77,9 @@ class ArenaStore(CacheStore):
         num_samples: The data set's size (one slot per index).
         budget_bytes: Budget for all records together, or ``None``: the arena may then grow to
             the tmpfs's size (less the reserve). With a budget, the arena's data region is the
-            budget, so RAM use never exceeds it; a record that does not fit stays uncached.
+            budget rounded up to a page, so the records' RAM never exceeds it by more than
+            4 KiB (the slot table, 32 bytes a sample, comes on top); a record that does not
+            fit stays uncached.
         directory: Where to create the store's private directory; defaults to ``/dev/shm``.
         checksum: Store and verify a CRC-32 of each record (on by default).
         reserve_bytes: Free space to leave on the file system (``None``: room for DataLoader's
@@ -255,23 +255,15 @@ class ArenaStore(CacheStore):
         handles = self._proc()
         if handles is None:
             return MISS
-        handles.gets += 1
-        if handles.gets >= _REFRESH_GETS:
-            try:
-                handles.readable()
-            except ArenaGone as exc:
-                self._stop(str(exc))
-                return MISS
+        if not self._still_readable(handles):  # a single get checks the file as a batch does
+            return MISS
         return self._read(handles, index, generation)
 
     def _get_many(self, indices: Sequence[int], generations: Sequence[int]) -> list[Any]:
         handles = self._proc()
         if handles is None:
             return [MISS] * len(indices)
-        try:
-            handles.readable()
-        except ArenaGone as exc:
-            self._stop(str(exc))
+        if not self._still_readable(handles):
             return [MISS] * len(indices)
         read = self._read
         return [read(handles, i, g) for i, g in zip(indices, generations, strict=True)]
@@ -304,6 +296,15 @@ class ArenaStore(CacheStore):
         except (RecordError, CodecError) as exc:
             return self._invalid(handles, index, str(exc))
 
+    def _still_readable(self, handles: ArenaHandles) -> bool:
+        """Whether the file has its size still (else stop: reading past its end is a SIGBUS)."""
+        try:
+            handles.readable()
+        except ArenaGone as exc:
+            self._stop(str(exc))
+            return False
+        return True
+
     def _grown(self, handles: ArenaHandles, end: int) -> bool:
         """Whether the file is allocated up to ``end`` now (another process wrote there)."""
         try:
@@ -315,7 +316,7 @@ class ArenaStore(CacheStore):
 
     def _contains(self, index: int, generation: int | None) -> bool:
         handles = self._proc()
-        if handles is None:
+        if handles is None or not self._still_readable(handles):
             return False
         where = PAGE + SLOT.size * index
         seq, offset, size, cap = SLOT.unpack_from(handles.mm, where)
@@ -360,13 +361,19 @@ class ArenaStore(CacheStore):
         where = place(mm, self._geometry, values, index, size)
         if where.outcome != "ok":
             return self._refuse(handles, values, index, where, "rejected")
+        bump = values[BUMP]
         try:
             if where.offset + where.cap > self._geometry.file_size:  # the tmpfs's size: full
                 raise OSError(errno.ENOSPC, "the arena is as large as its tmpfs")
             if where.new_region:  # a rewrite in place allocates nothing
                 handles.check_reserve(where.offset + where.cap, self._geometry.reserve_bytes)
+                # Claim the region before a slot names it: a writer killed in between leaks
+                # it, where publishing first left the next put allocating the same region.
+                values[BUMP] += where.cap
+                write_counters(mm, values)
             write_slot(handles, index, where, size, segments)
         except OSError as exc:
+            values[BUMP] = bump  # no slot names a region claimed here (and the lock is held)
             self._warn_once(
                 f"write-{exc.errno}",
                 f"revamper: could not cache sample {index} in {self._path} ({exc}); it stays "
@@ -374,8 +381,6 @@ class ArenaStore(CacheStore):
                 "smaller cache_bytes, or use another directory.",
             )
             return self._refuse(handles, values, index, where, "failed")
-        if where.new_region:
-            values[BUMP] += where.cap
         values[BYTES] += size - where.old
         values[ENTRIES] += 0 if where.old else 1
         values[_C["puts"]] += 1

@@ -13,8 +13,9 @@ table are written through it.
 Every process maps the file itself (:class:`ArenaHandles`, re-opened after ``fork``: the
 file's ``flock`` must belong to one process). A reader never reads past what
 :meth:`ArenaHandles.readable` allowed at the last check, which is bounded by the file's size
-and by the bytes the tmpfs has allocated for it (``fstat``, once per batch), so a file cut
-short or a slot pointing into a hole cannot fault.
+and by the bytes the tmpfs has allocated for it (``fstat``, once per batch or single read), so
+a file cut short before it (or a slot pointing into a hole) cannot fault; only a file cut in
+the instant between that check and the copy still can.
 """
 
 from __future__ import annotations
@@ -129,7 +130,6 @@ class ArenaHandles:
         words: The slot table as 64-bit words (numpy), for single aligned stores.
         allocated: The prefix of the file this process has checked against the reserve.
         limit: Reads stay below this (set by :meth:`readable`).
-        gets: Single gets since the last :meth:`readable` check.
     """
 
     def __init__(self, path: Path, geometry: ArenaGeometry) -> None:
@@ -155,7 +155,6 @@ class ArenaHandles:
         )
         self.allocated = geometry.data_offset
         self.limit = 0
-        self.gets = 0
         self.readable()
 
     def readable(self) -> int:
@@ -172,7 +171,6 @@ class ArenaHandles:
         # What other processes allocated is allocated: a fresh worker must not count it as its
         # own growth against the reserve.
         self.allocated = max(self.allocated, self.limit)
-        self.gets = 0
         return self.limit
 
     def check_reserve(self, end: int, reserve: int) -> None:

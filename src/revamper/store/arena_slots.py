@@ -89,8 +89,16 @@ def place(
     return Placement("ok", seq, bump, need, old, True)
 
 
+_SEQ_WRAP: Final = 2**64
+
+
 def _odd(seq: int) -> int:
-    return seq + 1 if seq % 2 == 0 else seq + 2
+    """The odd sequence number a writer sets after ``seq`` (wrapping: damage may put any)."""
+    return (seq + 1 if seq % 2 == 0 else seq + 2) % _SEQ_WRAP
+
+
+def _even_after(writing: int) -> int:
+    return (writing + 1) % _SEQ_WRAP
 
 
 def write_slot(
@@ -123,7 +131,7 @@ def write_slot(
         words[seq_word] = writing
         handles.write_record(where.offset, segments, 0)
     _WORDS.pack_into(handles.mm, slot_offset(index) + SEQ.size, where.offset, size, where.cap)
-    words[seq_word] = writing + 1
+    words[seq_word] = _even_after(writing)
 
 
 def clear_slot(words: Words, index: int, seq: int) -> None:
@@ -132,4 +140,4 @@ def clear_slot(words: Words, index: int, seq: int) -> None:
     writing = _odd(seq)
     words[seq_word] = writing
     words[seq_word + 2] = 0  # size: no entry
-    words[seq_word] = writing + 1
+    words[seq_word] = _even_after(writing)

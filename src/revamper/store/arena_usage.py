@@ -48,8 +48,11 @@ def read_counters(mm: mmap.mmap) -> list[int]:
 
 
 def write_counters(mm: mmap.mmap, values: list[int]) -> None:
-    """Write all counters back (hold the lock)."""
-    COUNTER_BLOCK.pack_into(mm, COUNTERS_OFFSET, *values)
+    """Write all counters back (hold the lock), each kept from 0 to :data:`MAX_COUNT`.
+
+    A statistic read back out of range (damage) and then counted on would not fit its field.
+    """
+    COUNTER_BLOCK.pack_into(mm, COUNTERS_OFFSET, *(min(max(v, 0), MAX_COUNT) for v in values))
 
 
 def plausible(geometry: ArenaGeometry, values: list[int]) -> bool:
