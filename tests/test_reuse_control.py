@@ -18,6 +18,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from revamper.distributed import DistributedSetup
 from revamper.loader import reuse_control
 from revamper.loader.reuse_control import (
     ControlState,
@@ -26,6 +27,7 @@ from revamper.loader.reuse_control import (
     smallest_sufficient,
 )
 from revamper.loader.reuse_model import CostModel, EpochMeasurement, fit
+from revamper.loader.reuse_policy import ReusePolicy
 from revamper.loader.stats import EpochStats
 
 N, B = 1000, 10
@@ -537,3 +539,24 @@ def test_with_few_batches_per_epoch_the_first_batch_counts() -> None:
     for measured in (at_one, spawned):
         decision, _ = decide(control, ControlState(current=1), [measured], 4)
         assert decision.reuse_factor > 1 and "first batch" in decision.reason
+
+
+def test_the_first_epoch_after_a_resume_does_not_measure_the_failed_hits() -> None:
+    # Found in review: after a resume the memory cache is empty, every planned hit of the first
+    # epoch failed, q = 1 made every r look alike, auto chose r = 1, and an epoch at r = 1 has
+    # no planned hit to measure q again: the run stayed at r = 1 for good.
+    machine = Machine(1e-2, 2e-3, 5e-4, 0.0, workers=2, cores=2.0, step=0.0, write_share=0.05)
+    share = ReuseControl().bottleneck_share
+    after = machine.run(4, 3)
+    cold = dataclasses.replace(
+        after, unplanned_misses=after.planned_hits, computed=after.samples, cold=True
+    )
+    assert fit(dataclasses.replace(cold, cold=False), None, share).failed_hits == 1.0
+    model = fit(cold, None, share)
+    assert model.failed_hits == 0.0 and not model.read_measured
+    assert model.rate(3) > 1.5 * model.rate(1)  # so auto goes on reusing
+    policy = ReusePolicy("auto", None, setup=DistributedSetup(), num_workers=2)
+    policy.load([3, 3, 3])  # what load_state_dict does
+    stats = EpochStats(epoch=3, samples=30, batches=3, batch_samples=[10] * 3)
+    first, then = policy._measure(stats, 4), policy._measure(stats, 4)
+    assert first is not None and first.cold and then is not None and not then.cold

@@ -7,7 +7,8 @@ the epoch's wall time:
 
 - **CPU per sample at r**: an epoch at r recomputes a share ``1/r`` of the samples (the plan's
   rotation guarantees it, within one sample), and a planned hit whose entry was gone (a full
-  cache, a restart) is computed too, so with ``q`` the share of planned hits that failed::
+  cache) is computed too, so with ``q`` the share of planned hits that failed (not measured in
+  the first epoch after a resume, whose planned hits all fail once in a new memory cache)::
 
       cpu(r) = (1/r + (1 - 1/r) q) (miss + [r > 1] write) + (1 - 1/r) read + common
 
@@ -80,6 +81,9 @@ class EpochMeasurement:
         starved_seconds: Of the waits after the first batch, the time before the batch had
             been built (``None``: not measured; all of the waits count).
         writes: Entries written to the cache (0 with ``cpu_write`` > 0: not counted).
+        cold: The first epoch after a resume: its planned hits met a cache this run had not
+            filled (a memory cache starts empty), so the share that failed, and their read
+            cost, say nothing of the epochs after it.
     """
 
     epoch: int
@@ -106,9 +110,12 @@ class EpochMeasurement:
     wall_batch: float = 0.0
     starved_seconds: float | None = None
     writes: int = 0
+    cold: bool = False
 
     @classmethod
-    def from_stats(cls, stats: EpochStats, *, num_workers: int, cores: float) -> EpochMeasurement:
+    def from_stats(
+        cls, stats: EpochStats, *, num_workers: int, cores: float, cold: bool = False
+    ) -> EpochMeasurement:
         """The measurement of the epoch ``stats`` describes, on a loader with ``num_workers``."""
         return cls(
             epoch=stats.epoch,
@@ -135,6 +142,7 @@ class EpochMeasurement:
             wall_batch=stats.wall_batch,
             starved_seconds=stats.starved_seconds,
             writes=stats.cache_writes,
+            cold=cold,
         )
 
     @property
@@ -377,7 +385,7 @@ def fit(
     written = measured.writes or (computed if write_seconds > 0 else 0)
     # An epoch at r = 1 writes nothing: it keeps the last measurement.
     write = write_seconds / written if written else (previous.write if previous else 0.0)
-    if measured.planned_hits:
+    if measured.planned_hits and not measured.cold:
         read, read_measured = read_seconds / measured.planned_hits, True
         failed = measured.unplanned_misses / measured.planned_hits
     elif previous is not None and previous.read_measured:

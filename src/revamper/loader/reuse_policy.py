@@ -86,6 +86,7 @@ class ReusePolicy:
         self._model: CostModel | None = None  # a fixed r's, for its predictions
         self._predicted: dict[int, float] = {}
         self._exchange: EpochExchange | None = None
+        self._cold = False  # the next epoch measured is the first after a resume
 
     @property
     def auto(self) -> bool:
@@ -154,7 +155,10 @@ class ReusePolicy:
         """``last`` as a measurement, if it is the epoch just before ``epoch``."""
         if last is None or last.epoch != epoch - 1:
             return None
-        return EpochMeasurement.from_stats(last, num_workers=self._num_workers, cores=self._cores)
+        cold, self._cold = self._cold, False
+        return EpochMeasurement.from_stats(
+            last, num_workers=self._num_workers, cores=self._cores, cold=cold
+        )
 
     def _predict_fixed(self, measured: EpochMeasurement | None, epoch: int) -> None:
         if measured is None or not measured.usable:
@@ -173,6 +177,7 @@ class ReusePolicy:
         current = self.values[-1] if self.values else None
         self._state = ControlState(current=current)
         self._predicted.clear()
+        self._cold = True
 
     def describe(self) -> str:
         """``"3"``, or ``"auto (R=4)"``."""
