@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import time
+
 from revamper import RevamperLoader
 from tests.helpers import IndexDataset, stamp_computation
 
@@ -66,3 +68,15 @@ def test_a_cut_or_resumed_epoch_says_so() -> None:
         resumed.load_state_dict(state)
         list(resumed)
         assert "195 batches from batch 5" in str(resumed.stats[0])
+
+
+def test_reading_an_iterators_stats_before_its_first_batch_does_not_start_the_clock() -> None:
+    # Found in review: `it.stats` before the loop bound the epoch and started its clock, so the
+    # idle time before the first next() counted as the epoch's, and auto measured it.
+    with RevamperLoader(IndexDataset(8), batch_size=4, seed=0) as loader:
+        batches = iter(loader)
+        assert batches.stats.epoch == 0
+        time.sleep(0.5)
+        for _ in batches:
+            pass
+        assert batches.stats.wall_seconds < 0.4

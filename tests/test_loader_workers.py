@@ -179,6 +179,46 @@ def test_shared_memory_is_released_on_close_and_on_garbage_collection() -> None:
         assert new_shm(before) == set()
 
 
+def _children() -> set[int]:
+    me = str(os.getpid())
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if stat.read().rsplit(")", 1)[1].split()[1] == me:
+                        found.add(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_dropped_loader_is_freed_at_once_not_by_the_cycle_collector() -> None:
+    # Found in review: the loader and its epochs' source made a reference cycle, so after
+    # `del loader` its persistent workers and its shared-memory cache lived on until the cycle
+    # collector ran: a loop that builds a loader per experiment piled up caches in /dev/shm.
+    before, workers_before = shm_names(), _children()
+    gc.disable()
+    try:
+        loader = RevamperLoader(
+            IndexDataset(30), batch_size=5, num_workers=2, persistent_workers=True, seed=0
+        )
+        consume(loader)
+        assert len(shm_names() - before) == 1 and len(_children() - workers_before) == 2
+        del loader
+        deadline = time.monotonic() + 5  # no gc.collect() here: that would hide the cycle
+        while (_children() - workers_before or shm_names() - before) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert not _children() - workers_before and not shm_names() - before
+        # An iterator keeps its loader alive, as a DataLoader's does.
+        batches = iter(RevamperLoader(IndexDataset(30), batch_size=5, num_workers=2, seed=0))
+        assert sum(1 for _ in batches) == 6
+    finally:
+        gc.enable()
+
+
 def kill_self_on(x: np.ndarray) -> np.ndarray:
     if int(x[0]) == 17:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, cast
 
@@ -58,8 +59,11 @@ class EpochSource:
         sampler: Its batch sampler (it owns the epoch cursor).
         stats: The loader's per-epoch statistics, where each started epoch gets its entry.
         store: The cache, or ``None``.
-        before_epoch: Called with the number of the epoch about to start, before anything else
-            (the loader fixes its r there, and updates the sampler's plan config).
+        before_epoch: A bound method called with the number of the epoch about to start,
+            before anything else (the loader fixes its r there, and updates the sampler's plan
+            config). Held weakly: the loader holds this source, and a cycle would keep the
+            loader, its worker processes and its cache alive after ``del loader`` until the
+            cycle collector happens to run.
         maintains_store: Whether this process tidies the store between epochs (its owner, or
             the leader of the ranks sharing it).
     """
@@ -78,7 +82,7 @@ class EpochSource:
         self._sampler = sampler
         self._stats = stats
         self.store = store
-        self._before_epoch = before_epoch
+        self._before_epoch = weakref.WeakMethod(before_epoch)
         self._maintains_store = maintains_store
         self._warned = False
 
@@ -91,8 +95,8 @@ class EpochSource:
             raise RuntimeError("this RevamperLoader is closed")
         return self.dataloader
 
-    def iterator(self) -> EpochIterator:
-        """A new, unstarted iterator of the next epoch."""
+    def iterator(self, owner: object = None) -> EpochIterator:
+        """A new, unstarted iterator of the next epoch, keeping ``owner`` (the loader) alive."""
         dataloader = self._check_open()
         return EpochIterator(
             self.bind,
@@ -101,6 +105,7 @@ class EpochSource:
             self.store,
             self.warn_once,
             release_on_error=dataloader.num_workers > 0,
+            owner=owner,
         )
 
     def pending(self) -> int:
@@ -111,7 +116,10 @@ class EpochSource:
         """Take the next epoch (the cursor moves on) and start its statistics."""
         self._check_open()
         cursor = self._sampler.cursor
-        start = self._before_epoch(cursor.next_epoch)
+        before_epoch = self._before_epoch()
+        if before_epoch is None:
+            raise RuntimeError("the RevamperLoader of this iterator is gone")
+        start = before_epoch(cursor.next_epoch)
         if self.store is not None and self._maintains_store:
             self.store.on_epoch_start(cursor.next_epoch)
         run = cursor.begin()
@@ -149,6 +157,8 @@ class EpochIterator(Iterator[Any]):
         store: The cache (for the bytes it holds), or ``None``.
         warn: Called in this process with a worker's note (the loader warns once).
         release_on_error: Whether worker processes run the batches (see :meth:`__next__`).
+        owner: Kept alive as long as the iterator (``next(iter(RevamperLoader(...)))`` needs
+            its loader, which holds its epochs' source only weakly).
     """
 
     def __init__(
@@ -160,7 +170,9 @@ class EpochIterator(Iterator[Any]):
         warn: Callable[[str], None],
         *,
         release_on_error: bool,
+        owner: object = None,
     ) -> None:
+        self._owner = owner
         self._bind = bind
         self._open = open_epoch
         self._pending = pending
@@ -211,6 +223,7 @@ class EpochIterator(Iterator[Any]):
         try:
             if self._batches is None:
                 assert self._run is not None  # bound with the stats
+                self._start = entered  # the clock starts here, if stats bound the epoch earlier
                 self._batches = self._open(stats, self._run)
             batch, batch_stats, note = next(self._batches)
         except StopIteration:

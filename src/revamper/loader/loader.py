@@ -334,7 +334,7 @@ class RevamperLoader:
         yields a batch uses up no epoch and starts no worker process, and a :meth:`set_epoch`
         between ``iter()`` and the first ``next()`` applies to it.
         """
-        return self._epochs.iterator()
+        return self._epochs.iterator(self)
 
     def __len__(self) -> int:
         """Batches per epoch (on this rank: every rank runs as many)."""
