@@ -360,3 +360,66 @@ def test_user_store_is_not_closed_by_the_loader() -> None:
         assert written > 0 and store.stats().entries == written
         with pytest.raises(ValueError, match="cache_bytes"):
             RevamperLoader(IndexDataset(6), cache=store, cache_bytes=10)
+
+
+def _collate_lists(batch: list[Any]) -> list[Any]:
+    return list(batch)
+
+
+def _init_nothing(worker_id: int) -> None:
+    return None
+
+
+def test_dataloaders_attributes_read_as_on_a_dataloader() -> None:
+    # Found in review: none of DataLoader's attributes existed but `dataset`, so code reading
+    # loader.batch_size or loader.num_workers (and frameworks) failed with AttributeError.
+    options: dict[str, Any] = {
+        "batch_size": 3,
+        "shuffle": True,
+        "drop_last": True,
+        "num_workers": 2,
+        "collate_fn": _collate_lists,
+        "worker_init_fn": _init_nothing,
+        "timeout": 5.0,
+        "persistent_workers": True,
+        "multiprocessing_context": "spawn",
+    }
+    reference = torch.utils.data.DataLoader(IndexDataset(10), **options)
+    with RevamperLoader(IndexDataset(10), **options) as loader:
+        for name in (
+            "batch_size",
+            "drop_last",
+            "num_workers",
+            "collate_fn",
+            "worker_init_fn",
+            "pin_memory",
+            "timeout",
+            "prefetch_factor",
+            "persistent_workers",
+            "pin_memory_device",
+        ):
+            assert getattr(loader, name) == getattr(reference, name), name
+        assert type(loader.multiprocessing_context) is type(reference.multiprocessing_context)
+        with pytest.raises(AttributeError, match=r"no sampler.*state_dict"):
+            loader.sampler  # noqa: B018
+        assert not hasattr(loader, "batch_sampler")
+        with pytest.raises(AttributeError):
+            loader.batch_size = 4  # type: ignore[misc]
+    with RevamperLoader(IndexDataset(10)) as plain:
+        assert plain.collate_fn is torch.utils.data.default_collate
+        assert plain.prefetch_factor is None and plain.num_workers == 0
+
+
+@pytest.mark.parametrize("change", ["grow", "shrink"])
+def test_a_data_set_that_changed_size_is_refused_at_the_next_epoch(change: str) -> None:
+    # Found in review: samples appended after the loader was built were never yielded (the plan
+    # is sized at construction) and a shrunk list failed deep in a worker with an IndexError.
+    samples = [np.full(2, i) for i in range(8)]
+    with RevamperLoader(samples, batch_size=2, seed=0) as loader:
+        assert sum(1 for _ in loader) == 4
+        if change == "grow":
+            samples.extend(np.full(2, i) for i in range(8, 12))
+        else:
+            del samples[6:]
+        with pytest.raises(RuntimeError, match="build a new loader after changing the data set"):
+            next(iter(loader))

@@ -9,11 +9,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+from torch.utils.data import default_collate
 
 from revamper.distributed import CacheScope, DistributedSetup, resolve_setup
 from revamper.loader.arguments import check_arguments
 from revamper.loader.batch_execution import RefurbishingDataset
 from revamper.loader.config import LoaderConfig
+from revamper.loader.dataloader_attributes import DataLoaderAttributes, DataLoaderSettings
 from revamper.loader.epoch import EpochIterator, EpochSource, EpochStart
 from revamper.loader.layout import Transform, check_transform_keys
 from revamper.loader.pipeline import choose_pipeline
@@ -37,7 +39,7 @@ def _outlives_run(cache: object) -> bool:
     return is_persistent(cache) if isinstance(cache, CacheStore) else persists(cache)
 
 
-class RevamperLoader:
+class RevamperLoader(DataLoaderAttributes):
     """A DataLoader that caches partially augmented samples and reuses each ``reuse_factor`` times.
 
     Each sample's item goes through ``partial_transform`` once, is cached, and serves the next
@@ -257,6 +259,15 @@ class RevamperLoader:
             persistent_workers=persistent_workers,
             pin_memory_device=pin_memory_device,
         )
+        dataloader = self._epochs.dataloader
+        assert dataloader is not None  # just built
+        self._settings = DataLoaderSettings.of(
+            dataloader,
+            batch_size=batch_size,
+            drop_last=bool(drop_last),
+            collate_fn=collate_fn or default_collate,
+            worker_init_fn=worker_init_fn,
+        )
 
     def _connect(self, executor: RefurbishingDataset, **options: Any) -> EpochSource:
         """The DataLoader that executes the plan (``options``: its own), as the epochs' source."""
@@ -276,6 +287,12 @@ class RevamperLoader:
 
         Under distributed training with ``"auto"``, a collective when the epoch is new.
         """
+        if (now := len(self._dataset)) != self._identity.num_samples:
+            raise RuntimeError(
+                f"the data set has {now} samples now, {self._identity.num_samples} when this "
+                "RevamperLoader was built (its plan and cache are made for that many): build a "
+                "new loader after changing the data set"
+            )
         self._reuse.prepare(epoch, self._stats.last)
         schedule = self._reuse.schedule
         if schedule != self._identity.reuse_schedule:

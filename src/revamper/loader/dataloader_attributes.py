@@ -1,0 +1,147 @@
+"""The attributes of torch's ``DataLoader`` that code reads from a loader, on a RevamperLoader.
+
+Frameworks and training scripts read a loader's settings: ``loader.batch_size`` for logging or
+a learning-rate rule, ``loader.num_workers``, ``loader.collate_fn`` ... A drop-in replacement
+answers them as ``DataLoader`` does, read-only (as ``DataLoader`` refuses to change most of
+them once made). ``sampler`` and ``batch_sampler`` are the exception: the loader's plan orders
+and batches the samples, so there is no sampler that code could reuse (Accelerate's
+``skip_first_batches`` builds a new ``DataLoader`` from it, which would bypass the cache); they
+raise an ``AttributeError`` that says what to do instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from torch.utils.data import DataLoader
+
+__all__ = ["DataLoaderAttributes", "DataLoaderSettings"]
+
+_NO_SAMPLER = (
+    "RevamperLoader has no {name}: its plan orders and batches the samples (shuffle, seed, "
+    "the reuse plan), and a DataLoader built from a sampler would bypass the cache. To resume "
+    "mid-epoch use loader.state_dict() / load_state_dict() (not skip_first_batches); under "
+    "torch.distributed the loader shards by rank itself (no DistributedSampler needed)."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataLoaderSettings:
+    """The user's ``DataLoader`` options as the worker-running ``DataLoader`` took them."""
+
+    batch_size: int
+    drop_last: bool
+    num_workers: int
+    collate_fn: Callable[[list[Any]], Any]
+    pin_memory: bool
+    timeout: float
+    worker_init_fn: Callable[[int], None] | None
+    multiprocessing_context: Any
+    generator: Any
+    prefetch_factor: int | None
+    persistent_workers: bool
+    pin_memory_device: str
+
+    @classmethod
+    def of(
+        cls,
+        dataloader: DataLoader[Any],
+        *,
+        batch_size: int,
+        drop_last: bool,
+        collate_fn: Callable[[list[Any]], Any],
+        worker_init_fn: Callable[[int], None] | None,
+    ) -> DataLoaderSettings:
+        """Read them from ``dataloader``; the first four are the user's own (it wraps them)."""
+        return cls(
+            batch_size=batch_size,
+            drop_last=drop_last,
+            num_workers=dataloader.num_workers,
+            collate_fn=collate_fn,
+            pin_memory=dataloader.pin_memory,
+            timeout=dataloader.timeout,
+            worker_init_fn=worker_init_fn,
+            multiprocessing_context=dataloader.multiprocessing_context,
+            generator=dataloader.generator,
+            prefetch_factor=dataloader.prefetch_factor,
+            persistent_workers=dataloader.persistent_workers,
+            pin_memory_device=dataloader.pin_memory_device,
+        )
+
+
+class DataLoaderAttributes:
+    """``DataLoader``'s read-only attributes, from the loader's :class:`DataLoaderSettings`."""
+
+    _settings: DataLoaderSettings
+
+    @property
+    def batch_size(self) -> int:
+        """Samples per batch."""
+        return self._settings.batch_size
+
+    @property
+    def drop_last(self) -> bool:
+        """Whether an epoch's last, short batch is dropped."""
+        return self._settings.drop_last
+
+    @property
+    def num_workers(self) -> int:
+        """Worker processes (0: batches are built in this process)."""
+        return self._settings.num_workers
+
+    @property
+    def collate_fn(self) -> Callable[[list[Any]], Any]:
+        """The collate function (``default_collate`` unless one was given)."""
+        return self._settings.collate_fn
+
+    @property
+    def pin_memory(self) -> bool:
+        """Whether batches are copied into pinned memory."""
+        return self._settings.pin_memory
+
+    @property
+    def timeout(self) -> float:
+        """Seconds to wait for a batch from a worker (0: no limit)."""
+        return self._settings.timeout
+
+    @property
+    def worker_init_fn(self) -> Callable[[int], None] | None:
+        """The function each worker runs first, as given."""
+        return self._settings.worker_init_fn
+
+    @property
+    def multiprocessing_context(self) -> Any:
+        """The workers' start method, as ``DataLoader`` reports it."""
+        return self._settings.multiprocessing_context
+
+    @property
+    def generator(self) -> Any:
+        """The generator the workers' base seed is drawn from."""
+        return self._settings.generator
+
+    @property
+    def prefetch_factor(self) -> int | None:
+        """Batches each worker builds ahead (``None`` without workers)."""
+        return self._settings.prefetch_factor
+
+    @property
+    def persistent_workers(self) -> bool:
+        """Whether the workers stay alive between epochs."""
+        return self._settings.persistent_workers
+
+    @property
+    def pin_memory_device(self) -> str:
+        """The device pinned memory is for (``""``: the current accelerator)."""
+        return self._settings.pin_memory_device
+
+    @property
+    def sampler(self) -> NoReturn:
+        """Not available: see the module (an ``AttributeError`` saying what to do)."""
+        raise AttributeError(_NO_SAMPLER.format(name="sampler"))
+
+    @property
+    def batch_sampler(self) -> NoReturn:
+        """Not available: see the module (an ``AttributeError`` saying what to do)."""
+        raise AttributeError(_NO_SAMPLER.format(name="batch_sampler"))
