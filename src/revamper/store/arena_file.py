@@ -26,6 +26,7 @@ import fcntl
 import mmap
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Final
 
@@ -138,6 +139,9 @@ class ArenaHandles:
         self.threads = threading.Lock()
         try:
             self.fd = open_private(path / ARENA, os.O_RDWR)
+            # Closed with the handles, or when they are collected: an open descriptor keeps a
+            # removed arena's tmpfs pages allocated until the process exits.
+            self._release_fd = weakref.finalize(self, _close_quietly, self.fd)
         except FileNotFoundError:
             raise ArenaGone(f"the arena {path} is gone (its owner closed it)") from None
         except UnsafeCacheError as exc:
@@ -147,7 +151,7 @@ class ArenaHandles:
                 raise ArenaGone(f"the arena file in {path} was cut short or replaced")
             self.mm = mmap.mmap(self.fd, geometry.file_size, mmap.MAP_SHARED)
         except BaseException:
-            os.close(self.fd)
+            self._release_fd()
             raise
         self.buf: np.ndarray[Any, np.dtype[np.uint8]] | None = np.frombuffer(self.mm, np.uint8)
         self.words: np.ndarray[Any, np.dtype[np.uint64]] | None = np.frombuffer(
@@ -257,8 +261,12 @@ class ArenaHandles:
         self.words = None
         with contextlib.suppress(BufferError, ValueError):
             self.mm.close()
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        self._release_fd()  # once: a second close must not hit a reused descriptor number
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def data_bytes(root: Path, budget_bytes: int | None) -> int:
