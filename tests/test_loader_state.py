@@ -71,6 +71,7 @@ def without(state: dict[str, Any], key: str) -> dict[str, Any]:
         ({"group_size": 2}, ValueError, r"state\['group_size'\] must be an int from 1 to 1"),
         ({"version": 99}, ValueError, r"not a RevamperLoader state \(version 1\)"),
         ({"version": True}, ValueError, r"not a RevamperLoader state"),
+        ({"version": 1.0}, ValueError, r"not a RevamperLoader state"),
         ({"extra": 1}, ValueError, r"unknown keys 'extra'"),
     ],
 )
