@@ -283,3 +283,23 @@ def test_worker_init_fn_and_collate_fn_run_in_workers() -> None:
     with loader:
         tags = {int(sample[0][-1]) for batch in loader for sample in batch}
     assert tags == {0, 1}
+
+
+def test_with_persistent_workers_an_iterator_overtaken_by_a_newer_epoch_refuses_to_go_on() -> None:
+    # Found in review: the epochs share the DataLoader's one iterator, so iterator `a` (epoch 0)
+    # yielded epoch 1's batches once `b` started, counting them, and the resume position, as
+    # epoch 0's.
+    with RevamperLoader(
+        IndexDataset(40), batch_size=4, num_workers=2, persistent_workers=True, seed=0
+    ) as loader:
+        a = iter(loader)
+        next(a)
+        b = iter(loader)
+        first = next(b)
+        with pytest.raises(RuntimeError, match="another iterator of this RevamperLoader"):
+            next(a)
+        rest = [batch[0][:, 0].tolist() for batch in b]
+        indices = sorted(first[0][:, 0].tolist() + [i for batch in rest for i in batch])
+        assert indices == list(range(40))  # b's epoch is whole and its own
+        assert (loader.stats[0].batches, loader.stats[1].batches) == (1, 10)
+        assert (loader.state_dict()["epoch"], loader.state_dict()["batch"]) == (1, 10)

@@ -85,6 +85,8 @@ class EpochSource:
         self._before_epoch = weakref.WeakMethod(before_epoch)
         self._maintains_store = maintains_store
         self._warned = False
+        self.opened = 0
+        """Epochs opened on the DataLoader so far (see :class:`SharedBatches`)."""
 
     def close(self) -> None:
         """Drop the DataLoader (and with it the persistent workers' iterator)."""
@@ -137,13 +139,46 @@ class EpochSource:
         # The sampler is shared by every iterator: point it at this epoch just before the
         # DataLoader's iterator reads it (its creation computes the epoch's plan).
         self._sampler.start(run)
-        return cast(Iterator[Delivery], iter(dataloader))
+        batches = cast(Iterator[Delivery], iter(dataloader))
+        self.opened += 1
+        if dataloader.persistent_workers and dataloader.num_workers > 0:
+            return SharedBatches(batches, self, self.opened)
+        return batches
 
     def warn_once(self, note: str) -> None:
         """Warn of what a worker noted about the samples (a field the transforms do not see)."""
         if not self._warned:
             self._warned = True
             warnings.warn(note, UserWarning, stacklevel=3)
+
+
+class SharedBatches(Iterator[Delivery]):
+    """The DataLoader's iterator as one epoch sees it, refused once a later epoch took it over.
+
+    With persistent workers ``iter(dataloader)`` resets and returns the DataLoader's one
+    iterator (torch keeps a single one), so the iterator of an epoch still running would go on
+    yielding the next epoch's batches and count them, and the resume position, as its own.
+
+    Args:
+        batches: The DataLoader's iterator, as opened for this epoch.
+        source: The source that opened it.
+        opened: ``source.opened`` when it did.
+    """
+
+    def __init__(self, batches: Iterator[Delivery], source: EpochSource, opened: int) -> None:
+        self._batches = batches
+        self._source = source
+        self._opened = opened
+
+    def __next__(self) -> Delivery:
+        if self._source.opened != self._opened:
+            raise RuntimeError(
+                "another iterator of this RevamperLoader has started an epoch since this one "
+                "did; with persistent_workers=True the epochs share the DataLoader's one "
+                "iterator (as in torch), so this one cannot go on. Finish or drop an epoch's "
+                "iterator before starting the next."
+            )
+        return next(self._batches)
 
 
 class EpochIterator(Iterator[Any]):
