@@ -337,3 +337,21 @@ def test_a_fixed_r_state_and_an_auto_state_do_not_load_into_each_other() -> None
     auto_state = r"reuse_factor='auto'.*this loader has reuse_factor=1"
     with auto_loader(**fixed_options) as fixed, pytest.raises(ValueError, match=auto_state):
         fixed.load_state_dict(fresh)  # an empty schedule is still an auto state
+
+
+def test_auto_refuses_an_epoch_so_far_ahead_that_its_schedule_would_not_fit() -> None:
+    # Found in review: a state with epoch 10**9 (or set_epoch far ahead) made the first next()
+    # pad the schedule with one r per skipped epoch: seconds to hours, and a state to match.
+    with auto_loader() as loader:
+        state = loader.state_dict()
+        before = loader.plan_config
+        with pytest.raises(ValueError, match="beyond what reuse_factor='auto' runs"):
+            loader.load_state_dict({**state, "epoch": 10**9})
+        assert loader.plan_config == before and loader.state_dict() == state
+        with pytest.raises(ValueError, match="use a fixed reuse_factor"):
+            loader.set_epoch(10**9)
+        loader.set_epoch(5)
+        assert len(consume(loader)) == 10
+    with RevamperLoader(IndexDataset(60), batch_size=6, reuse_factor=2, seed=0) as fixed:
+        fixed.set_epoch(10**9)  # a fixed r has no schedule to fill
+        assert len(consume(fixed)) == 10

@@ -366,6 +366,7 @@ class RevamperLoader(DataLoaderAttributes):
         last batch. Any other epoch starts at its first batch.
         """
         epoch = check_int("epoch", epoch, 0, MAX_EPOCH)
+        self._reuse.check_epoch(epoch)
         self._sampler.cursor.set_epoch(epoch, len(self))
 
     def state_dict(self) -> dict[str, Any]:
@@ -418,6 +419,7 @@ class RevamperLoader(DataLoaderAttributes):
             len(self),
             lambda _seed: self._seeds.may_adopt(epochs_run=len(self._stats), store=self._store),
         )
+        self._reuse.check_epoch(point.epoch)
         identity = self._identity
         if point.adopt_seed is not None:
             identity = identity.with_seed(point.adopt_seed)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from revamper.distributed import DistributedSetup, EpochExchange
 from revamper.loader.reuse_control import ControlState, Decision, ReuseControl, decide
@@ -28,6 +28,10 @@ from revamper.loader.stats import EpochStats
 from revamper.plan.limits import MAX_REUSE_FACTOR, check_int
 
 logger = logging.getLogger(__name__)
+
+MAX_AUTO_EPOCH: Final = 1_000_000
+"""The last epoch ``reuse_factor="auto"`` runs. Its schedule holds one r per epoch, so an epoch
+far ahead (from ``set_epoch`` or a loaded state) would cost time and memory in proportion."""
 
 Auto = Literal["auto"]
 ReuseSpec = int | Auto | ReuseControl
@@ -98,6 +102,18 @@ class ReusePolicy:
         if self.control is not None and self._setup.communicate and self._exchange is None:
             self._exchange = EpochExchange(self._setup)
 
+    def check_epoch(self, epoch: int) -> None:
+        """Refuse an epoch beyond :data:`MAX_AUTO_EPOCH` with auto (a fixed r has no bound).
+
+        Raises:
+            ValueError: If it is.
+        """
+        if self.control is not None and epoch > MAX_AUTO_EPOCH:
+            raise ValueError(
+                f"epoch {epoch} is beyond what reuse_factor='auto' runs ({MAX_AUTO_EPOCH}: its "
+                "schedule keeps one r per epoch); use a fixed reuse_factor for such a run"
+            )
+
     def at(self, epoch: int) -> int:
         """The r of ``epoch`` as far as the schedule goes (r_0 at epoch 0, the last value after)."""
         if epoch == 0 or not self.values:
@@ -124,6 +140,7 @@ class ReusePolicy:
         Raises:
             EpochExchangeError: If the ranks could not exchange their measurements.
         """
+        self.check_epoch(epoch)
         try:
             measured = self._measure(last, epoch)
         except Exception as exc:
