@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -221,3 +222,24 @@ def test_revamper_loaders_finds_nested_loaders() -> None:
     with resumable_loader() as a, resumable_loader() as b:
         assert list(revamper_loaders({"a": a, "rest": [b, "not a loader"]})) == [a, b]
         assert list(revamper_loaders(None)) == []
+
+
+def test_seed_everything_with_workers_and_a_datamodule_that_deep_copies_its_loader(
+    tmp_path: Path,
+) -> None:
+    # Found in review of the DataLoader attributes: seed_everything(workers=True) makes Lightning
+    # set a worker_init_fn it finds to be None (a read-only property failed the fit), and
+    # save_hyperparameters() deep-copies a loader passed to a module (a weakly held method of
+    # the loader could not be copied).
+    L.seed_everything(0, workers=True)
+    loader = RevamperLoader(IndexDataset(16), batch_size=4, seed=0, num_workers=1)
+    try:
+        copied = copy.deepcopy(loader)
+        assert sum(1 for _ in copied) == 4
+        copied.close()
+        module = Recorder(lambda: loader)
+        fit(module, make_trainer(tmp_path, 1, []))
+        assert sorted(i for _, batch in module.seen for i in batch) == list(range(16))
+    finally:
+        os.environ.pop("PL_SEED_WORKERS", None)
+        loader.close()

@@ -391,7 +391,6 @@ def test_dataloaders_attributes_read_as_on_a_dataloader() -> None:
             "drop_last",
             "num_workers",
             "collate_fn",
-            "worker_init_fn",
             "pin_memory",
             "timeout",
             "prefetch_factor",
@@ -403,6 +402,8 @@ def test_dataloaders_attributes_read_as_on_a_dataloader() -> None:
         with pytest.raises(AttributeError, match=r"no sampler.*state_dict"):
             loader.sampler  # noqa: B018
         assert not hasattr(loader, "batch_sampler")
+        # Lightning's seed_everything(workers=True) sets a worker_init_fn it finds to be None.
+        assert not hasattr(loader, "worker_init_fn") and not hasattr(loader, "generator")
         with pytest.raises(AttributeError):
             loader.batch_size = 4  # type: ignore[misc]
     with RevamperLoader(IndexDataset(10)) as plain:

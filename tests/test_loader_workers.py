@@ -303,3 +303,9 @@ def test_with_persistent_workers_an_iterator_overtaken_by_a_newer_epoch_refuses_
         assert indices == list(range(40))  # b's epoch is whole and its own
         assert (loader.stats[0].batches, loader.stats[1].batches) == (1, 10)
         assert (loader.state_dict()["epoch"], loader.state_dict()["batch"]) == (1, 10)
+        # An epoch that delivered all its batches stops, whatever epoch runs now.
+        c = iter(loader)
+        next(c)
+        with pytest.raises(StopIteration):
+            next(b)
+        assert len([next(c) for _ in range(9)]) == 9

@@ -2,11 +2,17 @@
 
 Frameworks and training scripts read a loader's settings: ``loader.batch_size`` for logging or
 a learning-rate rule, ``loader.num_workers``, ``loader.collate_fn`` ... A drop-in replacement
-answers them as ``DataLoader`` does, read-only (as ``DataLoader`` refuses to change most of
-them once made). ``sampler`` and ``batch_sampler`` are the exception: the loader's plan orders
-and batches the samples, so there is no sampler that code could reuse (Accelerate's
-``skip_first_batches`` builds a new ``DataLoader`` from it, which would bypass the cache); they
-raise an ``AttributeError`` that says what to do instead.
+answers them as ``DataLoader`` does. They are read-only: the loader builds its worker-running
+``DataLoader`` when it is made, so a value set later would change nothing (an error says so,
+where a ``DataLoader`` would let some be set before its first epoch).
+
+Not offered: ``worker_init_fn`` and ``generator``, which frameworks set or read to seed the
+workers (Lightning's ``seed_everything(workers=True)`` sets a ``worker_init_fn`` it finds to be
+``None``); the loader seeds its workers and transforms itself, from its ``seed``. And
+``sampler`` and ``batch_sampler``: the loader's plan orders and batches the samples, so there
+is no sampler that code could reuse (Accelerate's ``skip_first_batches`` builds a new
+``DataLoader`` from it, which would bypass the cache); they raise an ``AttributeError`` that
+says what to do instead.
 """
 
 from __future__ import annotations
@@ -107,19 +113,9 @@ class DataLoaderAttributes:
         return self._settings.timeout
 
     @property
-    def worker_init_fn(self) -> Callable[[int], None] | None:
-        """The function each worker runs first, as given."""
-        return self._settings.worker_init_fn
-
-    @property
     def multiprocessing_context(self) -> Any:
         """The workers' start method, as ``DataLoader`` reports it."""
         return self._settings.multiprocessing_context
-
-    @property
-    def generator(self) -> Any:
-        """The generator the workers' base seed is drawn from."""
-        return self._settings.generator
 
     @property
     def prefetch_factor(self) -> int | None:

@@ -51,6 +51,35 @@ class EpochStart(NamedTuple):
     """The production rate predicted for it (samples/s), or ``None``."""
 
 
+class WeakMethod:
+    """A method of ``owner`` called without holding ``owner``: no reference cycle through it.
+
+    The loader holds its :class:`EpochSource`, which calls back into the loader; with a bound
+    method that is a cycle, and the loader, its worker processes and its cache would outlive
+    ``del loader`` until the cycle collector happens to run. Unlike ``weakref.WeakMethod``
+    it copies and pickles along with its owner (``copy.deepcopy(loader)``, which Lightning's
+    ``save_hyperparameters`` does to a loader passed to a module).
+
+    Args:
+        owner: The object whose method it calls.
+        name: The method's name.
+    """
+
+    def __init__(self, owner: object, name: str) -> None:
+        self._owner = weakref.ref(owner)
+        self._name = name
+
+    def __call__(self, *args: Any) -> Any:
+        """Call the method with ``args`` (a ``RuntimeError`` once the owner is gone)."""
+        owner = self._owner()
+        if owner is None:
+            raise RuntimeError("the RevamperLoader this belongs to is gone")
+        return getattr(owner, self._name)(*args)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (WeakMethod, (self._owner(), self._name))
+
+
 class EpochSource:
     """Starts a loader's epochs on its ``DataLoader``, in the main process.
 
@@ -59,11 +88,9 @@ class EpochSource:
         sampler: Its batch sampler (it owns the epoch cursor).
         stats: The loader's per-epoch statistics, where each started epoch gets its entry.
         store: The cache, or ``None``.
-        before_epoch: A bound method called with the number of the epoch about to start,
-            before anything else (the loader fixes its r there, and updates the sampler's plan
-            config). Held weakly: the loader holds this source, and a cycle would keep the
-            loader, its worker processes and its cache alive after ``del loader`` until the
-            cycle collector happens to run.
+        before_epoch: Called with the number of the epoch about to start, before anything
+            else (the loader fixes its r there, and updates the sampler's plan config): a
+            :class:`WeakMethod` of the loader, which holds this source (see there).
         maintains_store: Whether this process tidies the store between epochs (its owner, or
             the leader of the ranks sharing it).
     """
@@ -82,7 +109,7 @@ class EpochSource:
         self._sampler = sampler
         self._stats = stats
         self.store = store
-        self._before_epoch = weakref.WeakMethod(before_epoch)
+        self._before_epoch = before_epoch
         self._maintains_store = maintains_store
         self._warned = False
         self.opened = 0
@@ -118,10 +145,7 @@ class EpochSource:
         """Take the next epoch (the cursor moves on) and start its statistics."""
         self._check_open()
         cursor = self._sampler.cursor
-        before_epoch = self._before_epoch()
-        if before_epoch is None:
-            raise RuntimeError("the RevamperLoader of this iterator is gone")
-        start = before_epoch(cursor.next_epoch)
+        start = self._before_epoch(cursor.next_epoch)
         if self.store is not None and self._maintains_store:
             self.store.on_epoch_start(cursor.next_epoch)
         run = cursor.begin()
@@ -142,7 +166,7 @@ class EpochSource:
         batches = cast(Iterator[Delivery], iter(dataloader))
         self.opened += 1
         if dataloader.persistent_workers and dataloader.num_workers > 0:
-            return SharedBatches(batches, self, self.opened)
+            return SharedBatches(batches, self, self.opened, stats.planned_batches)
         return batches
 
     def warn_once(self, note: str) -> None:
@@ -159,18 +183,27 @@ class SharedBatches(Iterator[Delivery]):
     iterator (torch keeps a single one), so the iterator of an epoch still running would go on
     yielding the next epoch's batches and count them, and the resume position, as its own.
 
+    An epoch that delivered all its batches stops (``StopIteration``) without touching the
+    shared iterator again, which may be a newer epoch's by then.
+
     Args:
         batches: The DataLoader's iterator, as opened for this epoch.
         source: The source that opened it.
         opened: ``source.opened`` when it did.
+        planned: Batches the epoch delivers.
     """
 
-    def __init__(self, batches: Iterator[Delivery], source: EpochSource, opened: int) -> None:
+    def __init__(
+        self, batches: Iterator[Delivery], source: EpochSource, opened: int, planned: int
+    ) -> None:
         self._batches = batches
         self._source = source
         self._opened = opened
+        self._left = planned
 
     def __next__(self) -> Delivery:
+        if self._left <= 0:
+            raise StopIteration
         if self._source.opened != self._opened:
             raise RuntimeError(
                 "another iterator of this RevamperLoader has started an epoch since this one "
@@ -178,7 +211,13 @@ class SharedBatches(Iterator[Delivery]):
                 "iterator (as in torch), so this one cannot go on. Finish or drop an epoch's "
                 "iterator before starting the next."
             )
-        return next(self._batches)
+        try:
+            batch = next(self._batches)
+        except StopIteration:
+            self._left = 0
+            raise
+        self._left -= 1
+        return batch
 
 
 class EpochIterator(Iterator[Any]):

@@ -16,7 +16,7 @@ from revamper.loader.arguments import check_arguments
 from revamper.loader.batch_execution import RefurbishingDataset
 from revamper.loader.config import LoaderConfig
 from revamper.loader.dataloader_attributes import DataLoaderAttributes, DataLoaderSettings
-from revamper.loader.epoch import EpochIterator, EpochSource, EpochStart
+from revamper.loader.epoch import EpochIterator, EpochSource, EpochStart, WeakMethod
 from revamper.loader.layout import Transform, check_transform_keys
 from revamper.loader.pipeline import choose_pipeline
 from revamper.loader.reuse_policy import ReusePolicy, ReuseSpec
@@ -276,7 +276,7 @@ class RevamperLoader(DataLoaderAttributes):
             self._sampler,
             self._stats,
             self._store,
-            self._before_epoch,
+            WeakMethod(self, "_before_epoch"),
             # Between epochs the store's owner tidies it (a disk cache's dead segments); in a
             # shared cache only the leader does, so that the ranks do not repeat the work.
             maintains_store=not self._owns_store or self._identity.setup.is_leader,
