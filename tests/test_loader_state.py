@@ -72,6 +72,7 @@ def without(state: dict[str, Any], key: str) -> dict[str, Any]:
         ({"version": 99}, ValueError, r"not a RevamperLoader state \(version 1\)"),
         ({"version": True}, ValueError, r"not a RevamperLoader state"),
         ({"version": 1.0}, ValueError, r"not a RevamperLoader state"),
+        ({"version": np.int64(2)}, ValueError, r"not a RevamperLoader state"),
         ({"extra": 1}, ValueError, r"unknown keys 'extra'"),
     ],
 )
@@ -114,7 +115,9 @@ def test_a_refused_seed_leaves_a_seedless_loader_its_own_seed() -> None:
 def test_numpy_integers_and_the_largest_epoch_load() -> None:
     with make() as loader:
         state = loader.state_dict()
-        loader.load_state_dict({**state, "epoch": np.int64(3), "batch": np.int32(10)})
+        loader.load_state_dict(
+            {**state, "version": np.int64(1), "epoch": np.int64(3), "batch": np.int32(10)}
+        )
         assert loader.state_dict()["epoch"] == 3 and loader.state_dict()["batch"] == 10
         assert type(loader.state_dict()["epoch"]) is int
         loader.load_state_dict({**state, "epoch": 2**63 - 1})

@@ -557,6 +557,10 @@ def test_the_first_epoch_after_a_resume_does_not_measure_the_failed_hits() -> No
     assert model.rate(3) > 1.5 * model.rate(1)  # so auto goes on reusing
     policy = ReusePolicy("auto", None, setup=DistributedSetup(), num_workers=2)
     policy.load([3, 3, 3])  # what load_state_dict does
-    stats = EpochStats(epoch=3, samples=30, batches=3, batch_samples=[10] * 3)
-    first, then = policy._measure(stats, 4), policy._measure(stats, 4)
-    assert first is not None and first.cold and then is not None and not then.cold
+    # A state saved after an epoch's last batch resumes into an epoch of no batches, and an
+    # epoch at r = 1 has no planned hit: neither is the cold epoch, the first one with hits is.
+    empty = EpochStats(epoch=3, batch_samples=[])
+    no_hits = EpochStats(epoch=3, samples=30, batches=3, batch_samples=[10] * 3)
+    hits = EpochStats(epoch=3, samples=30, batches=3, hits=20, batch_samples=[10] * 3)
+    colds = [policy._measure(stats, 4) for stats in (empty, no_hits, hits, hits)]
+    assert [m.cold for m in colds if m is not None] == [True, True, True, False]

@@ -172,10 +172,12 @@ class ReusePolicy:
         """``last`` as a measurement, if it is the epoch just before ``epoch``."""
         if last is None or last.epoch != epoch - 1:
             return None
-        cold, self._cold = self._cold, False
-        return EpochMeasurement.from_stats(
-            last, num_workers=self._num_workers, cores=self._cores, cold=cold
+        measured = EpochMeasurement.from_stats(
+            last, num_workers=self._num_workers, cores=self._cores, cold=self._cold
         )
+        if measured.planned_hits:  # cold until an epoch met the cache (not an empty one)
+            self._cold = False
+        return measured
 
     def _predict_fixed(self, measured: EpochMeasurement | None, epoch: int) -> None:
         if measured is None or not measured.usable:
