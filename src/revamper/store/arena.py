@@ -402,7 +402,7 @@ class ArenaStore(CacheStore):
 
     def _evict(self, index: int) -> None:
         handles = self._proc()
-        if handles is None:
+        if handles is None or not self._still_readable(handles):
             return
         handles.lock()
         try:
@@ -440,8 +440,8 @@ class ArenaStore(CacheStore):
 
     def _stats(self) -> StoreStats:
         values = [0] * len(COUNTERS)
-        handles = self._proc()
-        if handles is not None:
+        handles = self._proc()  # the loader asks after every batch: the file's size first
+        if handles is not None and self._still_readable(handles):
             handles.lock()
             try:
                 values = self._counted(handles)
