@@ -117,7 +117,7 @@ def test_transform_identity_is_stable_and_readable() -> None:
         "test_transform_identity_is_stable_and_readable.<locals>.crop"
     )
     composed = transform_identity(T.Compose([T.RandomHorizontalFlip(), crop]))
-    assert composed.startswith("Compose(RandomHorizontalFlip(p=0.5) {training=True}, ")
+    assert composed.startswith("Compose(RandomHorizontalFlip(p=0.5), ")
     assert " at 0x" not in composed
 
 

@@ -118,27 +118,50 @@ def test_parameters_a_repr_rounds_still_change_the_identity(module: Any) -> None
     assert transform_identity(one).startswith("RandomResizedCrop(size=(224, 224)")
 
 
-class Cached:
-    """A transform whose repr shows its parameter and which fills a private cache as it runs."""
+def test_scriptable_containers_and_a_dtype_its_repr_leaves_out_are_seen() -> None:
+    # Found in review: nn.Sequential (torchvision's scriptable Compose) and nn.ModuleList kept
+    # their children's rounded reprs, and v2.ToDtype's repr omits its dtype: a float16 disk
+    # cache was served to a float32 run.
+    def crop(ratio: float) -> Any:
+        return T.RandomResizedCrop(224, ratio=(0.75, ratio))
 
-    def __init__(self, factor: float) -> None:
-        self.factor = factor
-        self._seen: dict[int, float] = {}
+    assert transform_identity(torch.nn.Sequential(crop(1.33333))) != transform_identity(
+        torch.nn.Sequential(crop(1.333333))
+    )
+    assert transform_identity(T.RandomApply(torch.nn.ModuleList([crop(1.33333)]))) != (
+        transform_identity(T.RandomApply(torch.nn.ModuleList([crop(1.333333)])))
+    )
+    assert transform_identity(v2.ToDtype(torch.float16)) != transform_identity(
+        v2.ToDtype(torch.float32)
+    )
 
-    def __call__(self, x: float) -> float:
-        self._seen[len(self._seen)] = x
-        return x * self.factor
+
+class OnDevice:
+    """A user's transform with a per-rank attribute its repr leaves out (it computes alike)."""
+
+    def __init__(self, rank: int) -> None:
+        self.device = f"cuda:{rank}"
+        self.created = float(rank)
+
+    def __call__(self, x: Any) -> Any:
+        return x
 
     def __repr__(self) -> str:
-        return f"Cached(factor={self.factor:.2f})"
+        return "OnDevice()"
 
 
-def test_a_transforms_private_state_does_not_enter_the_identity() -> None:
-    step = Cached(1.0)
+def test_a_users_own_attributes_stay_out_and_so_does_private_state() -> None:
+    # Found in review of the fix above: a device or a time in a user's transform split the
+    # ranks' identities (a DistributedSetupError) and dropped a disk cache every run. A user's
+    # class keeps its repr alone (cache_key= decides what it does not show).
+    assert transform_identity(OnDevice(0)) == transform_identity(OnDevice(1)) == "OnDevice()"
+    from revamper.randaugment import RandAugment
+
+    step = RandAugment()
     before = transform_identity(step)
-    step(2.0)
+    step(torch.zeros(3, 32, 32, dtype=torch.uint8))  # fills its private table cache
     assert transform_identity(step) == before
-    assert before != transform_identity(Cached(1.001))  # the repr shows 1.00 for both
+    assert "training" not in transform_identity(T.RandomHorizontalFlip())
 
 
 class Opaque:

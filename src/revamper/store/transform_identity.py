@@ -6,7 +6,8 @@ change whenever what the transform computes may change, and stay the same (acros
 runs and hash seeds) when the code does not:
 
 - torchvision transforms describe themselves with their parameters: their ``repr`` is used,
-  followed by their public plain attributes in full (a ``repr`` may round them);
+  followed by their public plain attributes in full (a ``repr`` may round or omit them);
+  ``nn.Sequential`` and ``nn.ModuleList`` recurse like ``Compose``;
 - ``Compose`` and anything else holding a ``transforms`` list recurse into it (with its ``p``);
 - a ``functools.partial`` shows its function, arguments and keywords, described recursively;
 - torchvision's ``Lambda`` shows its function;
@@ -133,7 +134,9 @@ class _Describer:
             types_text = f", types={self.describe(extra, depth)}" if extra is not None else ""
             return f"{type(obj).__qualname__}({self.describe(lambd, depth)}{types_text})"
         inner = getattr(obj, "transforms", None)
-        if isinstance(inner, (list, tuple)):
+        if isinstance(obj, (torch.nn.Sequential, torch.nn.ModuleList)):
+            inner = list(obj)  # torchvision's scriptable form of Compose
+        if isinstance(inner, (list, tuple, torch.nn.ModuleList, torch.nn.Sequential)):
             parts = [self.describe(t, depth) for t in inner]
             p = getattr(obj, "p", None)
             if p is not None:
@@ -149,28 +152,33 @@ class _Describer:
         return f"{text} {exact}" if exact else text
 
     def _exact_attributes(self, obj: Any, text: str, depth: int) -> str:
-        """``{name=value, ...}`` of the public plain attributes ``text`` does not show, or ``""``.
+        """For torchvision's and revamper's transforms, what their ``repr`` rounds or omits.
 
-        A ``repr`` may round what it shows (torchvision's ``RandomResizedCrop`` prints its
-        scale and ratio to four digits) or leave a parameter out, so two transforms that
-        compute differently could share it; their attributes, in full, tell them apart. Only
-        numbers, strings, enums and tuples or lists of those count (what a transform keeps
-        privately, caches or handles, or holds as objects is left to its ``repr``), and only
-        those the ``repr`` does not already show exactly as ``name=value``.
+        torchvision's ``RandomResizedCrop`` prints its scale and ratio to four digits, and
+        ``v2.ToDtype`` leaves out its dtype, so two transforms that compute differently shared
+        one description (and one disk cache). Their public plain attributes (numbers, strings,
+        enums, dtypes, and tuples or lists of those) are added in full, unless the ``repr``
+        shows them exactly as ``name=value``. Other classes keep their ``repr`` alone: their
+        attributes may differ between ranks or runs (a device, a time) where what they compute
+        does not, and a description that changed would split the ranks or drop a disk cache.
+
+        Returns:
+            ``{name=value, ...}``, or ``""``.
         """
+        module = getattr(type(obj), "__module__", "") or ""
+        if not module.startswith(("torchvision.", "revamper.")):
+            return ""
         try:
-            attributes = vars(obj)
+            attributes = dict(vars(obj))
         except TypeError:  # no __dict__ (slots, or a C type)
             return ""
-        parts = [
-            f"{name}={self.describe(value, depth)}"
-            for name, value in sorted(attributes.items())
-            if isinstance(name, str)
-            and not name.startswith("_")
-            and _parameter_value(value)
-            and f"{name}={value!r}" not in text
-        ]
-        return "{" + ", ".join(parts) + "}" if parts else ""
+        parts = []
+        for name, value in attributes.items():
+            if not isinstance(name, str) or name.startswith("_") or name == "training":
+                continue  # private state, and nn.Module's mode flag (no transform reads it)
+            if _parameter_value(value) and f"{name}={value!r}" not in text:
+                parts.append(f"{name}={self.describe(value, depth)}")
+        return "{" + ", ".join(sorted(parts)) + "}" if parts else ""
 
     def code_digest(self, fn: types.FunctionType, depth: int) -> str:
         """16 hex digits of SHA-256 over what determines what ``fn`` computes."""
@@ -229,7 +237,7 @@ def _parameter_value(value: Any, depth: int = 0) -> bool:
         return (
             depth < 4 and len(value) <= 256 and all(_parameter_value(v, depth + 1) for v in value)
         )
-    return isinstance(value, (*_SIMPLE, enum.Enum)) and not isinstance(value, bytes)
+    return isinstance(value, (*_SIMPLE, enum.Enum, torch.dtype)) and not isinstance(value, bytes)
 
 
 def _simple_value(value: Any) -> bool:
