@@ -18,6 +18,7 @@ import pickle
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -497,3 +498,82 @@ def test_a_link_swapped_into_a_valid_cache_is_refused_and_its_target_untouched(
     with pytest.raises(UnsafeCacheError, match="symbolic link"):
         disk(cache)  # the manifest matches: the old store reused, truncated and wrote it
     assert victim.read_bytes() == b"years of work\n" * 10
+
+
+# -- found in review: planted FIFOs, directories and hard links; the memory store's sweep --------
+_FIFO_MANIFEST = """
+import os, sys
+import numpy as np
+from revamper import RevamperLoader
+from revamper.errors import UnsafeCacheError
+d = sys.argv[1]
+os.mkfifo(os.path.join(d, "revamper-cache.json"), 0o600)
+try:
+    loader = RevamperLoader([np.zeros(2)] * 8, batch_size=4, cache="disk", cache_dir=d)
+    print("built", sum(1 for _ in loader))
+    loader.close()
+except UnsafeCacheError as exc:
+    print("refused", exc)
+"""
+
+
+def test_a_fifo_planted_as_the_manifest_does_not_hang_the_loader(tmp_path: Path) -> None:
+    # Before, opening it for reading waited for a writer forever.
+    result = subprocess.run(
+        [sys.executable, "-c", _FIFO_MANIFEST, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(("built", "refused")), result.stdout
+
+
+def test_a_directory_planted_as_a_segment_does_not_stop_the_epochs_or_a_reset(
+    tmp_path: Path,
+) -> None:
+    store = disk(tmp_path)
+    assert store.put(0, 0, np.arange(10))
+    (tmp_path / "segments" / "00000042.seg").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store.on_epoch_start(1)  # was IsADirectoryError out of the segment sweep
+    assert (store.get(0, 0) == np.arange(10)).all()
+    store.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = disk(tmp_path, fingerprint={"another": "run"})  # a reset removes it
+    assert not (tmp_path / "segments" / "00000042.seg").exists()
+    again.close()
+
+
+def test_a_cache_file_with_another_hard_link_is_never_written_through(tmp_path: Path) -> None:
+    (tmp_path / "cache").mkdir(mode=0o700)
+    store = disk(tmp_path / "cache")
+    store.close()
+    precious = tmp_path / "precious"
+    precious.write_bytes(b"keep me")
+    os.unlink(tmp_path / "cache" / "counters")
+    os.link(precious, tmp_path / "cache" / "counters")
+    with contextlib.suppress(UnsafeCacheError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reopened = disk(tmp_path / "cache")
+        reopened.put(1, 0, np.arange(10))
+        reopened.close()
+    assert precious.read_bytes() == b"keep me"
+
+
+def test_the_memory_stores_sweep_leaves_a_disk_cache_named_revamper(tmp_path: Path) -> None:
+    # Before, a closed disk cache at <root>/revamper-cache had an unlocked owner.lock, so a
+    # memory store made in <root> removed it as an abandoned memory store.
+    from revamper.store import SharedMemoryStore
+
+    (tmp_path / "revamper-cache").mkdir(mode=0o700)
+    store = disk(tmp_path / "revamper-cache")
+    assert store.put(0, 0, np.arange(10))
+    store.close()
+    SharedMemoryStore(directory=tmp_path).close()
+    assert (tmp_path / "revamper-cache" / MANIFEST_NAME).exists()
+    reopened = disk(tmp_path / "revamper-cache")
+    assert (reopened.get(0, 0) == np.arange(10)).all()
+    reopened.close()

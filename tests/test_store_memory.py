@@ -8,6 +8,7 @@ import logging
 import multiprocessing as mp
 import os
 import pickle
+import shutil
 import signal
 import warnings
 from pathlib import Path
@@ -287,3 +288,28 @@ def test_writes_after_close_do_not_recreate_the_directory() -> None:
     assert attached.get(3, 0) is MISS
     assert not attached.contains(3)
     assert not path.exists()
+
+
+@pytest.mark.parametrize("planted", ["shard-as-file", "lock-as-directory"])
+def test_a_file_or_directory_planted_in_place_of_the_other_leaves_entries_uncached(
+    planted: str,
+) -> None:
+    # Found in review: put and evict raised (NotADirectoryError, IsADirectoryError), which the
+    # loader turns into a SampleError that ends the run.
+    with SharedMemoryStore() as store:
+        assert store.put(0, 0, np.arange(10))
+        if planted == "shard-as-file":
+            for child in (store.path / "data").iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+                    child.write_bytes(b"x")
+        else:
+            (store.path / "lock").unlink()
+            (store.path / "lock").mkdir()
+        attached = pickle.loads(pickle.dumps(store))  # a fresh worker opens the files anew
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for target in (store, attached):
+                assert target.put(1, 0, np.arange(5)) in (True, False)
+                target.evict(1)
+                target.on_epoch_start(1)

@@ -226,21 +226,21 @@ def _unlocked_store_like(path: Path) -> None:
 def test_the_sweep_never_removes_or_follows_what_others_planted(shared_root: Path) -> None:
     victim = shared_root / "victim"
     _unlocked_store_like(victim)
-    link = shared_root / "revamper-link"
+    link = shared_root / "revamper-11-link"
     link.symlink_to(victim)
-    theirs = shared_root / "revamper-theirs"
+    theirs = shared_root / "revamper-12-theirs"
     _unlocked_store_like(theirs)
     for path in (theirs, theirs / "owner.lock", theirs / "keep"):
         os.chown(path, NOBODY, NOBODY)
-    loose = shared_root / "revamper-loose"  # ours, but others could have written into it
+    loose = shared_root / "revamper-13-loose"  # ours, but others could have written into it
     _unlocked_store_like(loose)
     loose.chmod(0o777)
-    lock_link = shared_root / "revamper-locklink"  # ours, its lock a link to another file
+    lock_link = shared_root / "revamper-14-locklink"  # ours, its lock a link to another file
     lock_link.mkdir(mode=0o700)
     (lock_link / "owner.lock").symlink_to(victim / "keep")
-    fifo = shared_root / "revamper-fifo"
+    fifo = shared_root / "revamper-15-fifo"
     os.mkfifo(fifo)
-    abandoned = shared_root / "revamper-abandoned"
+    abandoned = shared_root / "revamper-16-abandoned"
     _unlocked_store_like(abandoned)
 
     with SharedMemoryStore(directory=shared_root):  # sweeps on creation

@@ -282,20 +282,24 @@ class CacheStore(abc.ABC):
         if type(generation) is not int:
             generation = _integer("generation", generation)
         encoded = codec.encode(value, allow_pickle=self.allow_pickle)
-        return self._put_encoded(index, generation, encoded)
+        return self._put_safely(index, generation, encoded)
 
     @final
     def put_encoded(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
         """:meth:`put` for a value already encoded (a tiered store encodes once for two tiers)."""
         self._check_open()
         index = self._checked_index(index)
-        return self._put_encoded(index, _integer("generation", generation), encoded)
+        return self._put_safely(index, _integer("generation", generation), encoded)
 
     @final
     def evict(self, index: int) -> None:
         """Drop the entry for ``index`` if there is one."""
         self._check_open()
-        self._evict(self._checked_index(index))
+        index = self._checked_index(index)
+        try:
+            self._evict(index)
+        except OSError as exc:  # damage where an entry should be: it is not served anyway
+            self._failed("evicting", exc)
 
     @final
     def contains(self, index: int, generation: int | None = None) -> bool:
@@ -326,7 +330,11 @@ class CacheStore(abc.ABC):
     def on_epoch_start(self, epoch: int) -> None:
         """Maintenance between epochs, in the process that owns the store."""
         self._check_open()
-        self._on_epoch_start(_integer("epoch", epoch))
+        epoch = _integer("epoch", epoch)
+        try:
+            self._on_epoch_start(epoch)
+        except OSError as exc:  # maintenance is best effort: the cache stays usable or misses
+            self._failed("tidying", exc)
 
     @final
     def io_counters(self) -> IoCounters:
@@ -397,6 +405,27 @@ class CacheStore(abc.ABC):
                 raise ValueError(f"index must be >= 0, got {index}")
             raise ValueError(f"index must be in [0, {bound}), got {index}")
         return index
+
+    def _put_safely(self, index: int, generation: int, encoded: codec.EncodedValue) -> bool:
+        """:meth:`_put_encoded`; a file system failure leaves the entry uncached.
+
+        Such a failure is damage where the store's own files should be (a directory for a
+        file, or the other way round): the sample is recomputed when needed, never the run's end.
+        """
+        try:
+            return self._put_encoded(index, generation, encoded)
+        except OSError as exc:
+            self._failed("writing", exc)
+            return False
+
+    def _failed(self, doing: str, exc: OSError) -> None:
+        """Say once per kind of failure that ``doing`` the cache failed; training goes on."""
+        self._warn_once(
+            f"{doing}-{type(exc).__name__}",
+            f"revamper: {doing} the cache failed ({type(exc).__name__}: {exc}); the samples "
+            "are recomputed where needed, and training goes on",
+            stacklevel=5,
+        )
 
     def _read_failed(self, exc: Exception) -> None:
         """Say once per kind of failure that a read failed; the caller returns misses."""

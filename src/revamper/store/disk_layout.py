@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -100,7 +101,7 @@ class ProcessFiles:
 def flush_and_drop(path: Path) -> None:
     """Write a segment's dirty pages back and drop it from the page cache (best effort)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return
     try:
@@ -192,16 +193,22 @@ def reset_files(path: Path, num_samples: int, wanted: Mapping[str, Any]) -> None
     """Rebuild an empty cache; the manifest goes first and comes back last."""
     segments = _segment_files(path / "segments")  # refuses before anything is deleted
     manifest.remove_manifest(path)
-    for name in ("index", "counters"):
-        with contextlib.suppress(FileNotFoundError):
-            (path / name).unlink()  # unlink never follows a link
-    for segment in segments:
-        with contextlib.suppress(FileNotFoundError):
-            segment.unlink()
+    for planted in (path / "index", path / "counters", *segments):
+        _remove(planted)
     permissions.make_private_dir(path / "segments")
     SlotTable.create(path / "index", num_samples)
     Counters.create(path, EXTRA_COUNTERS)
     manifest.write_manifest(path, wanted)
+
+
+def _remove(path: Path) -> None:
+    """Remove a cache file, or a directory planted in its place (links are never followed)."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(path)
 
 
 def _segment_files(directory: Path) -> list[Path]:

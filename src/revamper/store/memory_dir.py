@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SHM_DIR: Final = "/dev/shm"
 DIR_PREFIX: Final = "revamper-"
+_STORE_NAME: Final = re.compile(r"revamper-(?:arena-)?[0-9]+-[^/]+\Z")
+"""What a memory or arena store's directory is called: its prefix, the creating pid, a random
+suffix. The sweep removes nothing else (a disk cache the user named ``revamper-cache``)."""
 SETTINGS: Final = "settings.json"
 OWNER_LOCK: Final = "owner.lock"  # flock-ed by the owner for its lifetime
 SUBDIRS: Final = ("data", "tmp")
@@ -302,7 +306,7 @@ def sweep_abandoned(root: str | os.PathLike[str]) -> list[Path]:
     removed: list[Path] = []
     try:
         with os.scandir(root) as scan:
-            names = [e.name for e in scan if e.name.startswith(DIR_PREFIX)]
+            names = [e.name for e in scan if _STORE_NAME.match(e.name)]
     except OSError:
         return removed
     for name in names:
@@ -318,8 +322,8 @@ def sweep_abandoned(root: str | os.PathLike[str]) -> list[Path]:
                     stat.S_IMODE(st.st_mode),
                 )
                 continue
-            if not _abandoned(path, st):
-                continue
+            if (path / "revamper-cache.json").exists() or not _abandoned(path, st):
+                continue  # a persistent disk cache named revamper-* has an owner lock too
             size = _tree_bytes(path)
             shutil.rmtree(path)
         except OSError:

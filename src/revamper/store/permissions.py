@@ -34,7 +34,9 @@ __all__ = [
 
 DIR_MODE: Final = 0o700
 FILE_MODE: Final = 0o600
-_OPEN_FLAGS: Final = os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_FLAGS: Final = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+"""``O_NONBLOCK``: a FIFO planted where a file should be opens at once (and is then refused)
+instead of blocking until a writer comes; it changes nothing for a regular file."""
 
 
 def _check_stat(path: str | os.PathLike[str], st: os.stat_result, *, directory: bool) -> None:
@@ -44,6 +46,8 @@ def _check_stat(path: str | os.PathLike[str], st: os.stat_result, *, directory: 
         raise UnsafeCacheError(path, "it is not a directory", st)
     if not directory and not stat.S_ISREG(st.st_mode):
         raise UnsafeCacheError(path, "it is not a regular file", st)
+    if not directory and st.st_nlink > 1:  # writing it would write the other names' file too
+        raise UnsafeCacheError(path, "it has other hard links", st)
     if st.st_uid != os.geteuid():
         raise UnsafeCacheError(path, "it belongs to another user", st)
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 from typing import Any, Final
 
@@ -196,7 +197,7 @@ def _merge(ranges: list[tuple[int, int]], gap: int = 65536) -> list[tuple[int, i
 def try_delete(path: Path) -> bool:
     """Delete a segment file unless a writer holds it; returns whether it was deleted."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return False
     except OSError as exc:
@@ -204,6 +205,8 @@ def try_delete(path: Path) -> bool:
             raise
         return False  # a link: not ours to delete or follow
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False  # planted (a directory, a FIFO): not a segment to delete
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
