@@ -43,9 +43,7 @@ class DataLoaderSettings:
     collate_fn: Callable[[list[Any]], Any]
     pin_memory: bool
     timeout: float
-    worker_init_fn: Callable[[int], None] | None
     multiprocessing_context: Any
-    generator: Any
     prefetch_factor: int | None
     persistent_workers: bool
     pin_memory_device: str
@@ -58,9 +56,8 @@ class DataLoaderSettings:
         batch_size: int,
         drop_last: bool,
         collate_fn: Callable[[list[Any]], Any],
-        worker_init_fn: Callable[[int], None] | None,
     ) -> DataLoaderSettings:
-        """Read them from ``dataloader``; the first four are the user's own (it wraps them)."""
+        """Read them from ``dataloader``; the first three are the user's own (it wraps them)."""
         return cls(
             batch_size=batch_size,
             drop_last=drop_last,
@@ -68,9 +65,7 @@ class DataLoaderSettings:
             collate_fn=collate_fn,
             pin_memory=dataloader.pin_memory,
             timeout=dataloader.timeout,
-            worker_init_fn=worker_init_fn,
             multiprocessing_context=dataloader.multiprocessing_context,
-            generator=dataloader.generator,
             prefetch_factor=dataloader.prefetch_factor,
             persistent_workers=dataloader.persistent_workers,
             pin_memory_device=dataloader.pin_memory_device,

@@ -266,7 +266,6 @@ class RevamperLoader(DataLoaderAttributes):
             batch_size=batch_size,
             drop_last=bool(drop_last),
             collate_fn=collate_fn or default_collate,
-            worker_init_fn=worker_init_fn,
         )
 
     def _connect(self, executor: RefurbishingDataset, **options: Any) -> EpochSource:

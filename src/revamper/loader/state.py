@@ -91,13 +91,8 @@ def check_state(
             f"{type(state).__name__}"
         )
     version = state.get("version")
-    if (
-        isinstance(version, bool)
-        or not isinstance(version, numbers.Integral)
-        or (
-            version != STATE_VERSION  # any integer type, as for every field; 1.0 and True are not 1
-        )
-    ):
+    integer = isinstance(version, numbers.Integral) and not isinstance(version, bool)
+    if not integer or version != STATE_VERSION:  # any integer type; 1.0 and True are not 1
         raise ValueError(
             f"not a RevamperLoader state (version {STATE_VERSION}): state['version'] is "
             f"{_short(version)}"
