@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -28,6 +27,7 @@ from revamper.errors import RecordError, UnsafeCacheError
 from revamper.store import codec, manifest, permissions, record
 from revamper.store.base import check_budget
 from revamper.store.counters import Counters
+from revamper.store.memory_entry import remove_entry
 from revamper.store.segments import ActiveSegment, SegmentReader, segment_path, try_delete
 from revamper.store.slots import MAX_SEGMENT, Slot, SlotTable
 
@@ -194,21 +194,11 @@ def reset_files(path: Path, num_samples: int, wanted: Mapping[str, Any]) -> None
     segments = _segment_files(path / "segments")  # refuses before anything is deleted
     manifest.remove_manifest(path)
     for planted in (path / "index", path / "counters", *segments):
-        _remove(planted)
+        remove_entry(str(planted))  # a directory planted in a file's place goes too
     permissions.make_private_dir(path / "segments")
     SlotTable.create(path / "index", num_samples)
     Counters.create(path, EXTRA_COUNTERS)
     manifest.write_manifest(path, wanted)
-
-
-def _remove(path: Path) -> None:
-    """Remove a cache file, or a directory planted in its place (links are never followed)."""
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except IsADirectoryError:
-        shutil.rmtree(path)
 
 
 def _segment_files(directory: Path) -> list[Path]:

@@ -30,6 +30,7 @@ from typing import Final
 
 from revamper.errors import UnsafeCacheError
 from revamper.store.counters import Counters
+from revamper.store.manifest import MANIFEST_NAME
 from revamper.store.memory_settings import MemorySettings
 from revamper.store.permissions import DIR_MODE, FILE_MODE, check_fd, check_path
 
@@ -322,7 +323,7 @@ def sweep_abandoned(root: str | os.PathLike[str]) -> list[Path]:
                     stat.S_IMODE(st.st_mode),
                 )
                 continue
-            if (path / "revamper-cache.json").exists() or not _abandoned(path, st):
+            if (path / MANIFEST_NAME).exists() or not _abandoned(path, st):
                 continue  # a persistent disk cache named revamper-* has an owner lock too
             size = _tree_bytes(path)
             shutil.rmtree(path)
