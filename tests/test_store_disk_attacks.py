@@ -476,11 +476,58 @@ def test_a_reset_never_deletes_what_is_not_a_segment(tmp_path: Path) -> None:
     cache = private_dir(tmp_path / "project")  # a wrong cache_dir: a project of the user
     (cache / "segments").mkdir(mode=0o700)
     (cache / "segments" / "notes.txt").write_text("mine")
-    (cache / "index").write_text("the project's index")
+    (cache / "index").write_bytes(bytes(3200))  # an empty slot table of a crashed reset
     with pytest.raises(UnsafeCacheError, match="not a cache segment"):
         disk(cache)
     assert (cache / "segments" / "notes.txt").read_text() == "mine"
-    assert (cache / "index").read_text() == "the project's index"  # refused before any deletion
+    assert (cache / "index").read_bytes() == bytes(3200)  # refused before any deletion
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("index", b"the project's index\n"), ("index", bytes(range(32)) * 4), ("counters", b"x" * 9)],
+)
+def test_a_reset_without_a_manifest_never_deletes_a_users_file(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    cache = private_dir(tmp_path / "project")  # a wrong cache_dir: a project of the user
+    (cache / name).write_bytes(content)
+    with pytest.raises(UnsafeCacheError, match=rf"{name}.*not a revamper"):
+        disk(cache)
+    assert (cache / name).read_bytes() == content
+
+
+def test_a_reset_half_done_is_recognised_and_finished(tmp_path: Path) -> None:
+    cache = private_dir(tmp_path / "cache")
+    store = disk(cache)
+    assert store.put(3, 0, b"x" * 100)
+    store.close()
+    (cache / MANIFEST_NAME).unlink()  # a crash after a reset removed the manifest
+    store = disk(cache)
+    assert store.get(3, 0) is MISS
+    assert store.put(3, 0, b"y" * 100) and store.get(3, 0) == b"y" * 100
+    store.close()
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o757])
+def test_a_cache_below_a_directory_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)  # not sticky: anyone may rename "mine" and put a link in its place
+    cache = private_dir(private_dir(shared / "mine") / "cache")
+    with pytest.raises(UnsafeCacheError, match=r"shared.*not sticky"):
+        disk(cache)
+    shared.chmod(mode | stat.S_ISVTX)
+    disk(cache).close()  # sticky, like /tmp: only the owner may rename "mine"
+
+
+def test_a_cache_below_another_users_directory_is_refused(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    cache = private_dir(theirs / "cache")
+    os.chown(theirs, NOBODY, NOBODY)
+    with pytest.raises(UnsafeCacheError, match=r"theirs.*belongs to another user"):
+        disk(cache)
 
 
 @pytest.mark.parametrize("name", ["index", "counters", "lock"])
@@ -577,3 +624,69 @@ def test_the_memory_stores_sweep_leaves_a_disk_cache_named_revamper(tmp_path: Pa
     reopened = disk(tmp_path / "revamper-cache")
     assert (reopened.get(0, 0) == np.arange(10)).all()
     reopened.close()
+
+
+def test_a_forged_slot_length_is_a_miss_without_reading_gigabytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from revamper.store import segments
+    from revamper.store.slots import Slot, SlotTable
+
+    cache = private_dir(tmp_path / "cache")
+    store = disk(cache)
+    assert store.put(5, 0, b"x" * 1000)
+    table = SlotTable(cache / "index", 100)
+    (slot,) = table.read_many([5])
+    assert slot is not None
+    # Slots carry a check word, but it is no secret: a forger recomputes it (Slot.write does).
+    table.write(5, Slot(slot.generation, slot.offset, 2**32 - 1, slot.segment))
+    table.close()
+    asked: list[int] = []
+    real_empty = np.empty
+    monkeypatch.setattr(
+        segments.np, "empty", lambda n, **kw: asked.append(int(n)) or real_empty(n, **kw)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert store.get(5, 0) is MISS
+    assert max(asked, default=0) < 2**20  # nothing beyond the segment's end was allocated
+    store.close()
+
+
+def test_a_record_that_takes_several_reads_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ``preadv`` moves at most about 2 GiB, so a larger record needs a loop: simulated."""
+    from revamper.store import segments
+
+    cache = private_dir(tmp_path / "cache")
+    store = disk(cache)
+    value = np.arange(50_000, dtype=np.int64)
+    assert store.put(7, 0, value)
+    real_preadv = os.preadv
+
+    def short_preadv(fd: int, views: list[memoryview], offset: int) -> int:
+        return real_preadv(fd, [views[0][:4096]], offset)  # at most 4 KiB a call
+
+    monkeypatch.setattr(segments.os, "preadv", short_preadv)
+    np.testing.assert_array_equal(store.get(7, 0), value)
+    store.close()
+
+
+def test_damaged_counters_do_not_let_the_cache_outgrow_its_budget(tmp_path: Path) -> None:
+    from revamper.store.counters import Counters
+
+    cache = private_dir(tmp_path / "cache")
+    budget = 20_000
+    store = disk(cache, budget_bytes=budget)
+    assert store.put(0, 0, b"x" * 1000)
+    counters = Counters(cache, ("next_segment",))
+    with counters.locked():
+        counters.set("bytes", -(10**12))  # damaged mid-epoch: far below what is stored
+    counters.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stored = sum(bool(store.put(i, 0, b"y" * 1000)) for i in range(1, 100))
+    assert 0 < stored < 20
+    assert store.stats().bytes_used <= budget
+    store.close()

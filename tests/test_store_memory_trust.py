@@ -90,6 +90,17 @@ def test_a_root_others_may_write_is_refused_unless_sticky(tmp_path: Path, mode: 
         assert store.put(0, 0, 1) and store.get(0, 0) == 1
 
 
+def test_a_root_below_a_directory_others_may_write_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # not sticky: anyone may rename "mine" and put their own in its place
+    root = shared / "mine"
+    root.mkdir(mode=0o700)
+    with pytest.raises(UnsafeCacheError, match=r"shared.*not sticky"):
+        SharedMemoryStore(directory=root)
+    assert list(root.iterdir()) == []
+
+
 @needs_root
 def test_a_root_of_another_user_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "theirs"

@@ -345,7 +345,7 @@ class DiskStore(CacheStore):
             proc.disk_written += size
             with self._locked() as locked:
                 slot = Slot(generation, offset, size, active.number)
-                if not writing.commit(locked, index, slot, self._capacity):
+                if not writing.commit(locked, self._path, index, slot, self._capacity):
                     return False
         except (OSError, ValueError) as exc:
             return self._write_failed(proc, index, exc)

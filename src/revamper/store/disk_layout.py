@@ -29,7 +29,7 @@ from revamper.store.base import check_budget
 from revamper.store.counters import Counters
 from revamper.store.memory_entry import remove_entry
 from revamper.store.segments import ActiveSegment, SegmentReader, segment_path, try_delete
-from revamper.store.slots import MAX_SEGMENT, Slot, SlotTable
+from revamper.store.slots import MAX_SEGMENT, Slot, SlotTable, looks_like_slot_table
 
 logger = logging.getLogger("revamper.store.disk")
 
@@ -37,13 +37,15 @@ EXTRA_COUNTERS: Final = ("next_segment",)
 _FILES: Final = ("lock", "owner.lock", "index", "counters", manifest.MANIFEST_NAME)
 _FULL: Final = (errno.ENOSPC, errno.EDQUOT)
 _SEGMENT_NAME: Final = re.compile(r"[0-9]{8,10}\.seg")
+_MAX_COUNTERS: Final = 64  # int64 counters a counters file holds at most (7 today)
 
 
 def check_directory(directory: str | os.PathLike[str]) -> Path:
     """Return ``directory`` as a Path if it is a usable cache directory, else raise.
 
     Usable: an existing, writable directory that belongs to the current user and is writable by
-    nobody else (:mod:`revamper.store.permissions`).
+    nobody else, below directories in which no other user can replace it
+    (:mod:`revamper.store.permissions`).
 
     Raises:
         ValueError: Naming the path and what is wrong with it (an
@@ -56,7 +58,9 @@ def check_directory(directory: str | os.PathLike[str]) -> Path:
         raise ValueError(f"cache_dir {str(path)!r} is not a directory")
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"cache_dir {str(path)!r} is not writable")
-    return permissions.resolve_directory(path)
+    resolved = permissions.resolve_directory(path)
+    permissions.check_ancestors(os.path.realpath(resolved))
+    return resolved
 
 
 def check_cache_files(path: Path) -> None:
@@ -148,6 +152,8 @@ def open_or_reset(
         wanted = manifest.manifest_for(fingerprint or {}, num_samples)
         reason = reuse_problem(path, num_samples, found, fingerprint, wanted)
         if reason is not None:
+            if found is None and not os.path.lexists(path / manifest.MANIFEST_NAME):
+                _refuse_foreign_files(path)  # (a damaged manifest of ours says it is a cache)
             if found is not None or (path / "index").exists():
                 logger.warning("discarding the disk cache in %s: %s", path, reason)
             reset_files(path, num_samples, wanted)
@@ -159,6 +165,33 @@ def open_or_reset(
         return kept
     finally:
         os.close(lock_fd)
+
+
+def _refuse_foreign_files(path: Path) -> None:
+    """Refuse to reset a directory with no manifest whose ``index``/``counters`` are not ours.
+
+    Without a manifest file, the directory may be a wrong ``cache_dir`` holding a user's files
+    of those names, which a reset would delete. Ours (left by a crash half-way through a reset)
+    are recognised by their content (a slot table) and size (the counters: a few int64s).
+
+    Raises:
+        UnsafeCacheError: Naming the file, so that the user can move it or pick another directory.
+    """
+    index, counters = path / "index", path / "counters"
+    if os.path.lexists(index) and not looks_like_slot_table(index):
+        raise UnsafeCacheError(
+            index,
+            "it is not a revamper slot table and there is no manifest, so a reset would "
+            "delete a file of yours; choose an empty cache_dir",
+        )
+    with contextlib.suppress(OSError):
+        size = os.lstat(counters).st_size
+        if size % 8 or size > 8 * _MAX_COUNTERS:
+            raise UnsafeCacheError(
+                counters,
+                "it is not a revamper counters file and there is no manifest, so a "
+                "reset would delete a file of yours; choose an empty cache_dir",
+            )
 
 
 def reuse_problem(

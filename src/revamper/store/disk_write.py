@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from revamper.store.disk_layout import ProcessFiles, drop_slot, fits, new_segment
+from revamper.store.disk_layout import ProcessFiles, drop_slot, fits, new_segment, reconcile
+from revamper.store.record import HEADER_SIZE
 from revamper.store.segments import ActiveSegment
 from revamper.store.slots import Slot
 
@@ -48,12 +49,22 @@ def reject(files: ProcessFiles, index: int) -> bool:
     return False
 
 
-def commit(files: ProcessFiles, index: int, slot: Slot, budget_bytes: int | None) -> bool:
+def commit(
+    files: ProcessFiles, path: Path, index: int, slot: Slot, budget_bytes: int | None
+) -> bool:
     """Point ``index``'s slot at a written record if it fits the budget (hold the lock).
+
+    The budget is only as good as the ``bytes`` counter, which any process of ours may have
+    left damaged: counters that cannot be true (negative, more entries than samples, fewer
+    bytes than headers) are rebuilt from the slot table first, so that a damaged counter cannot
+    let the cache outgrow its budget. (Counters too high only refuse puts, and a count too low
+    but possible lasts until the next epoch, when the store rebuilds its counters anyway.)
 
     Returns:
         Whether the entry is now cached (else it was counted as rejected).
     """
+    if budget_bytes is not None and not _plausible(files):
+        reconcile(files, path, quiet=False)
     if not fits(files, index, slot.length, budget_bytes):
         return reject(files, index)
     old = files.slots.clear(index)
@@ -62,3 +73,9 @@ def commit(files: ProcessFiles, index: int, slot: Slot, budget_bytes: int | None
     files.counters.add("entries", 0 if old else 1)
     files.counters.add("puts", 1)
     return True
+
+
+def _plausible(files: ProcessFiles) -> bool:
+    """Whether the usage counters could be true of the cache."""
+    used, entries = files.counters.value("bytes"), files.counters.value("entries")
+    return 0 <= entries <= files.slots.num_samples and entries * HEADER_SIZE <= used

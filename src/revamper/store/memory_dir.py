@@ -32,7 +32,14 @@ from revamper.errors import UnsafeCacheError
 from revamper.store.counters import Counters
 from revamper.store.manifest import MANIFEST_NAME
 from revamper.store.memory_settings import MemorySettings
-from revamper.store.permissions import DIR_MODE, FILE_MODE, check_fd, check_path
+from revamper.store.permissions import (
+    DIR_MODE,
+    FILE_MODE,
+    check_ancestors,
+    check_fd,
+    check_path,
+    replaceable_by_others,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +107,8 @@ def check_root(root: str | os.PathLike[str]) -> None:
 
     ``root`` must belong to the current user or to root, and if group or others may write to
     it, it must be sticky (like ``/dev/shm`` and ``/tmp``): in a sticky directory only an
-    entry's owner may rename or remove it.
+    entry's owner may rename or remove it. Every directory above it must pass the same rule
+    (:func:`~revamper.store.permissions.check_ancestors`).
 
     Raises:
         ValueError: If ``root`` is not an existing, writable directory.
@@ -114,15 +122,10 @@ def check_root(root: str | os.PathLike[str]) -> None:
         raise ValueError(f"directory {str(root)!r} does not exist or is not a directory")
     if not os.access(root, os.W_OK | os.X_OK):
         raise ValueError(f"directory {str(root)!r} is not writable")
-    if st.st_uid not in (0, os.geteuid()):
-        raise UnsafeCacheError(root, "it belongs to another user, who could replace the cache", st)
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-        raise UnsafeCacheError(
-            root,
-            "others may write to it and it is not sticky (chmod +t), so they could "
-            "replace the cache",
-            st,
-        )
+    problem = replaceable_by_others(st)
+    if problem is not None:
+        raise UnsafeCacheError(root, problem, st)
+    check_ancestors(os.path.realpath(root))
 
 
 def default_directory() -> Path:

@@ -107,12 +107,19 @@ class SegmentReader:
         fd = self.fd(segment)
         if fd is None:
             return out
-        for run in _runs(spans):
-            start = spans[run[0]][0]
+        try:
+            size = os.fstat(fd).st_size
+        except OSError:
+            return out
+        # A span past the file's end is a miss without reading: a forged slot may name 4 GiB.
+        inside = [k for k, (offset, length) in enumerate(spans) if offset + length <= size]
+        for run in _runs([spans[k] for k in inside]):
+            positions = [inside[k] for k in run]
+            start = spans[positions[0]][0]
             views: list[memoryview] = []
             ends: list[tuple[int, int]] = []  # (end offset of the span's bytes, span position)
             cursor = start
-            for position in run:
+            for position in positions:
                 offset, length = spans[position]
                 if offset > cursor:
                     views.append(memoryview(bytearray(offset - cursor)))
@@ -121,10 +128,7 @@ class SegmentReader:
                 views.append(buffer.data)
                 cursor = offset + length
                 ends.append((cursor, position))
-            try:
-                got = os.preadv(fd, views, start)
-            except OSError:
-                got = 0
+            got = _read_fully(fd, views, start)
             for end, position in ends:
                 if start + got < end:
                     out[position] = None  # cut short: a miss
@@ -168,6 +172,31 @@ class SegmentReader:
         """Drop every descriptor."""
         for segment in list(self._fds):
             self.forget(segment)
+
+
+def _read_fully(fd: int, views: list[memoryview], start: int) -> int:
+    """``preadv`` into ``views`` from ``start`` until they are full or the file ends.
+
+    One ``preadv`` moves at most about 2 GiB on Linux, so a large record takes several.
+
+    Returns:
+        The number of bytes read (short only at the end of the file or on an error).
+    """
+    done = 0
+    while views:
+        try:
+            got = os.preadv(fd, views, start + done)
+        except OSError:
+            return done
+        if got <= 0:
+            return done
+        done += got
+        while views and got >= views[0].nbytes:
+            got -= views[0].nbytes
+            views = views[1:]
+        if views and got:
+            views[0] = views[0][got:]
+    return done
 
 
 def _runs(spans: list[tuple[int, int]]) -> list[list[int]]:

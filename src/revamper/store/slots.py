@@ -132,6 +132,40 @@ def _valid(rows: np.ndarray[Any, Any], indices: np.ndarray[Any, Any]) -> np.ndar
     return ok
 
 
+def looks_like_slot_table(path: Path) -> bool:
+    """Whether the file at ``path`` could be a slot table: every 32-byte row empty or valid.
+
+    A reset without a manifest (a crash half-way through one, or a wrong ``cache_dir``) must
+    not delete a user's file that merely happens to be called ``index``; a slot table is
+    recognised by its content, since every non-empty slot carries the check word of its index.
+    """
+    try:
+        fd = permissions.open_private(path, os.O_RDONLY)
+    except (OSError, ValueError):
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        if size % SLOT_DTYPE.itemsize:
+            return False
+        start = 0
+        while start < size:
+            raw = os.pread(fd, min(_CHUNK, size - start), start)
+            if len(raw) % SLOT_DTYPE.itemsize or not raw:
+                return False
+            rows = np.frombuffer(raw, dtype=SLOT_DTYPE)
+            first = start // SLOT_DTYPE.itemsize
+            indices = np.arange(first, first + len(rows), dtype=np.int64)
+            empty = ~(rows.view(np.uint64).reshape(-1, 4) != 0).any(axis=1)
+            if not bool((empty | _valid(rows, indices)).all()):
+                return False
+            start += len(raw)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 class SlotTable:
     """The slot table of one store, in one process.
 
