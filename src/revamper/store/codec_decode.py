@@ -234,7 +234,7 @@ def _enum(r: _Reader, depth: int) -> Any:
 
 
 def _npscalar(r: _Reader, depth: int) -> Any:
-    dtype = r.dtype(depth + 1)
+    dtype = r.dtype(0)  # bounded on its own, as the encoder bounds it
     raw = r.take(r.u32())
     if len(raw) != dtype.itemsize:
         raise CodecError("cache entry scalar does not match its dtype")
@@ -249,7 +249,7 @@ def _ndarray(r: _Reader, depth: int) -> np.ndarray[Any, Any]:
         dtype = _simple_dtypes.get(r.string())
     if dtype is None:
         r.pos = start
-        dtype = r.dtype(depth + 1)
+        dtype = r.dtype(0)  # bounded on its own, as the encoder bounds it
     shape = r.shape(r.u8())
     buf = r.buffer()
     if math.prod(shape) * dtype.itemsize != buf.size:

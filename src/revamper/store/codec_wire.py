@@ -112,8 +112,17 @@ def is_namedtuple_class(cls: type) -> bool:
 
 
 def is_tensor_subclass(cls: type) -> bool:
-    """A proper subclass of ``torch.Tensor`` (e.g. a torchvision ``tv_tensors`` type)."""
-    return issubclass(cls, torch.Tensor) and cls is not torch.Tensor
+    """A proper subclass of ``torch.Tensor`` that the codec writes as one (e.g. ``tv_tensors``).
+
+    Wrapper subclasses with their own ``__torch_dispatch__`` (``FakeTensor``, ``DTensor``, ...)
+    are pickled by the encoder, never written as a tensor with a type name, so a record that
+    names one as its tensor's type was not written by us and is refused.
+    """
+    return (
+        issubclass(cls, torch.Tensor)
+        and cls is not torch.Tensor
+        and cls.__torch_dispatch__ is torch.Tensor.__torch_dispatch__
+    )
 
 
 def is_enum_class(cls: type) -> bool:
