@@ -174,3 +174,73 @@ def test_transform_keys_are_part_of_a_disk_caches_identity() -> None:
     assert cache_fingerprint(**common, transform_keys=("image",)) != cache_fingerprint(
         **common, transform_keys=("depth",)
     )
+
+
+class BatchedRows:
+    """A data set read only through ``__getitems__`` (as torch's fetcher reads one when it has
+    one): item i is ``(array([i]), i)``. Records every call's indices."""
+
+    def __init__(self, size: int, *, fail_at: int | None = None, short: bool = False) -> None:
+        self.size, self.fail_at, self.short = size, fail_at, short
+        self.calls: list[list[int]] = []
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[np.ndarray, int]]:
+        self.calls.append(list(indices))
+        if self.fail_at in indices:
+            raise KeyError(f"row {self.fail_at} is missing")
+        rows = [(np.array([i], dtype=np.int64), i) for i in indices]
+        return rows[:-1] if self.short else rows
+
+
+class BatchedAndSingleRows(BatchedRows):
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        if index == self.fail_at:
+            raise KeyError(f"row {index} is missing")
+        return np.array([index], dtype=np.int64), index
+
+
+@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+def test_a_dataset_with_only_getitems_is_read_like_dataloader_reads_it(num_workers: int) -> None:
+    data = BatchedRows(24)
+    expected = list(DataLoader(data, batch_size=4))  # type: ignore[arg-type]
+    with RevamperLoader(
+        data, batch_size=4, num_workers=num_workers, partial_transform=times_ten, seed=0
+    ) as loader:
+        for _ in range(3):
+            got = list(loader)
+            assert len(got) == len(expected)
+            for (x, y), (want_x, want_y) in zip(got, expected, strict=True):
+                assert torch.equal(x, want_x * 10) and torch.equal(y, want_y)
+        assert loader.stats[2].hits > 0 and loader.stats[2].unplanned_misses == 0
+
+
+def test_getitems_gets_one_call_for_a_batchs_misses_only() -> None:
+    data = BatchedAndSingleRows(24)
+    with RevamperLoader(data, batch_size=4, reuse_factor=3, seed=0, shuffle=True) as loader:
+        list(loader)
+        assert sorted(len(call) for call in data.calls) == [4] * 6  # epoch 0: all misses
+        data.calls.clear()
+        list(loader)
+        assert sum(len(call) for call in data.calls) == loader.stats[1].planned_misses
+        assert all(0 < len(call) <= 4 for call in data.calls)
+
+
+@pytest.mark.parametrize(
+    ("data", "match", "index"),
+    [
+        (BatchedAndSingleRows(8, fail_at=5), r"sample 5 failed in stage 'load'.*row 5", 5),
+        (BatchedRows(8, fail_at=5), r"samples 4, 5, 6, 7 failed in stage 'load'.*row 5", None),
+        (BatchedRows(8, short=True), r"'load'.*returned list of length 3", None),
+    ],
+    ids=["named-by-getitem", "getitems-only", "wrong-length"],
+)
+def test_a_failing_getitems_names_the_samples(data: Any, match: str, index: int | None) -> None:
+    with (
+        RevamperLoader(data, batch_size=4, seed=0) as loader,
+        pytest.raises(SampleError, match=match) as info,
+    ):
+        list(loader)
+    assert info.value.stage == "load" and info.value.index == index

@@ -78,10 +78,11 @@ def check_dataset(dataset: Any) -> int:
             "RevamperLoader needs a map-style dataset (with __getitem__ and __len__); "
             f"got the IterableDataset {type(dataset).__name__}"
         )
-    if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+    readable = hasattr(dataset, "__getitem__") or callable(getattr(dataset, "__getitems__", None))
+    if not readable or not hasattr(dataset, "__len__"):
         raise TypeError(
-            "dataset must be a map-style dataset with __getitem__ and __len__, got "
-            f"{type(dataset).__name__}"
+            "dataset must be a map-style dataset with __len__ and __getitem__ (or __getitems__, "
+            f"which is used for a batch's misses when present), got {type(dataset).__name__}"
         )
     size = len(dataset)
     if size == 0:

@@ -86,7 +86,8 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
     def __getitem__(self, index: int) -> Any:
         """Compute one sample through the whole pipeline, bypassing the cache."""
         stats = BatchStats()
-        value = self._compute(index, -1, 0, stats, cache=False)
+        (item,) = self._load([index], -1, stats)
+        value = self._compute(index, item, -1, 0, stats, cache=False)
         return self._final(index, -1, value, stats)
 
     def __getitems__(self, ticket: BatchTicket) -> FetchedBatch:
@@ -107,6 +108,8 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
         generations: list[int] = ticket.generations.tolist()
         worth_caching: list[bool] = ticket.worth_caching.tolist()
         cached = self._read_hits(indices, planned_miss, generations, stats)
+        missing = [k for k, value in enumerate(cached) if value is MISS]
+        items = iter(self._load([indices[k] for k in missing], ticket.epoch, stats))
         samples = []
         for index, miss, generation, keep, value in zip(
             indices, planned_miss, generations, worth_caching, cached, strict=True
@@ -116,7 +119,8 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
                     stats.planned_misses += 1
                 else:
                     stats.unplanned_misses += 1
-                value = self._compute(index, ticket.epoch, generation, stats, cache=keep)
+                item = next(items)
+                value = self._compute(index, item, ticket.epoch, generation, stats, cache=keep)
             else:
                 stats.hits += 1
             samples.append(self._final(index, ticket.epoch, value, stats))
@@ -149,16 +153,60 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
             values[k] = value
         return values
 
-    def _compute(
-        self, index: int, epoch: int, generation: int, stats: BatchStats, *, cache: bool = True
-    ) -> Any:
+    def _load(self, indices: list[int], epoch: int, stats: BatchStats) -> list[Any]:
+        """The data set's items for ``indices``, as torch's fetcher reads them.
+
+        A data set with a ``__getitems__`` gets one call for all of them (as a ``DataLoader``
+        would make for the batch); if that call fails and the data set has a ``__getitem__``,
+        the items are read one by one to name the sample that fails.
+        """
+        if not indices:
+            return []
         start, began = _now(), _wall()
+        many = getattr(self.dataset, "__getitems__", None)
+        if many:
+            try:
+                items = many(list(indices))
+                if not isinstance(items, Sequence) or len(items) != len(indices):
+                    raise TypeError(
+                        f"__getitems__ of {len(indices)} indices returned "
+                        f"{type(items).__name__} of length {_length(items)}; it must return a "
+                        "list with one item per index"
+                    )
+            except Exception as exc:
+                if hasattr(self.dataset, "__getitem__"):
+                    for index in indices:  # raises naming the sample if one fails alone
+                        self._load_one(index, epoch)
+                raise SampleError(
+                    f"samples {_shown(indices)} failed in stage 'load' (epoch {epoch}): "
+                    f"{type(exc).__name__}: {exc}",
+                    index=indices[0] if len(indices) == 1 else None,
+                    stage="load",
+                ) from exc
+            loaded = list(items)
+        else:
+            loaded = [self._load_one(index, epoch) for index in indices]
+        stats.cpu_load += _now() - start
+        stats.wall_compute += _wall() - began
+        return loaded
+
+    def _load_one(self, index: int, epoch: int) -> Any:
         try:
-            item = self.dataset[index]
+            return self.dataset[index]
         except Exception as exc:
             raise _sample_error(index, epoch, "load", exc) from exc
-        loaded = _now()
-        stats.cpu_load += loaded - start
+
+    def _compute(
+        self,
+        index: int,
+        item: Any,
+        epoch: int,
+        generation: int,
+        stats: BatchStats,
+        *,
+        cache: bool = True,
+    ) -> Any:
+        loaded, began = _now(), _wall()
         try:
             value = self.layout.apply(index, item, self.partial_transform)
         except Exception as exc:
@@ -185,6 +233,18 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
             raise _sample_error(index, epoch, "final_transform", exc) from exc
         stats.cpu_final += _now() - start
         return out
+
+
+def _length(value: Any) -> str:
+    try:
+        return str(len(value))
+    except TypeError:
+        return "none"
+
+
+def _shown(indices: Sequence[int]) -> str:
+    head = ", ".join(map(str, indices[:8]))
+    return head + (f", ... ({len(indices)} in all)" if len(indices) > 8 else "")
 
 
 def _sample_error(index: int, epoch: int, stage: str, exc: BaseException) -> SampleError:
