@@ -355,3 +355,17 @@ def test_auto_refuses_an_epoch_so_far_ahead_that_its_schedule_would_not_fit() ->
     with RevamperLoader(IndexDataset(60), batch_size=6, reuse_factor=2, seed=0) as fixed:
         fixed.set_epoch(10**9)  # a fixed r has no schedule to fill
         assert len(consume(fixed)) == 10
+
+
+def test_auto_for_ranks_that_cannot_agree_on_r_is_refused_before_a_cache_exists(
+    tmp_path: Path,
+) -> None:
+    """An explicit rank/world_size without a process group: each rank would choose its own r."""
+    with pytest.raises(ValueError, match=r"reuse_factor='auto' with world_size=2.*process group"):
+        RevamperLoader(
+            IndexDataset(40), batch_size=4, reuse_factor="auto", rank=1, world_size=2, seed=0,
+            cache="disk", cache_dir=tmp_path,
+        )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+    fixed = RevamperLoader(IndexDataset(40), batch_size=4, rank=1, world_size=2, seed=0)
+    fixed.close()

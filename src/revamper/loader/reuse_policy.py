@@ -62,8 +62,9 @@ class ReusePolicy:
 
     Raises:
         TypeError: For a ``reuse_factor`` or ``max_reuse_factor`` of the wrong type.
-        ValueError: For one out of range, or a ``max_reuse_factor`` that contradicts the
-            ``ReuseControl``'s.
+        ValueError: For one out of range, a ``max_reuse_factor`` that contradicts the
+            ``ReuseControl``'s, or auto for ranks that cannot communicate (an explicit
+            ``rank``/``world_size`` without a matching process group): each would choose its own r.
     """
 
     def __init__(
@@ -80,6 +81,14 @@ class ReusePolicy:
             self.bound = _bound(self.initial, max_reuse_factor)
             self.max_reuse_factor = None if max_reuse_factor is None else self.bound
         else:
+            if setup.distributed and not setup.communicate:
+                raise ValueError(
+                    f"reuse_factor='auto' with world_size={setup.world_size} needs the ranks to "
+                    "agree on r at every epoch boundary, through an initialised torch.distributed "
+                    f"process group whose rank and world size are this loader's (rank "
+                    f"{setup.rank} of {setup.world_size}); initialise it before the loader, or "
+                    "pass a fixed reuse_factor"
+                )
             self.initial = 1
             self.bound = self.max_reuse_factor = self.control.max_reuse_factor
         self.values: list[int] = []
