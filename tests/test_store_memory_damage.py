@@ -311,3 +311,32 @@ def test_counts_skewed_by_damage_are_recounted_at_the_next_epoch() -> None:
     stats = store.stats()
     assert (stats.entries, stats.bytes_used) == (3, 3 * one)
     store.close()
+
+
+def _put_and_die(store: SharedMemoryStore) -> None:
+    import signal
+
+    from revamper.store import memory as memory_module
+
+    def killed_before_rename(tmp: str, path: str) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    memory_module.replace_entry = killed_before_rename  # type: ignore[assignment]
+    store.put(3, 0, np.zeros(50_000))
+
+
+def test_a_record_half_written_by_a_killed_worker_is_removed_at_the_next_epoch() -> None:
+    store = SharedMemoryStore()
+    child = mp.get_context("fork").Process(target=_put_and_die, args=(store,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -9
+    tmp = store.path / "tmp"
+    assert os.listdir(tmp) == [f"3.{child.pid}"]  # 400 KB nobody counts
+    mine = tmp / f"4.{os.getpid()}"  # a live process's record in progress
+    mine.write_bytes(b"x")
+    (tmp / f"5.{10**30}").write_bytes(b"x")  # a damaged name
+    store.on_epoch_start(1)
+    assert sorted(os.listdir(tmp)) == [mine.name]
+    assert store.put(3, 0, np.ones(4)) and np.all(store.get(3, 0) == 1)
+    store.close()

@@ -54,6 +54,7 @@ from revamper.store.memory_entry import (
     read_entry,
     read_head,
     remove_entry,
+    remove_orphans,
     replace_entry,
     write_new,
 )
@@ -410,12 +411,18 @@ class SharedMemoryStore(CacheStore):
         )
 
     def _on_epoch_start(self, epoch: int) -> None:
-        """Recount the bytes held if damaged entries (which skew the count) were seen lately."""
+        """Recount the bytes if damaged entries were seen lately; remove dead writers' records.
+
+        Damaged entries skew the byte count; a worker killed in a put leaves its temporary
+        record behind.
+        """
         with contextlib.suppress(StoreGone, OSError), self._locked() as counters:
             invalid = counters.value("invalid")
             if invalid != self._invalid_seen:
                 self._invalid_seen = invalid
                 self._usage(counters, recount=True)
+        with contextlib.suppress(OSError):
+            remove_orphans(f"{self._path}/tmp")
 
     def _io_counters(self) -> IoCounters:
         """Entries read here, all from memory."""

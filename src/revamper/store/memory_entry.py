@@ -174,3 +174,35 @@ def replace_entry(tmp: str, path: str) -> None:
             raise
         shutil.rmtree(path, ignore_errors=True)  # a damaged entry; links are not followed
         os.replace(tmp, path)
+
+
+def remove_orphans(directory: str) -> int:
+    """Delete the temporary records (``<index>.<pid>``) of processes that no longer exist.
+
+    A worker killed between writing its temporary record and renaming it into place (SIGKILL,
+    the OOM killer) leaves the file behind, holding tmpfs pages that no budget counts. A live
+    process's file is never touched (a reused pid only delays the clean-up).
+
+    Returns:
+        How many were deleted.
+    """
+    removed = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            _, _, pid = entry.name.rpartition(".")
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            with contextlib.suppress(OSError):
+                remove_entry(entry.path)
+                removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # none, or no pid at all (a damaged name)
+        return False
+    except OSError:
+        return True  # it exists (another user's: EPERM)
+    return True
