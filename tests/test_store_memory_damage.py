@@ -333,10 +333,14 @@ def test_a_record_half_written_by_a_killed_worker_is_removed_at_the_next_epoch()
     assert child.exitcode == -9
     tmp = store.path / "tmp"
     assert os.listdir(tmp) == [f"3.{child.pid}"]  # 400 KB nobody counts
+    store.on_epoch_start(1)
+    assert os.listdir(tmp) == [f"3.{child.pid}"]  # too recent to be sure (another namespace)
     mine = tmp / f"4.{os.getpid()}"  # a live process's record in progress
     mine.write_bytes(b"x")
     (tmp / f"5.{10**30}").write_bytes(b"x")  # a damaged name
-    store.on_epoch_start(1)
+    for name in os.listdir(tmp):
+        os.utime(tmp / name, (1, 1))  # written long ago
+    store.on_epoch_start(2)
     assert sorted(os.listdir(tmp)) == [mine.name]
     assert store.put(3, 0, np.ones(4)) and np.all(store.get(3, 0) == 1)
     store.close()

@@ -14,6 +14,7 @@ import errno
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -176,22 +177,32 @@ def replace_entry(tmp: str, path: str) -> None:
         os.replace(tmp, path)
 
 
+ORPHAN_AGE_S: Final = 60.0
+"""A temporary record younger than this is never taken for a dead writer's."""
+
+
 def remove_orphans(directory: str) -> int:
     """Delete the temporary records (``<index>.<pid>``) of processes that no longer exist.
 
     A worker killed between writing its temporary record and renaming it into place (SIGKILL,
     the OOM killer) leaves the file behind, holding tmpfs pages that no budget counts. A live
-    process's file is never touched (a reused pid only delays the clean-up).
+    process's file is never touched (a reused pid only delays the clean-up), nor one written in
+    the last :data:`ORPHAN_AGE_S` seconds (a writer in another pid namespace sharing the
+    directory is invisible to ``kill``, but renames its record within milliseconds).
 
     Returns:
         How many were deleted.
     """
     removed = 0
+    recent = time.time() - ORPHAN_AGE_S
     with os.scandir(directory) as entries:
         for entry in entries:
             _, _, pid = entry.name.rpartition(".")
             if not pid.isdigit() or _alive(int(pid)):
                 continue
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_mtime > recent:
+                    continue
             with contextlib.suppress(OSError):
                 remove_entry(entry.path)
                 removed += 1
