@@ -260,3 +260,37 @@ def test_only_a_cache_that_outlives_the_run_warns_about_an_opaque_transform(
         ) as loader,
     ):
         assert sum(len(batch) for batch in loader) == 8
+
+
+def _double(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+
+def _triple(x: torch.Tensor) -> torch.Tensor:
+    return x * 3
+
+
+def _script(module: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
+        return torch.jit.script(module)
+
+
+def test_scripted_transforms_show_their_code_and_parameters() -> None:
+    crop = _script(T.RandomResizedCrop(224, scale=(0.1, 1.0)))
+    assert transform_identity(crop) == transform_identity(
+        _script(T.RandomResizedCrop(224, scale=(0.1, 1.0)))
+    )
+    assert transform_identity(crop) != transform_identity(
+        _script(T.RandomResizedCrop(224, scale=(0.2, 1.0)))
+    )
+    flips = [
+        _script(torch.nn.Sequential(T.RandomResizedCrop(224), T.RandomHorizontalFlip(p)))
+        for p in (0.3, 0.4)
+    ]
+    assert transform_identity(flips[0]) != transform_identity(flips[1])
+    crop.eval()  # the mode flag is not a parameter
+    assert transform_identity(crop) == transform_identity(
+        _script(T.RandomResizedCrop(224, scale=(0.1, 1.0)))
+    )
+    assert transform_identity(_script(_double)) != transform_identity(_script(_triple))

@@ -11,6 +11,8 @@ runs and hash seeds) when the code does not:
 - ``Compose`` and anything else holding a ``transforms`` list recurse into it (with its ``p``);
 - a ``functools.partial`` shows its function, arguments and keywords, described recursively;
 - torchvision's ``Lambda`` shows its function;
+- a TorchScript module shows a digest of its (and its submodules') code and every attribute,
+  parameter and buffer by name; a TorchScript function a digest of its code;
 - a plain function or lambda is named by module and qualified name *and* a digest of its code:
   bytecode, constants (nested code objects recursively), names, defaults, the values of closure
   cells, and the values of the module globals it reads when they are simple (numbers, strings,
@@ -127,7 +129,51 @@ class _Describer:
             return _array_digest(obj)
         return self._transform_object(obj, depth)
 
+    def _scripted(self, obj: Any, depth: int) -> str | None:
+        """A TorchScript module or function: its code and every attribute's value.
+
+        A scripted module's ``repr`` names only its class (``RecursiveScriptModule(original_name=
+        RandomResizedCrop)``), so two with different parameters shared one identity. Returns
+        ``None`` where TorchScript does not say (the caller then treats it as opaque).
+        """
+        if isinstance(obj, torch.jit.ScriptFunction):
+            text = str(obj.code)  # a property at run time (typed as a method)
+            code = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+            return f"script_fn[{code}] {obj.qualified_name}"
+        try:
+            # A private API, absent from torch's type stubs (hence getattr); any failure: opaque.
+            found = getattr(torch._C, "_jit_debug_module_iterators")(obj._c)  # noqa: B009
+            values = [
+                *found["named_attributes_r"],
+                *found["named_parameters_r"],
+                *found["named_buffers_r"],
+            ]
+            codes = []
+            for name, module in obj.named_modules():
+                try:
+                    codes.append(f"{name}:{module.code}")
+                except RuntimeError:  # no forward
+                    codes.append(f"{name}:-")
+        except Exception:
+            return None
+        code = hashlib.sha256("\n".join(codes).encode("utf-8", "replace")).hexdigest()[:16]
+        parts = sorted(
+            f"{name}={self.describe(value, depth)}"
+            for name, value in values
+            if not isinstance(value, torch.ScriptObject)  # a submodule: its fields are listed
+            and not _mode_or_private(name.rpartition(".")[2])
+        )
+        return f"script[{code}] {obj.original_name}({', '.join(parts)})"
+
     def _transform_object(self, obj: Any, depth: int) -> str:
+        if isinstance(obj, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
+            described = self._scripted(obj, depth)
+            if described is not None:
+                return described
+            name = _type_name(obj)
+            if self.warn_opaque:
+                _warn_opaque(name)
+            return name
         lambd = getattr(obj, "lambd", None)
         if lambd is not None and callable(lambd):  # torchvision's Lambda (v1 and v2)
             extra = getattr(obj, "types", None)
@@ -174,8 +220,8 @@ class _Describer:
             return ""
         parts = []
         for name, value in attributes.items():
-            if not isinstance(name, str) or name.startswith("_") or name == "training":
-                continue  # private state, and nn.Module's mode flag (no transform reads it)
+            if not isinstance(name, str) or _mode_or_private(name):
+                continue
             if _parameter_value(value) and f"{name}={value!r}" not in text:
                 parts.append(f"{name}={self.describe(value, depth)}")
         return "{" + ", ".join(sorted(parts)) + "}" if parts else ""
@@ -221,6 +267,11 @@ class _Describer:
             f"{code.co_argcount},{code.co_posonlyargcount},{code.co_kwonlyargcount},{code.co_flags}",
         )
         return ";".join(fields)
+
+
+def _mode_or_private(name: str) -> bool:
+    """Private state, and ``nn.Module``'s mode flag (no transform reads it)."""
+    return name.startswith("_") or name == "training"
 
 
 def _global_names(code: types.CodeType) -> set[str]:
