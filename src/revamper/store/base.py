@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import abc
 import operator
-import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar, final
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Final, TypeVar, final
 
 from revamper.store import codec
+from revamper.store.per_process import PerProcess
 from revamper.store.stats import IoCounters, StoreStats
 
 __all__ = ["MISS", "CacheStore", "IoCounters", "PerProcess", "StoreStats", "check_budget"]
@@ -59,7 +59,6 @@ MISS: Final = _Missing()
 """Sentinel returned by :meth:`CacheStore.get` for an absent, stale or invalid entry."""
 
 _S = TypeVar("_S", bound="CacheStore")
-_H = TypeVar("_H", bound="_Closable")
 
 # The hooks a subclass implements instead of the public (final) methods.
 _HOOKS: Final = {
@@ -79,46 +78,6 @@ _HOOKS: Final = {
     "__getstate__": "_shared_state",
     "__setstate__": "_attach_state",
 }
-
-
-class _Closable(Protocol):
-    pid: int
-
-    def close(self) -> None: ...
-
-
-class PerProcess(Generic[_H]):
-    """What one process holds open on a store (descriptors, locks), re-opened after ``fork``.
-
-    A forked worker inherits its parent's descriptors; sharing them would share ``flock`` locks
-    and file offsets, so a process never uses handles another process opened: :meth:`get`
-    re-opens them when the pid differs, and :meth:`close` closes only handles opened here.
-    Handles carry the pid of the process that opened them (``pid`` attribute).
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self) -> None:
-        self._value: _H | None = None
-
-    def get(self, opener: Callable[[], _H]) -> _H:
-        """This process's handles, opened with ``opener`` if it has none yet."""
-        value = self._value
-        if value is None or value.pid != os.getpid():
-            value = self._value = opener()
-        return value
-
-    def here(self) -> _H | None:
-        """This process's handles if it opened them, else ``None``."""
-        value = self._value
-        return value if value is not None and value.pid == os.getpid() else None
-
-    def close(self) -> None:
-        """Close the handles if this process opened them, and forget them either way."""
-        value = self.here()
-        self._value = None
-        if value is not None:
-            value.close()
 
 
 def check_budget(name: str, value: object) -> int | None:
