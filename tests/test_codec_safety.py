@@ -287,3 +287,14 @@ def test_meta_is_not_a_pickle() -> None:
     meta = codec.encode((np.zeros(3), "label", 1)).meta
     assert meta.startswith(w.MAGIC) and not meta.startswith(b"\x80")
     assert os.fsencode("numpy") not in meta  # dtypes travel as dtype strings, not class names
+
+
+def test_a_dtype_seen_alone_first_is_not_written_natively_where_it_nests_too_deep() -> None:
+    """The encoder caches descriptions of top-level dtypes; a nested use must not take one."""
+    inner: np.dtype[Any] = np.dtype([("a", "u1")])
+    for _ in range(w.MAX_DEPTH - 1):
+        inner = np.dtype([("a", inner)])
+    outer = np.dtype([("b", inner)])
+    roundtrip(np.zeros(1, dtype=inner))  # the inner one, cached
+    with pytest.raises(PickleNotAllowedError):  # too deep for the format: pickled, not native
+        codec.encode(np.zeros(1, dtype=outer))

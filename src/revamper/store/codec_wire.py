@@ -216,7 +216,7 @@ def dtype_descr(dtype: np.dtype[Any], depth: int = 0) -> bytes | None:
     Returns ``None`` if this format cannot describe it (object fields, titles, zero-sized items,
     nesting deeper than :data:`MAX_DEPTH`).
     """
-    cached = _dtype_descrs.get(dtype, b"")
+    cached = _dtype_descrs.get(dtype, b"") if depth == 0 else b""  # cached for depth 0 only
     if cached != b"":
         return cached
     descr = _dtype_descr(dtype, depth)
