@@ -485,7 +485,13 @@ def test_a_reset_never_deletes_what_is_not_a_segment(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "content"),
-    [("index", b"the project's index\n"), ("index", bytes(range(32)) * 4), ("counters", b"x" * 9)],
+    [
+        ("index", b"the project's index\n"),
+        ("index", bytes(range(32)) * 4),
+        ("counters", b"x" * 9),
+        ("counters", b"x" * 16),
+        ("counters", b"0123456789abcdef" * 3 + b"notes!\n\n"),  # 56 bytes, like ours
+    ],
 )
 def test_a_reset_without_a_manifest_never_deletes_a_users_file(
     tmp_path: Path, name: str, content: bytes
@@ -497,16 +503,42 @@ def test_a_reset_without_a_manifest_never_deletes_a_users_file(
     assert (cache / name).read_bytes() == content
 
 
-def test_a_reset_half_done_is_recognised_and_finished(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["none", "slot", "cut"])
+def test_a_reset_half_done_is_recognised_and_finished(tmp_path: Path, damage: str) -> None:
     cache = private_dir(tmp_path / "cache")
     store = disk(cache)
     assert store.put(3, 0, b"x" * 100)
     store.close()
-    (cache / MANIFEST_NAME).unlink()  # a crash after a reset removed the manifest
+    # A crash in a reset: the marker written, the manifest removed, the old files still there.
+    (cache / "reset-in-progress").touch(mode=0o600)
+    (cache / MANIFEST_NAME).unlink()
+    with open(cache / "index", "r+b") as index:
+        if damage == "slot":
+            index.seek(3 * 32)
+            index.write(b"\xff" * 8)
+        elif damage == "cut":
+            index.truncate(3 * 32 + 7)
     store = disk(cache)
     assert store.get(3, 0) is MISS
     assert store.put(3, 0, b"y" * 100) and store.get(3, 0) == b"y" * 100
     store.close()
+    assert not (cache / "reset-in-progress").exists()
+
+
+def test_a_cache_that_lost_its_manifest_and_a_slot_is_refused_with_what_to_do(
+    tmp_path: Path,
+) -> None:
+    cache = private_dir(tmp_path / "cache")
+    store = disk(cache)
+    assert store.put(3, 0, b"x" * 100)
+    store.close()
+    (cache / MANIFEST_NAME).unlink()  # not by a reset of ours: no marker
+    with open(cache / "index", "r+b") as index:
+        index.seek(3 * 32)
+        index.write(b"\xff" * 8)
+    with pytest.raises(UnsafeCacheError, match="manifest was lost, delete its index"):
+        disk(cache)
+    assert (cache / "index").stat().st_size == 100 * 32  # nothing deleted
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o770, 0o757])
@@ -690,3 +722,68 @@ def test_damaged_counters_do_not_let_the_cache_outgrow_its_budget(tmp_path: Path
     assert 0 < stored < 20
     assert store.stats().bytes_used <= budget
     store.close()
+
+
+def test_a_link_of_another_user_on_the_way_to_the_cache_is_refused(tmp_path: Path) -> None:
+    mine = private_dir(tmp_path / "mine")
+    cache = private_dir(mine / "cache")
+    link = tmp_path / "shortcut"
+    os.symlink(mine, link)
+    os.lchown(link, NOBODY, NOBODY)  # they could point it at another directory of yours later
+    with pytest.raises(UnsafeCacheError, match=r"shortcut.*symbolic link made by another user"):
+        disk(link / "cache")
+    os.lchown(link, os.geteuid(), os.getegid())  # your own link: followed
+    store = disk(link / "cache")
+    assert store.path == cache  # and the real path is used from then on
+    store.close()
+
+
+def test_your_link_inside_a_directory_others_can_write_is_refused(tmp_path: Path) -> None:
+    cache = private_dir(private_dir(tmp_path / "mine") / "cache")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone may replace the link
+    os.symlink(tmp_path / "mine", shared / "link")
+    with pytest.raises(UnsafeCacheError, match=r"shared.*not sticky"):
+        disk(shared / "link" / "cache")
+    assert os.listdir(cache) == []
+
+
+def test_trusting_the_parent_directories_is_an_explicit_opt_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "volume"
+    shared.mkdir()
+    os.chown(shared, 1000, 1000)  # a container run as root on a volume of the host's user
+    cache = private_dir(shared / "cache")
+    with pytest.raises(UnsafeCacheError, match="REVAMPER_TRUST_PARENT_DIRS=1"):
+        disk(cache)
+    monkeypatch.setenv("REVAMPER_TRUST_PARENT_DIRS", "1")
+    disk(cache).close()
+    cache.chmod(0o777)  # the cache directory itself is still checked
+    with pytest.raises(UnsafeCacheError, match="writable by group or others"):
+        disk(cache)
+
+
+def test_a_group_writable_directory_of_your_private_group_is_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """umask 002 with user private groups: ~/project is 0775, group = the user's own."""
+    import grp
+    import pwd
+
+    from revamper.store import path_chain
+
+    project = tmp_path / "project"
+    project.mkdir()
+    os.chown(project, os.geteuid(), 4242)
+    project.chmod(0o775)
+    cache = private_dir(project / "cache")
+    me = pwd.struct_passwd(("alice", "x", os.geteuid(), 4242, "", "/home/alice", "/bin/sh"))
+    groups = {4242: grp.struct_group(("alice", "x", 4242, []))}
+    monkeypatch.setattr(path_chain.pwd, "getpwuid", lambda uid: me)
+    monkeypatch.setattr(path_chain.grp, "getgrgid", lambda gid: groups[gid])
+    disk(cache).close()
+    groups[4242] = grp.struct_group(("alice", "x", 4242, ["bob"]))  # bob shares the group
+    with pytest.raises(UnsafeCacheError, match=r"project.*not sticky"):
+        disk(cache)

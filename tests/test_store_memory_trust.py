@@ -370,3 +370,14 @@ def test_an_unsafe_dev_shm_is_not_used_by_default(
         chosen = memory_dir.default_directory()
     assert chosen == Path(tempfile.gettempdir())
     assert any("not sticky" in r.getMessage() for r in caplog.records)
+
+
+def test_a_root_reached_through_another_users_link_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "scratch"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    os.symlink(real, link)
+    os.lchown(link, NOBODY, NOBODY)
+    with pytest.raises(UnsafeCacheError, match="symbolic link made by another user"):
+        SharedMemoryStore(directory=link)
+    assert list(real.iterdir()) == []

@@ -92,6 +92,12 @@ class UnsafeCacheError(ValueError):
     directory or a file in it is a symbolic link, belongs to another user, or is writable by
     group or others: such a cache is never read nor written through.
 
+    Args:
+        path: The offending path.
+        problem: What is wrong with it.
+        st: Its ``lstat``, for the owner and mode in the message.
+        advice: What to do (the default is about the owner and mode rule).
+
     Attributes:
         path: The offending path.
         owner_uid: Its owner's uid (``None`` if it could not be read).
@@ -99,17 +105,24 @@ class UnsafeCacheError(ValueError):
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], problem: str, st: os.stat_result | None = None
+        self,
+        path: str | os.PathLike[str],
+        problem: str,
+        st: os.stat_result | None = None,
+        *,
+        advice: str | None = None,
     ) -> None:
         self.path = str(path)
         self.owner_uid = None if st is None else st.st_uid
         self.mode = None if st is None else stat.S_IMODE(st.st_mode)
         where = "" if st is None else f" (owner {user_name(st.st_uid)}, mode {self.mode:04o})"
-        super().__init__(
-            f"refusing the cache path {self.path!r}{where}: {problem}. A cache is trusted only "
-            f"if it belongs to you ({user_name(os.geteuid())}) and no one else can write to it; "
-            "remove it or fix it (chown/chmod go-w), or use a cache directory of your own"
-        )
+        if advice is None:
+            advice = (
+                f"A cache is trusted only if it belongs to you ({user_name(os.geteuid())}) and "
+                "no one else can write to it; remove it or fix it (chown/chmod go-w), or use a "
+                "cache directory of your own"
+            )
+        super().__init__(f"refusing the cache path {self.path!r}{where}: {problem}. {advice}")
 
 
 def user_name(uid: int) -> str:

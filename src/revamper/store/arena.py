@@ -118,7 +118,7 @@ class ArenaStore(CacheStore):
         if preallocate and budget_bytes is None:
             raise ValueError("preallocate=True needs budget_bytes (how much to allocate)")
         root = Path(directory) if directory is not None else default_directory()
-        check_root(root)
+        root = check_root(root)
         reserve = default_reserve(root) if reserve_bytes is None else reserve_bytes
         geometry = ArenaGeometry.plan(
             samples,

@@ -26,26 +26,33 @@ import numpy as np
 from revamper.errors import RecordError, UnsafeCacheError
 from revamper.store import codec, manifest, permissions, record
 from revamper.store.base import check_budget
-from revamper.store.counters import Counters
+from revamper.store.counters import STATS, Counters
 from revamper.store.memory_entry import remove_entry
+from revamper.store.path_chain import checked_real_path
 from revamper.store.segments import ActiveSegment, SegmentReader, segment_path, try_delete
 from revamper.store.slots import MAX_SEGMENT, Slot, SlotTable, looks_like_slot_table
 
 logger = logging.getLogger("revamper.store.disk")
 
 EXTRA_COUNTERS: Final = ("next_segment",)
-_FILES: Final = ("lock", "owner.lock", "index", "counters", manifest.MANIFEST_NAME)
+RESET_MARKER: Final = "reset-in-progress"
+"""Present while a reset runs (see :func:`reset_files`)."""
+_FILES: Final = ("lock", "owner.lock", "index", "counters", manifest.MANIFEST_NAME, RESET_MARKER)
 _FULL: Final = (errno.ENOSPC, errno.EDQUOT)
 _SEGMENT_NAME: Final = re.compile(r"[0-9]{8,10}\.seg")
 _MAX_COUNTERS: Final = 64  # int64 counters a counters file holds at most (7 today)
+_MAX_COUNTER_VALUE: Final = 2**48  # beyond any real count; ASCII text read as int64 is above it
 
 
 def check_directory(directory: str | os.PathLike[str]) -> Path:
     """Return ``directory`` as a Path if it is a usable cache directory, else raise.
 
     Usable: an existing, writable directory that belongs to the current user and is writable by
-    nobody else, below directories in which no other user can replace it
-    (:mod:`revamper.store.permissions`).
+    nobody else (:mod:`revamper.store.permissions`), reached through directories and links no
+    other user can change (:mod:`revamper.store.path_chain`).
+
+    Returns:
+        Its real path, to use from then on.
 
     Raises:
         ValueError: Naming the path and what is wrong with it (an
@@ -58,9 +65,9 @@ def check_directory(directory: str | os.PathLike[str]) -> Path:
         raise ValueError(f"cache_dir {str(path)!r} is not a directory")
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"cache_dir {str(path)!r} is not writable")
-    resolved = permissions.resolve_directory(path)
-    permissions.check_ancestors(os.path.realpath(resolved))
-    return resolved
+    real = checked_real_path(path)  # the directories and links on the way
+    permissions.check_path(real, directory=True)
+    return real
 
 
 def check_cache_files(path: Path) -> None:
@@ -171,27 +178,47 @@ def _refuse_foreign_files(path: Path) -> None:
     """Refuse to reset a directory with no manifest whose ``index``/``counters`` are not ours.
 
     Without a manifest file, the directory may be a wrong ``cache_dir`` holding a user's files
-    of those names, which a reset would delete. Ours (left by a crash half-way through a reset)
-    are recognised by their content (a slot table) and size (the counters: a few int64s).
+    of those names, which a reset would delete. A reset of ours leaves :data:`RESET_MARKER`
+    until it has written the manifest, so files found with the marker are ours (a reset that
+    crashed); without it, ours are recognised by their content: a slot table whose every row
+    is empty or carries its check word, counters of exactly the size and range a store writes.
 
     Raises:
         UnsafeCacheError: Naming the file, so that the user can move it or pick another directory.
     """
+    with contextlib.suppress(FileNotFoundError):
+        permissions.check_path(path / RESET_MARKER)
+        return  # a reset of ours was interrupted: finish it
     index, counters = path / "index", path / "counters"
     if os.path.lexists(index) and not looks_like_slot_table(index):
-        raise UnsafeCacheError(
-            index,
-            "it is not a revamper slot table and there is no manifest, so a reset would "
-            "delete a file of yours; choose an empty cache_dir",
-        )
-    with contextlib.suppress(OSError):
-        size = os.lstat(counters).st_size
-        if size % 8 or size > 8 * _MAX_COUNTERS:
-            raise UnsafeCacheError(
-                counters,
-                "it is not a revamper counters file and there is no manifest, so a "
-                "reset would delete a file of yours; choose an empty cache_dir",
-            )
+        raise UnsafeCacheError(index, "it is not a revamper slot table", advice=_FOREIGN)
+    if os.path.lexists(counters) and not _looks_like_counters(counters):
+        raise UnsafeCacheError(counters, "it is not a revamper counters file", advice=_FOREIGN)
+
+
+_FOREIGN: Final = (
+    "There is no manifest (revamper-cache.json) in this directory, so a reset would delete a "
+    "file that may be yours: choose an empty cache_dir. If it is a revamper cache whose manifest "
+    "was lost, delete its index, counters and segments/ (or the whole directory)"
+)
+
+
+def _looks_like_counters(path: Path) -> bool:
+    """Whether ``path`` holds what :meth:`Counters.create` writes: a few int64s in range."""
+    try:
+        fd = permissions.open_private(path, os.O_RDONLY)
+    except (OSError, ValueError):
+        return False
+    try:
+        raw = os.pread(fd, 8 * (_MAX_COUNTERS + 1), 0)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    if len(raw) not in (0, 8 * (len(STATS) + len(EXTRA_COUNTERS))):
+        return False
+    values = np.frombuffer(raw, dtype="<i8")
+    return bool(((values >= 0) & (values <= _MAX_COUNTER_VALUE)).all())
 
 
 def reuse_problem(
@@ -223,8 +250,13 @@ def reuse_problem(
 
 
 def reset_files(path: Path, num_samples: int, wanted: Mapping[str, Any]) -> None:
-    """Rebuild an empty cache; the manifest goes first and comes back last."""
+    """Rebuild an empty cache; the manifest goes first and comes back last.
+
+    :data:`RESET_MARKER` stays from before the manifest goes until it is back, so that a reset
+    interrupted half-way is recognised as ours by the next one.
+    """
     segments = _segment_files(path / "segments")  # refuses before anything is deleted
+    os.close(permissions.open_private(path / RESET_MARKER, os.O_RDWR, create=True))
     manifest.remove_manifest(path)
     for planted in (path / "index", path / "counters", *segments):
         remove_entry(str(planted))  # a directory planted in a file's place goes too
@@ -232,6 +264,7 @@ def reset_files(path: Path, num_samples: int, wanted: Mapping[str, Any]) -> None
     SlotTable.create(path / "index", num_samples)
     Counters.create(path, EXTRA_COUNTERS)
     manifest.write_manifest(path, wanted)
+    os.unlink(path / RESET_MARKER)
 
 
 def _segment_files(directory: Path) -> list[Path]:

@@ -119,7 +119,7 @@ class SharedMemoryStore(CacheStore):
         check_budget("budget_bytes", budget_bytes)
         check_budget("reserve_bytes", reserve_bytes)
         root = Path(directory) if directory is not None else default_directory()
-        check_root(root)
+        root = check_root(root)
         settings = MemorySettings(
             budget_bytes=budget_bytes,
             checksum=bool(checksum),

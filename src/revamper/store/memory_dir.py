@@ -32,14 +32,8 @@ from revamper.errors import UnsafeCacheError
 from revamper.store.counters import Counters
 from revamper.store.manifest import MANIFEST_NAME
 from revamper.store.memory_settings import MemorySettings
-from revamper.store.permissions import (
-    DIR_MODE,
-    FILE_MODE,
-    check_ancestors,
-    check_fd,
-    check_path,
-    replaceable_by_others,
-)
+from revamper.store.path_chain import checked_real_path, replaceable_by_others
+from revamper.store.permissions import DIR_MODE, FILE_MODE, check_fd, check_path
 
 logger = logging.getLogger(__name__)
 
@@ -102,30 +96,36 @@ def free_bytes(directory: str | os.PathLike[str]) -> int | None:
     return info.f_bavail * info.f_frsize
 
 
-def check_root(root: str | os.PathLike[str]) -> None:
+def check_root(root: str | os.PathLike[str]) -> Path:
     """Check that other users cannot replace a store's directory inside ``root``.
 
     ``root`` must belong to the current user or to root, and if group or others may write to
     it, it must be sticky (like ``/dev/shm`` and ``/tmp``): in a sticky directory only an
-    entry's owner may rename or remove it. Every directory above it must pass the same rule
-    (:func:`~revamper.store.permissions.check_ancestors`).
+    entry's owner may rename or remove it. Every directory and link on the way to it must pass
+    the same rule (:mod:`revamper.store.path_chain`).
+
+    Returns:
+        Its real path, to use from then on.
 
     Raises:
         ValueError: If ``root`` is not an existing, writable directory.
         UnsafeCacheError: If another user could replace what the store creates there.
     """
     try:
-        st = os.stat(root)
+        real = checked_real_path(root)
+        st = os.stat(real)
+    except UnsafeCacheError:
+        raise
     except OSError as exc:
         raise ValueError(f"directory {str(root)!r} does not exist or is not a directory") from exc
     if not stat.S_ISDIR(st.st_mode):
         raise ValueError(f"directory {str(root)!r} does not exist or is not a directory")
-    if not os.access(root, os.W_OK | os.X_OK):
+    if not os.access(real, os.W_OK | os.X_OK):
         raise ValueError(f"directory {str(root)!r} is not writable")
     problem = replaceable_by_others(st)
     if problem is not None:
-        raise UnsafeCacheError(root, problem, st)
-    check_ancestors(os.path.realpath(root))
+        raise UnsafeCacheError(real, problem, st)
+    return real
 
 
 def default_directory() -> Path:

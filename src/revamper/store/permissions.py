@@ -24,7 +24,6 @@ __all__ = [
     "DIR_MODE",
     "FILE_MODE",
     "UnsafeCacheError",
-    "check_ancestors",
     "check_fd",
     "check_path",
     "check_tree",
@@ -53,40 +52,6 @@ def _check_stat(path: str | os.PathLike[str], st: os.stat_result, *, directory: 
         raise UnsafeCacheError(path, "it belongs to another user", st)
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise UnsafeCacheError(path, "it is writable by group or others", st)
-
-
-def replaceable_by_others(st: os.stat_result) -> str | None:
-    """Why another user could rename or replace what a directory holds, or ``None``.
-
-    They can if the directory is theirs, or if group or others may write to it and it is not
-    sticky (in a sticky directory, like ``/tmp`` and ``/dev/shm``, only an entry's owner may
-    rename or remove it).
-    """
-    if st.st_uid not in (0, os.geteuid()):
-        return "it belongs to another user, who could replace the cache"
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-        return (
-            "others may write to it and it is not sticky (chmod +t), so they could replace "
-            "the cache"
-        )
-    return None
-
-
-def check_ancestors(path: str | os.PathLike[str]) -> None:
-    """Check that no other user can swap ``path`` (a real path) by changing a directory above it.
-
-    Every directory from ``/`` down to ``path``'s parent must pass :func:`replaceable_by_others`,
-    as ``ssh`` requires of the directories above ``~/.ssh``: otherwise another user could rename
-    the cache away and put a link or a directory in its place between two opens.
-
-    Raises:
-        UnsafeCacheError: Naming the first such directory.
-    """
-    for ancestor in reversed(Path(os.path.abspath(path)).parents):
-        st = os.stat(ancestor)
-        problem = replaceable_by_others(st)
-        if problem is not None:
-            raise UnsafeCacheError(ancestor, f"it holds the cache {str(path)!r} and {problem}", st)
 
 
 def check_path(path: str | os.PathLike[str], *, directory: bool = False) -> os.stat_result:
