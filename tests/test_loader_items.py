@@ -244,3 +244,91 @@ def test_a_failing_getitems_names_the_samples(data: Any, match: str, index: int 
     ):
         list(loader)
     assert info.value.stage == "load" and info.value.index == index
+
+
+class BatchShaped(torch.utils.data.Dataset[torch.Tensor]):
+    """``__getitems__`` returns the whole batch as one tensor (``self.x[idx]``), as fast data
+    sets do; DataLoader takes its rows."""
+
+    def __init__(self, size: int) -> None:
+        self.x = torch.arange(size * 2).reshape(size, 2)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.x[index]
+
+    def __getitems__(self, indices: list[int]) -> torch.Tensor:
+        return self.x[indices]
+
+
+def test_a_batch_shaped_getitems_result_gives_its_rows() -> None:
+    """Each row is one sample (cached and transformed on its own), collated as usual: the
+    batches DataLoader gives with a pass-through collate_fn."""
+    data = BatchShaped(12)
+    expected = list(DataLoader(data, batch_size=4, collate_fn=lambda batch: batch))
+    with RevamperLoader(data, batch_size=4, reuse_factor=2, seed=0) as loader:
+        for _ in range(3):
+            got = list(loader)
+            assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+class OnlyBatchedDataset(torch.utils.data.Dataset[Any]):
+    """A Dataset subclass with only __getitems__: its __getitem__ is Dataset's abstract one."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitems__(self, indices: list[int]) -> list[Any]:
+        if 5 in indices:
+            raise OSError("the shard holding row 5 is unreadable")
+        return [np.array([i]) for i in indices]
+
+
+def test_the_batch_error_of_a_getitems_only_dataset_subclass_is_the_one_reported() -> None:
+    with (
+        RevamperLoader(OnlyBatchedDataset(), batch_size=4, seed=0) as loader,
+        pytest.raises(
+            SampleError, match=r"samples 4, 5, 6, 7 failed in stage 'load'.*OSError.*row 5"
+        ) as info,
+    ):
+        list(loader)
+    assert info.value.index is None
+
+
+def test_items_of_a_dataset_without_getitems_are_loaded_one_at_a_time() -> None:
+    """The load -> partial -> put order per sample keeps one raw item alive at a time."""
+    alive: list[int] = []
+    peak = [0]
+
+    class Big(torch.utils.data.Dataset[np.ndarray]):
+        def __len__(self) -> int:
+            return 16
+
+        def __getitem__(self, index: int) -> np.ndarray:
+            alive.append(index)
+            peak[0] = max(peak[0], len(alive))
+            return np.full(4, index)
+
+    def crop(x: np.ndarray) -> np.ndarray:
+        alive.pop()
+        return x[:1]
+
+    with RevamperLoader(Big(), batch_size=8, partial_transform=crop, seed=0) as loader:
+        list(loader)
+    assert peak[0] == 1
+
+
+def test_from_pipeline_profiles_a_getitems_only_dataset() -> None:
+    class OnlyBatched:
+        def __len__(self) -> int:
+            return 64
+
+        def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+            return [torch.full((3, 8, 8), float(i)) for i in indices]
+
+    with RevamperLoader.from_pipeline(
+        OnlyBatched(), [lambda x: x + 1, lambda x: x * 2], batch_size=8, seed=0
+    ) as loader:
+        assert sum(len(batch) for batch in loader) == 64

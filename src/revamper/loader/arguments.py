@@ -12,6 +12,7 @@ from typing import Any, Final
 import torch
 from torch.utils.data import IterableDataset
 
+from revamper.loader.dataset_reads import batched_reader, has_own_getitem
 from revamper.plan.limits import check_int
 
 
@@ -78,7 +79,7 @@ def check_dataset(dataset: Any) -> int:
             "RevamperLoader needs a map-style dataset (with __getitem__ and __len__); "
             f"got the IterableDataset {type(dataset).__name__}"
         )
-    readable = hasattr(dataset, "__getitem__") or callable(getattr(dataset, "__getitems__", None))
+    readable = has_own_getitem(dataset) or batched_reader(dataset) is not None
     if not readable or not hasattr(dataset, "__len__"):
         raise TypeError(
             "dataset must be a map-style dataset with __len__ and __getitem__ (or __getitems__, "

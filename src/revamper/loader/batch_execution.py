@@ -14,13 +14,14 @@ cached with it, so a hit never touches the data set.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch.utils.data
 
 from revamper.errors import SampleError
 from revamper.loader.augment_rng import seeded_augmentation
+from revamper.loader.dataset_reads import batched_reader, has_own_getitem, read_item, rows
 from revamper.loader.layout import SampleLayout, Transform, TransformKeys, identity
 from revamper.loader.stats import BatchStats
 from revamper.loader.tickets import BatchTicket
@@ -86,7 +87,7 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
     def __getitem__(self, index: int) -> Any:
         """Compute one sample through the whole pipeline, bypassing the cache."""
         stats = BatchStats()
-        (item,) = self._load([index], -1, stats)
+        item = self._load_one(index, -1, stats)
         value = self._compute(index, item, -1, 0, stats, cache=False)
         return self._final(index, -1, value, stats)
 
@@ -107,9 +108,13 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
         planned_miss: list[bool] = ticket.planned_miss.tolist()
         generations: list[int] = ticket.generations.tolist()
         worth_caching: list[bool] = ticket.worth_caching.tolist()
+        epoch = ticket.epoch
         cached = self._read_hits(indices, planned_miss, generations, stats)
-        missing = [k for k, value in enumerate(cached) if value is MISS]
-        items = iter(self._load([indices[k] for k in missing], ticket.epoch, stats))
+        many = batched_reader(self.dataset)
+        loaded: Iterator[Any] | None = None
+        if many is not None:  # one call for the batch's misses, as torch's fetcher makes
+            missing = [indices[k] for k, value in enumerate(cached) if value is MISS]
+            loaded = iter(self._load_many(many, missing, ticket.epoch, stats))
         samples = []
         for index, miss, generation, keep, value in zip(
             indices, planned_miss, generations, worth_caching, cached, strict=True
@@ -119,8 +124,9 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
                     stats.planned_misses += 1
                 else:
                     stats.unplanned_misses += 1
-                item = next(items)
-                value = self._compute(index, item, ticket.epoch, generation, stats, cache=keep)
+                # Without __getitems__, one item at a time: only one raw item is alive at once.
+                item = next(loaded) if loaded is not None else self._load_one(index, epoch, stats)
+                value = self._compute(index, item, epoch, generation, stats, cache=keep)
             else:
                 stats.hits += 1
             samples.append(self._final(index, ticket.epoch, value, stats))
@@ -153,48 +159,51 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
             values[k] = value
         return values
 
-    def _load(self, indices: list[int], epoch: int, stats: BatchStats) -> list[Any]:
-        """The data set's items for ``indices``, as torch's fetcher reads them.
+    def _load_many(
+        self, many: Callable[[list[int]], Any], indices: list[int], epoch: int, stats: BatchStats
+    ) -> list[Any]:
+        """The items for ``indices`` from one ``__getitems__`` call.
 
-        A data set with a ``__getitems__`` gets one call for all of them (as a ``DataLoader``
-        would make for the batch); if that call fails and the data set has a ``__getitem__``,
-        the items are read one by one to name the sample that fails.
+        If that call fails and the data set has a ``__getitem__`` of its own, the items are
+        read one by one to name the sample that fails; the batch's error is raised if none does.
         """
         if not indices:
             return []
         start, began = _now(), _wall()
-        many = getattr(self.dataset, "__getitems__", None)
-        if many:
-            try:
-                items = many(list(indices))
-                if not isinstance(items, Sequence) or len(items) != len(indices):
-                    raise TypeError(
-                        f"__getitems__ of {len(indices)} indices returned "
-                        f"{type(items).__name__} of length {_length(items)}; it must return a "
-                        "list with one item per index"
-                    )
-            except Exception as exc:
-                if hasattr(self.dataset, "__getitem__"):
-                    for index in indices:  # raises naming the sample if one fails alone
-                        self._load_one(index, epoch)
-                raise SampleError(
-                    f"samples {_shown(indices)} failed in stage 'load' (epoch {epoch}): "
-                    f"{type(exc).__name__}: {exc}",
-                    index=indices[0] if len(indices) == 1 else None,
-                    stage="load",
-                ) from exc
-            loaded = list(items)
-        else:
-            loaded = [self._load_one(index, epoch) for index in indices]
+        try:
+            items = rows(many(list(indices)), len(indices))
+        except Exception as exc:
+            if has_own_getitem(self.dataset):
+                self._find_failing_sample(indices, epoch)
+            raise SampleError(
+                f"samples {_shown(indices)} failed in stage 'load' (epoch {epoch}): "
+                f"{type(exc).__name__}: {exc}",
+                index=indices[0] if len(indices) == 1 else None,
+                stage="load",
+            ) from exc
         stats.cpu_load += _now() - start
         stats.wall_compute += _wall() - began
-        return loaded
+        return items
 
-    def _load_one(self, index: int, epoch: int) -> Any:
+    def _find_failing_sample(self, indices: list[int], epoch: int) -> None:
+        """Read ``indices`` one by one; raise for the first that fails on its own."""
+        for index in indices:
+            try:
+                self.dataset[index]
+            except NotImplementedError:
+                return  # __getitem__ is not meant to be used: the batch's error stands
+            except Exception as exc:
+                raise _sample_error(index, epoch, "load", exc) from exc
+
+    def _load_one(self, index: int, epoch: int, stats: BatchStats) -> Any:
+        start, began = _now(), _wall()
         try:
-            return self.dataset[index]
+            item = read_item(self.dataset, index)
         except Exception as exc:
             raise _sample_error(index, epoch, "load", exc) from exc
+        stats.cpu_load += _now() - start
+        stats.wall_compute += _wall() - began
+        return item
 
     def _compute(
         self,
@@ -233,13 +242,6 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
             raise _sample_error(index, epoch, "final_transform", exc) from exc
         stats.cpu_final += _now() - start
         return out
-
-
-def _length(value: Any) -> str:
-    try:
-        return str(len(value))
-    except TypeError:
-        return "none"
 
 
 def _shown(indices: Sequence[int]) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from revamper.loader.dataset_reads import read_item
 from revamper.loader.layout import SampleLayout
 from revamper.pipelines import Pipeline
 from revamper.tune.profile import ProfileError
@@ -296,7 +297,7 @@ def measure_diversity(
     with isolated_rng(seed), single_thread():
         for index in indices:
             try:
-                item = dataset[index]
+                item = read_item(dataset, index)
             except Exception as exc:
                 raise ProfileError(f"reading item {index} failed: {exc!r}") from exc
             for k in splits:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from revamper.loader.dataset_reads import read_item
 from revamper.loader.layout import SampleLayout
 from revamper.pipelines import Pipeline
 from revamper.store import codec, make_store, record
@@ -261,7 +262,7 @@ def _summary(profile: PipelineProfile) -> str:
 def _warm_up(dataset: Any, pipeline: Pipeline, layout: SampleLayout, index: int) -> None:
     # First calls pay for lazy imports and allocations that later items do not.
     try:
-        value = dataset[index]
+        value = read_item(dataset, index)
     except Exception as exc:
         raise _fail("reading the item", index, exc) from exc
     for name, step in pipeline.steps:
@@ -282,9 +283,9 @@ def _measure_item(
 ) -> list[tuple[int, int]]:
     """Run one item through the steps; returns the ``(store key, split)`` pairs it wrote."""
     try:
-        dataset[index]  # the page cache, as after a warm-up
+        read_item(dataset, index)  # the page cache, as after a warm-up
         start = _now()
-        value = dataset[index]
+        value = read_item(dataset, index)
         recorder.load.append(_now() - start)
     except Exception as exc:
         raise _fail("reading the item", index, exc) from exc

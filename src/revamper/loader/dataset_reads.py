@@ -1,0 +1,60 @@
+"""Reading items from a user's map-style data set the way torch's ``DataLoader`` reads them.
+
+torch's fetcher calls a data set's ``__getitems__(indices)`` for a whole batch when it has one
+(``Subset``, ``StackDataset``, Hugging Face datasets, fast batched readers) and ``dataset[i]``
+item by item otherwise. ``__getitems__`` may return a list, or anything batch-shaped that has
+one row per index (an array or a tensor of the whole batch): the loader takes its rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch.utils.data
+
+__all__ = ["batched_reader", "has_own_getitem", "read_item", "rows"]
+
+
+def batched_reader(dataset: Any) -> Callable[[list[int]], Any] | None:
+    """The data set's ``__getitems__``, or ``None`` if it has none (or a falsy one)."""
+    many = getattr(dataset, "__getitems__", None)
+    return many if callable(many) else None
+
+
+def has_own_getitem(dataset: Any) -> bool:
+    """Whether ``dataset[i]`` works: a ``__getitem__`` other than ``Dataset``'s abstract one."""
+    method = getattr(type(dataset), "__getitem__", None)
+    return method is not None and method is not torch.utils.data.Dataset.__getitem__
+
+
+def rows(result: Any, count: int) -> list[Any]:
+    """The ``count`` items a ``__getitems__`` call returned, as a list.
+
+    Raises:
+        TypeError: If it did not return one item per index.
+    """
+    if isinstance(result, list) and len(result) == count:
+        return result
+    try:
+        length = len(result)
+    except TypeError:
+        length = None
+    if length != count or isinstance(result, (str, bytes, dict)):
+        raise TypeError(
+            f"__getitems__ of {count} indices returned {type(result).__name__}"
+            f"{'' if length is None else f' of length {length}'}; it must return one item per "
+            "index (a list, or an array or tensor with one row per index)"
+        )
+    if isinstance(result, Sequence):
+        return list(result)
+    return [result[k] for k in range(count)]
+
+
+def read_item(dataset: Any, index: int) -> Any:
+    """One item: ``dataset[index]``, or through ``__getitems__`` if that is all it has."""
+    if not has_own_getitem(dataset):
+        many = batched_reader(dataset)
+        if many is not None:
+            return rows(many([index]), 1)[0]
+    return dataset[index]
