@@ -337,10 +337,37 @@ def test_a_record_half_written_by_a_killed_worker_is_removed_at_the_next_epoch()
     assert os.listdir(tmp) == [f"3.{child.pid}"]  # too recent to be sure (another namespace)
     mine = tmp / f"4.{os.getpid()}"  # a live process's record in progress
     mine.write_bytes(b"x")
-    (tmp / f"5.{10**30}").write_bytes(b"x")  # a damaged name
+    (tmp / f"5.{10**30}").write_bytes(b"x")  # not a name of ours (no such pid): left alone
     for name in os.listdir(tmp):
         os.utime(tmp / name, (1, 1))  # written long ago
     store.on_epoch_start(2)
-    assert sorted(os.listdir(tmp)) == [mine.name]
+    assert sorted(os.listdir(tmp)) == sorted([mine.name, f"5.{10**30}"])
     assert store.put(3, 0, np.ones(4)) and np.all(store.get(3, 0) == 1)
+    store.close()
+
+
+def test_the_clean_up_of_dead_writers_never_follows_a_link_nor_deletes_a_directory(
+    tmp_path: Path,
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for name in ("report.2024", "backup.99999"):
+        (victim / name).write_text("yours")
+    (victim / "project.77777").mkdir()
+    (victim / "project.77777" / "main.c").write_text("int main;")
+    store = SharedMemoryStore()
+    tmp = store.path / "tmp"
+    (tmp / "3.999999").mkdir()  # a directory planted under a dead writer's name
+    (tmp / "notes.4242").write_text("not a record name")
+    for name in (*os.listdir(victim), *os.listdir(tmp)):
+        for where in (victim, tmp):
+            if (where / name).exists():
+                os.utime(where / name, (1, 1))
+    store.on_epoch_start(1)
+    assert sorted(os.listdir(tmp)) == ["3.999999", "notes.4242"]
+    shutil.rmtree(tmp)
+    os.symlink(victim, tmp)  # tmp replaced by a link to the user's files
+    store.on_epoch_start(2)
+    assert sorted(os.listdir(victim)) == ["backup.99999", "project.77777", "report.2024"]
+    assert (victim / "project.77777" / "main.c").read_text() == "int main;"
     store.close()

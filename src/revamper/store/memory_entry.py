@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import stat
 import time
@@ -21,6 +22,7 @@ from typing import Any, Final
 import numpy as np
 
 from revamper.store import record
+from revamper.store.permissions import check_fd
 
 _OPEN: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -177,6 +179,7 @@ def replace_entry(tmp: str, path: str) -> None:
         os.replace(tmp, path)
 
 
+_TEMPORARY: Final = re.compile(r"[0-9]{1,19}\.(?P<pid>[0-9]{1,10})")
 ORPHAN_AGE_S: Final = 60.0
 """A temporary record younger than this is never taken for a dead writer's."""
 
@@ -190,22 +193,37 @@ def remove_orphans(directory: str) -> int:
     the last :data:`ORPHAN_AGE_S` seconds (a writer in another pid namespace sharing the
     directory is invisible to ``kill``, but renames its record within milliseconds).
 
+    Only regular files of ours with exactly that name are deleted, through a descriptor of the
+    directory opened without following a link: a ``tmp`` replaced by a link to elsewhere, or a
+    directory planted in it, is left alone.
+
     Returns:
         How many were deleted.
     """
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return 0  # gone, or a link: nothing of ours to clean
     removed = 0
     recent = time.time() - ORPHAN_AGE_S
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            _, _, pid = entry.name.rpartition(".")
-            if not pid.isdigit() or _alive(int(pid)):
+    try:
+        check_fd(fd, directory, directory=True)
+        for name in os.listdir(fd):
+            match = _TEMPORARY.fullmatch(name)
+            if match is None or _alive(int(match["pid"])):
                 continue
             with contextlib.suppress(OSError):
-                if entry.stat(follow_symlinks=False).st_mtime > recent:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
                     continue
-            with contextlib.suppress(OSError):
-                remove_entry(entry.path)
+                if st.st_mtime > recent:
+                    continue
+                os.unlink(name, dir_fd=fd)
                 removed += 1
+    except (OSError, ValueError):
+        pass  # not a private directory of ours: never clean it
+    finally:
+        os.close(fd)
     return removed
 
 
