@@ -146,6 +146,22 @@ def test_a_sparse_entry_claiming_a_huge_size_is_a_miss(capacity: int | None) -> 
     store.close()
 
 
+def test_a_sparse_entry_within_the_file_systems_size_is_a_miss_without_reading_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, path = _store_with(7, np.arange(1000))
+    os.truncate(path, 2**29)  # 512 MiB, within the tmpfs: a valid header, then holes
+    asked: list[int] = []
+    real_empty = np.empty
+    monkeypatch.setattr(
+        entry_module.np, "empty", lambda n, **kw: asked.append(int(n)) or real_empty(n, **kw)
+    )
+    assert _get_quietly(store, 7) is MISS
+    assert max(asked, default=0) < 2**20  # the header's size disagreed: nothing allocated
+    assert store.stats().invalid_reads == 1
+    store.close()
+
+
 def _flip(data: bytes, rng: np.random.Generator, low: int, high: int) -> bytes:
     damaged = bytearray(data)
     for position in rng.integers(low, high, size=rng.integers(1, 4)):

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from revamper.errors import RecordError
 from revamper.store import record
 from revamper.store.permissions import check_fd
 
@@ -87,6 +88,14 @@ def read_entry(path: str, max_size: int) -> np.ndarray[Any, np.dtype[np.uint8]] 
         size = st.st_size
         if not record.HEADER_SIZE <= size <= max_size:
             raise DamagedEntry(f"{size} bytes, not a record size")
+        # The header first: memory is allocated only for the size a valid header states (a
+        # sparse file of any size would otherwise be read whole, gigabytes of zeros).
+        try:
+            stated = record.parse_header(os.pread(fd, record.HEADER_SIZE, 0)).record_size
+        except RecordError as exc:
+            raise DamagedEntry(str(exc)) from None
+        if stated != size:
+            raise DamagedEntry(f"{size} bytes, its header says {stated}")
         data = np.empty(size, dtype=np.uint8)
         got = 0
         while got < size:
