@@ -787,3 +787,14 @@ def test_a_group_writable_directory_of_your_private_group_is_accepted(
     groups[4242] = grp.struct_group(("alice", "x", 4242, ["bob"]))  # bob shares the group
     with pytest.raises(UnsafeCacheError, match=r"project.*not sticky"):
         disk(cache)
+
+
+def test_a_users_file_called_owner_lock_is_never_overwritten(tmp_path: Path) -> None:
+    project = private_dir(tmp_path / "project")  # a wrong cache_dir
+    (project / "owner.lock").write_text("remember: the lock code is 4711\n")
+    with pytest.raises(UnsafeCacheError, match="not a revamper owner lock"):
+        disk(project)
+    assert (project / "owner.lock").read_text() == "remember: the lock code is 4711\n"
+    cache = private_dir(tmp_path / "cache")
+    (cache / "owner.lock").write_text("12345\n")  # what a store of ours leaves: reused
+    disk(cache).close()

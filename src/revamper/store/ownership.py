@@ -21,7 +21,7 @@ import weakref
 from pathlib import Path
 from typing import Final
 
-from revamper.errors import CacheInUseError
+from revamper.errors import CacheInUseError, UnsafeCacheError
 from revamper.store import permissions
 
 __all__ = ["OWNER_LOCK_NAME", "CacheInUseError", "OwnerLock"]
@@ -61,8 +61,16 @@ class OwnerLock:
         except BaseException:
             os.close(fd)
             raise
+        if not _holds_a_pid_or_nothing(fd):
+            os.close(fd)
+            raise UnsafeCacheError(
+                path,
+                "it is not a revamper owner lock (it should hold a process id or nothing), so "
+                "writing the lock would overwrite a file that may be yours",
+                advice="Choose an empty cache_dir, or remove that file if it is not yours to keep",
+            )
         with contextlib.suppress(OSError):  # a full disk: the lock holds all the same
-            os.ftruncate(fd, 0)  # ours: checked by open_private
+            os.ftruncate(fd, 0)  # ours: checked by open_private, and empty or a pid
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._holder = [fd, os.getpid()]
         self._finalizer = weakref.finalize(self, _close, self._holder)
@@ -84,6 +92,16 @@ class OwnerLock:
     def release(self) -> None:
         """Let go of the directory (in the owning process)."""
         _close(self._holder)
+
+
+def _holds_a_pid_or_nothing(fd: int) -> bool:
+    """Whether the lock file is empty or holds what :class:`OwnerLock` writes (a pid)."""
+    try:
+        if os.fstat(fd).st_size == 0:
+            return True
+    except OSError:
+        return False
+    return _read_pid(fd) is not None and os.fstat(fd).st_size <= 32
 
 
 def _read_pid(fd: int) -> int | None:
