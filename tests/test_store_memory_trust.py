@@ -381,3 +381,23 @@ def test_a_root_reached_through_another_users_link_is_refused(tmp_path: Path) ->
     with pytest.raises(UnsafeCacheError, match="symbolic link made by another user"):
         SharedMemoryStore(directory=link)
     assert list(real.iterdir()) == []
+
+
+def test_a_name_planted_where_the_store_renames_itself_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user who sees the hidden name while the store is built plants the final one."""
+    from revamper.store import memory_dir
+
+    root = tmp_path / "shm"
+    root.mkdir()
+    root.chmod(0o1777)
+    suffixes = iter(["aaaa", "bbbb"])
+    monkeypatch.setattr(memory_dir.secrets, "token_hex", lambda n: next(suffixes))
+    planted = root / f"revamper-{os.getpid()}-aaaa"
+    planted.write_text("in the way")
+    os.chown(planted, NOBODY, NOBODY)
+    with SharedMemoryStore(directory=root) as store:
+        assert store.path.name == f"revamper-{os.getpid()}-bbbb"
+        assert store.put(0, 0, 1) and store.get(0, 0) == 1
+    assert planted.read_text() == "in the way"

@@ -21,6 +21,7 @@ import fcntl
 import logging
 import os
 import re
+import secrets
 import shutil
 import stat
 import tempfile
@@ -49,6 +50,7 @@ FILES: Final = ("lock", "counters", SETTINGS, OWNER_LOCK)
 _MIN_RESERVE: Final = 256 * 2**20
 _OPEN: Final = os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_SETTINGS: Final = 64 * 1024
+_RENAME_TRIES: Final = 16
 
 
 def default_reserve(directory: str | os.PathLike[str]) -> int:
@@ -200,14 +202,35 @@ def build_owned_directory(
         lock_fd = os.open(building / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN, 0o600)
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         fill(building)
-        final = building.with_name(building.name[1:])
-        os.rename(building, final)  # a live store of that name is never empty: rename fails
+        final = _rename_in(building, root, prefix)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         if lock_fd >= 0:
             os.close(lock_fd)
         raise
     return final, lock_fd
+
+
+def _rename_in(building: Path, root: Path, prefix: str) -> Path:
+    """Rename the built directory to a fresh visible name; returns it.
+
+    The visible name takes new random bits (not the hidden name's, which anyone may list), and
+    a name taken meanwhile (another user planting one in a shared ``/dev/shm`` to make the
+    store fail) is retried with another.
+
+    Raises:
+        OSError: If :data:`_RENAME_TRIES` names in a row were taken.
+    """
+    for attempt in range(_RENAME_TRIES):
+        final = root / f"{prefix}{os.getpid()}-{secrets.token_hex(8)}"
+        try:
+            os.rename(building, final)  # onto a planted file, or a non-empty directory: fails
+        except OSError:
+            if attempt == _RENAME_TRIES - 1:
+                raise
+            continue
+        return final
+    raise AssertionError("unreachable")
 
 
 def check_directory(path: Path) -> None:
