@@ -387,3 +387,17 @@ def test_the_clean_up_of_dead_writers_never_follows_a_link_nor_deletes_a_directo
     assert sorted(os.listdir(victim)) == ["backup.99999", "project.77777", "report.2024"]
     assert (victim / "project.77777" / "main.c").read_text() == "int main;"
     store.close()
+
+
+@pytest.mark.parametrize("offset", [16, 60])  # the generation field, the header's padding
+def test_a_flipped_header_byte_is_caught_by_the_checksum(offset: int) -> None:
+    """One bit in the generation made an entry of generation 2 pass as one of generation 3."""
+    store, path = _store_with(7, np.arange(100))
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 1  # generation 0 -> 1 (or a padding bit)
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert store.get(7, 1) is MISS and store.get(7, 0) is MISS
+    assert store.stats().invalid_reads >= 1
+    store.close()

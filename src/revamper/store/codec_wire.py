@@ -27,8 +27,9 @@ import torch
 
 from revamper.errors import CodecError
 
-CODEC_VERSION: Final = 2
-"""Bumped whenever the encoding changes (re-exported as ``codec.CODEC_VERSION``)."""
+CODEC_VERSION: Final = 3
+"""Bumped whenever the encoding or the record format changes (re-exported as
+``codec.CODEC_VERSION``). 3: a record's CRC-32 covers its header too."""
 
 ALIGN: Final = 64
 """Alignment of every buffer in the payload (re-exported as ``codec.ALIGN``)."""

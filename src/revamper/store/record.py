@@ -28,6 +28,7 @@ MAGIC: Final = b"RVMP"
 HEADER_SIZE: Final = 64
 _HEADER = struct.Struct("<4sHHqqQQI16s")  # magic, codec version, flags, index, generation,
 #                                           meta length, payload length, crc32, run id
+_CRC_FIELD: Final = slice(40, 44)  # where the crc32 sits in the packed header
 RUN_ID_SIZE: Final = 16
 NO_RUN_ID: Final = bytes(RUN_ID_SIZE)
 """The run identity of records of a store without one (16 zero bytes)."""
@@ -84,7 +85,7 @@ def record_segments(
         index: The sample index.
         generation: The entry's generation.
         encoded: The value, encoded.
-        checksum: Store a CRC-32 of meta and payload.
+        checksum: Store a CRC-32 of the whole record (header, meta and payload).
         run_id: The writing cache's run identity (:data:`RUN_ID_SIZE` bytes).
     """
     body: list[bytes | memoryview] = [encoded.meta]
@@ -92,11 +93,7 @@ def record_segments(
     if pad:
         body.append(bytes(pad))
     body.extend(encoded.payload_segments())
-    crc = 0
-    if checksum:
-        for segment in body:
-            crc = zlib.crc32(segment, crc)
-    header = _HEADER.pack(
+    fields = (
         MAGIC,
         CODEC_VERSION,
         _FLAG_CHECKSUM if checksum else 0,
@@ -104,9 +101,14 @@ def record_segments(
         generation,
         len(encoded.meta),
         encoded.payload_size,
-        crc,
-        _check_run_id(run_id),
     )
+    run_id = _check_run_id(run_id)
+    crc = 0
+    if checksum:  # over the header (its CRC field zero) and the body
+        crc = zlib.crc32(_HEADER.pack(*fields, 0, run_id).ljust(HEADER_SIZE, b"\0"))
+        for segment in body:
+            crc = zlib.crc32(segment, crc)
+    header = _HEADER.pack(*fields, crc, run_id)
     return [header.ljust(HEADER_SIZE, b"\0"), *body]
 
 
@@ -148,6 +150,8 @@ def parse_header(data: np.ndarray[Any, np.dtype[np.uint8]] | bytes) -> RecordHea
         raise RecordError(f"record shorter than its {HEADER_SIZE}-byte header")
     fields = _HEADER.unpack_from(raw)
     magic, version, flags, index, generation, meta_size, payload_size, crc, run_id = fields
+    if any(raw[_HEADER.size : HEADER_SIZE]):
+        raise RecordError("record header has non-zero padding")
     if magic != MAGIC:
         raise RecordError("not a revamper cache record (bad magic)")
     if version != CODEC_VERSION:
@@ -203,7 +207,9 @@ def open_record(
     meta = data[HEADER_SIZE : HEADER_SIZE + header.meta_size]
     payload = data[header.payload_offset :]
     if header.checksum is not None:
-        crc = zlib.crc32(data[HEADER_SIZE:].data)
+        head = bytearray(data[:HEADER_SIZE].tobytes())
+        head[_CRC_FIELD] = bytes(4)
+        crc = zlib.crc32(data[HEADER_SIZE:].data, zlib.crc32(head))
         if crc != header.checksum:
             raise RecordError(f"record for sample {index} fails its checksum")
     return header, meta.tobytes(), payload
