@@ -404,6 +404,9 @@ def test_dataloaders_attributes_read_as_on_a_dataloader() -> None:
         assert not hasattr(loader, "batch_sampler")
         # Lightning's seed_everything(workers=True) sets a worker_init_fn it finds to be None.
         assert not hasattr(loader, "worker_init_fn") and not hasattr(loader, "generator")
+        for name in ("worker_init_fn", "generator"):  # a DataLoader would use it: never ignored
+            with pytest.raises(AttributeError, match=rf"pass {name}= to RevamperLoader"):
+                setattr(loader, name, None)
         with pytest.raises(AttributeError):
             loader.batch_size = 4  # type: ignore[misc]
     with RevamperLoader(IndexDataset(10)) as plain:

@@ -8,7 +8,10 @@ where a ``DataLoader`` would let some be set before its first epoch).
 
 Not offered: ``worker_init_fn`` and ``generator``, which frameworks set or read to seed the
 workers (Lightning's ``seed_everything(workers=True)`` sets a ``worker_init_fn`` it finds to be
-``None``); the loader seeds its workers and transforms itself, from its ``seed``. And
+``None``); the loader seeds its workers and transforms itself, from its ``seed``. Reading
+them raises an ``AttributeError`` (so ``hasattr`` is false and such code leaves the loader
+alone), and so does setting them, which a ``DataLoader`` would honour at its next epoch and
+the loader would silently ignore: pass them when the loader is made. And
 ``sampler`` and ``batch_sampler``: the loader's plan orders and batches the samples, so there
 is no sampler that code could reuse (Accelerate's ``skip_first_batches`` builds a new
 ``DataLoader`` from it, which would bypass the cache); they raise an ``AttributeError`` that
@@ -30,6 +33,12 @@ _NO_SAMPLER = (
     "the reuse plan), and a DataLoader built from a sampler would bypass the cache. To resume "
     "mid-epoch use loader.state_dict() / load_state_dict() (not skip_first_batches); under "
     "torch.distributed the loader shards by rank itself (no DistributedSampler needed)."
+)
+
+_NOT_AN_ATTRIBUTE = (
+    "RevamperLoader's {name} is neither readable nor settable: the loader seeds its workers and "
+    "its transforms itself, from its seed, when it is made; pass {name}= to RevamperLoader "
+    "instead (a value set afterwards would be ignored)"
 )
 
 
@@ -126,6 +135,24 @@ class DataLoaderAttributes:
     def pin_memory_device(self) -> str:
         """The device pinned memory is for (``""``: the current accelerator)."""
         return self._settings.pin_memory_device
+
+    @property
+    def worker_init_fn(self) -> NoReturn:
+        """Not readable: see the module (pass ``worker_init_fn=`` when making the loader)."""
+        raise AttributeError(_NOT_AN_ATTRIBUTE.format(name="worker_init_fn"))
+
+    @worker_init_fn.setter
+    def worker_init_fn(self, value: Any) -> NoReturn:
+        raise AttributeError(_NOT_AN_ATTRIBUTE.format(name="worker_init_fn"))
+
+    @property
+    def generator(self) -> NoReturn:
+        """Not readable: see the module (pass ``generator=`` or ``seed=`` when making it)."""
+        raise AttributeError(_NOT_AN_ATTRIBUTE.format(name="generator"))
+
+    @generator.setter
+    def generator(self, value: Any) -> NoReturn:
+        raise AttributeError(_NOT_AN_ATTRIBUTE.format(name="generator"))
 
     @property
     def sampler(self) -> NoReturn:
