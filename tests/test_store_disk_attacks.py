@@ -798,3 +798,18 @@ def test_a_users_file_called_owner_lock_is_never_overwritten(tmp_path: Path) -> 
     cache = private_dir(tmp_path / "cache")
     (cache / "owner.lock").write_text("12345\n")  # what a store of ours leaves: reused
     disk(cache).close()
+
+
+def test_damaged_statistics_never_read_negative(tmp_path: Path) -> None:
+    from revamper.store.counters import Counters
+
+    cache = private_dir(tmp_path / "cache")
+    store = disk(cache)
+    counters = Counters(cache, ("next_segment",))
+    with counters.locked():
+        counters.set("invalid", -(10**18))
+        counters.set("rejected", -1)
+    counters.close()
+    stats = store.stats()
+    assert stats.invalid_reads == 0 and stats.rejected_puts == 0
+    store.close()

@@ -104,9 +104,9 @@ class Counters:
         os.pwrite(self._fd, _SLOT.pack(wrapped), self._index[name] * _SLOT.size)
 
     def stats(self, budget_bytes: int | None) -> StoreStats:
-        """A consistent snapshot of the statistics."""
+        """A consistent snapshot of the statistics (a damaged negative count reads as 0)."""
         with self.locked():
-            values = {name: self.value(name) for name in STATS}
+            values = {name: max(0, self.value(name)) for name in STATS}
         return StoreStats(
             entries=values["entries"],
             bytes_used=values["bytes"],
