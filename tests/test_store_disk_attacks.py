@@ -760,6 +760,11 @@ def test_trusting_the_parent_directories_is_an_explicit_opt_out(
         disk(cache)
     monkeypatch.setenv("REVAMPER_TRUST_PARENT_DIRS", "1")
     disk(cache).close()
+    link = tmp_path / "their-link"
+    os.symlink(cache, link)
+    os.lchown(link, NOBODY, NOBODY)  # the parents are trusted, not another user's link
+    with pytest.raises(UnsafeCacheError, match="symbolic link made by another user"):
+        disk(link)
     cache.chmod(0o777)  # the cache directory itself is still checked
     with pytest.raises(UnsafeCacheError, match="writable by group or others"):
         disk(cache)
@@ -784,7 +789,28 @@ def test_a_group_writable_directory_of_your_private_group_is_accepted(
     monkeypatch.setattr(path_chain.pwd, "getpwuid", lambda uid: me)
     monkeypatch.setattr(path_chain.grp, "getgrgid", lambda gid: groups[gid])
     disk(cache).close()
-    groups[4242] = grp.struct_group(("alice", "x", 4242, ["bob"]))  # bob shares the group
+    bob = pwd.struct_passwd(("bob", "x", 4243, 4242, "", "/home/bob", "/bin/sh"))
+    monkeypatch.setattr(path_chain.pwd, "getpwall", lambda: [me, bob])  # alice's group, primary
+    with pytest.raises(UnsafeCacheError, match=r"project.*not sticky"):
+        disk(cache)
+    monkeypatch.setattr(path_chain.pwd, "getpwall", lambda: [me])
+    disk(cache).close()
+    groups[4242] = grp.struct_group(("alice", "x", 4242, ["bob"]))  # bob listed in the group
+    with pytest.raises(UnsafeCacheError, match=r"project.*not sticky"):
+        disk(cache)
+    groups[4242] = grp.struct_group(("alice", "x", 4242, []))
+    # An access control list naming bob shows as the group bits (its mask): 0775 all the same.
+    acl = b"\x02\x00\x00\x00" + b"".join(
+        tag.to_bytes(2, "little") + perm.to_bytes(2, "little") + uid.to_bytes(4, "little")
+        for tag, perm, uid in (
+            (0x01, 7, 0),
+            (0x02, 7, 4243),
+            (0x04, 5, 0),
+            (0x10, 7, 0),
+            (0x20, 5, 0),
+        )
+    )
+    monkeypatch.setattr(path_chain.os, "getxattr", lambda path, name, **kw: acl)
     with pytest.raises(UnsafeCacheError, match=r"project.*not sticky"):
         disk(cache)
 
@@ -813,3 +839,28 @@ def test_damaged_statistics_never_read_negative(tmp_path: Path) -> None:
     stats = store.stats()
     assert stats.invalid_reads == 0 and stats.rejected_puts == 0
     store.close()
+
+
+def test_a_cache_of_another_codec_version_is_reset_even_without_a_fingerprint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = private_dir(tmp_path / "cache")
+    store = DiskStore(cache, num_samples=10)
+    assert store.put(1, 0, b"x" * 100)
+    store.close()
+    found = read_manifest(cache)
+    assert found is not None
+    write_manifest(cache, {**found, "codec_version": found["codec_version"] - 1})
+    with caplog.at_level(logging.WARNING, logger="revamper.store.disk"):
+        store = DiskStore(cache, num_samples=10)
+    assert any("codec_version" in r.getMessage() for r in caplog.records)
+    assert store.get(1, 0) is MISS and store.stats().invalid_reads == 0  # reset, not damaged
+    store.close()
+
+
+def test_a_reset_marker_left_next_to_a_valid_manifest_is_removed(tmp_path: Path) -> None:
+    cache = private_dir(tmp_path / "cache")
+    disk(cache).close()
+    (cache / "reset-in-progress").touch(mode=0o600)  # a crash between the manifest and this
+    disk(cache).close()
+    assert not (cache / "reset-in-progress").exists()

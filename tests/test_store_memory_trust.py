@@ -401,3 +401,15 @@ def test_a_name_planted_where_the_store_renames_itself_is_skipped(
         assert store.path.name == f"revamper-{os.getpid()}-bbbb"
         assert store.put(0, 0, 1) and store.get(0, 0) == 1
     assert planted.read_text() == "in the way"
+
+
+def test_an_attached_store_keeps_working_after_a_change_of_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with SharedMemoryStore() as owner:
+        assert owner.put(0, 0, 7)
+        monkeypatch.chdir(owner.path.parent)
+        attached = SharedMemoryStore.attach(owner.path.name)  # a relative path
+        monkeypatch.chdir("/")
+        assert attached.get(0, 0) == 7 and attached.path == owner.path
+        attached.close()

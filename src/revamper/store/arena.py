@@ -171,8 +171,7 @@ class ArenaStore(CacheStore):
             ValueError: If ``path`` is not a live arena store, or its settings are malformed.
             UnsafeCacheError: If another user could have written the directory or its files.
         """
-        root = Path(path)
-        geometry = check_arena_dir(root)
+        root, geometry = check_arena_dir(Path(path))
         store = cls.__new__(cls)
         store._init_state(root, geometry, gone=None)
         return store

@@ -93,14 +93,17 @@ def create_arena_dir(root: Path, geometry: ArenaGeometry) -> tuple[Path, int]:
     return build_owned_directory(root, PREFIX, fill)
 
 
-def check_arena_dir(path: Path) -> ArenaGeometry:
+def check_arena_dir(given: Path) -> tuple[Path, ArenaGeometry]:
     """Check an existing arena directory against the owner rule and read its settings.
+
+    Returns:
+        Its real path (to use from then on) and its geometry.
 
     Raises:
         ValueError: If ``path`` is not a live arena store (missing files, bad settings).
         UnsafeCacheError: If another user could have written it or its files.
     """
-    check_root(path.parent)
+    path = check_root(given.parent) / given.name
     for name in (ARENA, OWNER_LOCK):
         if not os.path.lexists(path / name):
             raise ValueError(
@@ -117,7 +120,7 @@ def check_arena_dir(path: Path) -> ArenaGeometry:
             raise ValueError(f"the arena file in {str(path)!r} does not have its recorded size")
     finally:
         os.close(fd)
-    return geometry
+    return path, geometry
 
 
 class ArenaHandles:

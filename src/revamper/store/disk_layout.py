@@ -167,6 +167,8 @@ def open_or_reset(
         else:
             logger.info("reusing the disk cache in %s", path)
             Counters.create(path, EXTRA_COUNTERS)
+            with contextlib.suppress(FileNotFoundError):  # a reset that crashed at its end
+                os.unlink(path / RESET_MARKER)
         kept: dict[str, Any] = json.loads(json.dumps(wanted if found is None or reason else found))
         assert manifest.run_id_of(kept) is not None
         return kept
@@ -231,10 +233,9 @@ def reuse_problem(
     """Why the cache found in ``path`` cannot be reused, or ``None``."""
     if found is None:
         return "no cache there yet" if not (path / "index").exists() else "no manifest"
-    if fingerprint is not None or found["num_samples"] != num_samples:
-        reason = manifest.mismatch(found, wanted)
-        if reason is not None:
-            return reason
+    reason = manifest.mismatch(found, wanted, fingerprint=fingerprint is not None)
+    if reason is not None:
+        return reason
     try:
         table = SlotTable(path / "index", num_samples)
     except FileNotFoundError:
@@ -300,8 +301,8 @@ def attached_run_id(
     found = manifest.read_manifest(path)
     wanted = manifest.manifest_for(fingerprint or {}, num_samples)
     reason = "it has no valid manifest" if found is None else None
-    if found is not None and (fingerprint is not None or found["num_samples"] != num_samples):
-        reason = manifest.mismatch(found, wanted)
+    if found is not None:
+        reason = manifest.mismatch(found, wanted, fingerprint=fingerprint is not None)
     have = None if found is None else manifest.run_id_of(found)
     if reason is None and run_id is not None and have != run_id:
         reason = "it is another incarnation of the cache (run id)"

@@ -179,11 +179,23 @@ def remove_manifest(directory: Path) -> None:
         (Path(directory) / MANIFEST_NAME).unlink()
 
 
-def mismatch(found: Mapping[str, Any], wanted: Mapping[str, Any]) -> str | None:
-    """Describe the first difference between two manifests, or ``None`` if they agree."""
+def mismatch(
+    found: Mapping[str, Any], wanted: Mapping[str, Any], *, fingerprint: bool = True
+) -> str | None:
+    """Describe the first difference between two manifests, or ``None`` if they agree.
+
+    Args:
+        found: The manifest found.
+        wanted: The one this run would write.
+        fingerprint: Compare the fingerprints too (else only the format, the codec version and
+            the number of samples: a store made without a fingerprint reuses any cache whose
+            records it can read).
+    """
     for key in ("format", "format_version", "codec_version", "num_samples"):
         if found.get(key) != wanted.get(key):
             return f"{key} is {_short(found.get(key))}, this run needs {_short(wanted.get(key))}"
+    if not fingerprint:
+        return None
     have, need = found.get("fingerprint"), wanted.get("fingerprint")
     if not isinstance(have, Mapping) or not isinstance(need, Mapping):
         return "the fingerprint is not a mapping"

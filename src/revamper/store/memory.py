@@ -174,8 +174,7 @@ class SharedMemoryStore(CacheStore):
             UnsafeCacheError: If another user could have written the directory or a file in
                 it (the message names the path, its owner and its mode, and what to do).
         """
-        root = Path(path)
-        check_directory(root)
+        root = check_directory(Path(path))
         store = cls.__new__(cls)
         store._init_state(root, read_settings(root))
         return store

@@ -124,7 +124,7 @@ def check_root(root: str | os.PathLike[str]) -> Path:
         raise ValueError(f"directory {str(root)!r} does not exist or is not a directory")
     if not os.access(real, os.W_OK | os.X_OK):
         raise ValueError(f"directory {str(root)!r} is not writable")
-    problem = replaceable_by_others(st)
+    problem = replaceable_by_others(st, str(real))
     if problem is not None:
         raise UnsafeCacheError(real, problem, st)
     return real
@@ -233,15 +233,18 @@ def _rename_in(building: Path, root: Path, prefix: str) -> Path:
     raise AssertionError("unreachable")
 
 
-def check_directory(path: Path) -> None:
+def check_directory(given: Path) -> Path:
     """Check an existing store directory, its parent and its files against the owner rule.
+
+    Returns:
+        Its real path, to use from then on.
 
     Raises:
         ValueError: If ``path`` lacks one of the store's files (it is no live store).
         UnsafeCacheError: If another user could have written the directory or one of its
             files, or one is a link or of the wrong kind.
     """
-    check_root(path.parent)
+    path = check_root(given.parent) / given.name
     missing = [name for name in (*SUBDIRS, *FILES) if not os.path.lexists(path / name)]
     if missing:
         raise ValueError(
@@ -253,6 +256,7 @@ def check_directory(path: Path) -> None:
         check_path(path / name, directory=True)
     for name in FILES:
         check_path(path / name)
+    return path
 
 
 def read_settings(path: Path) -> MemorySettings:

@@ -17,6 +17,7 @@ shows as ``nobody``) can opt out with the environment variable :data:`TRUST_PARE
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
@@ -33,18 +34,21 @@ TRUST_PARENTS_ENV: Final = "REVAMPER_TRUST_PARENT_DIRS"
 _MAX_LINKS: Final = 40  # as the kernel's limit on links followed in one path
 
 
-def replaceable_by_others(st: os.stat_result) -> str | None:
+def replaceable_by_others(st: os.stat_result, path: str | None = None) -> str | None:
     """Why another user could rename or replace what a directory holds, or ``None``.
 
     They can if the directory is theirs, or if group or others may write to it and it is not
     sticky (in a sticky directory, like ``/tmp`` and ``/dev/shm``, only an entry's owner may
-    rename or remove it). Group write is harmless when the group is the owner's private group.
+    rename or remove it). Group write is harmless when the group is the owner's private group
+    and no access control list names anyone else (``path`` is needed to read it; without it,
+    group write is never harmless).
     """
     if st.st_uid not in (0, os.geteuid()):
         return "it belongs to another user, who could replace the cache"
     if st.st_mode & stat.S_ISVTX:
         return None
-    if st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and not _private_group(st)):
+    private = path is not None and _private_group(st) and not _names_others(path)
+    if st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and not private):
         return (
             "others may write to it and it is not sticky (chmod +t), so they could replace "
             "the cache"
@@ -65,10 +69,34 @@ def _private_group(st: os.stat_result) -> bool:
         group = grp.getgrgid(st.st_gid)
     except KeyError:
         return False
-    return (
+    if not (
         owner.pw_gid == st.st_gid
         and group.gr_name == owner.pw_name
         and set(group.gr_mem) <= {owner.pw_name}
+    ):
+        return False
+    # A user whose primary group it is belongs to it without being listed (as Debian's ssh).
+    return not any(user.pw_gid == st.st_gid and user.pw_uid != st.st_uid for user in pwd.getpwall())
+
+
+_ACL_ACCESS: Final = "system.posix_acl_access"
+_ACL_NAMED: Final = (0x02, 0x08)  # ACL_USER, ACL_GROUP: entries for other users or groups
+
+
+def _names_others(path: str) -> bool:
+    """Whether the directory's access control list names other users or groups.
+
+    With an ACL, the mode's group bits show the ACL's mask, so ``user:bob:rwx`` looks like a
+    group-writable directory; any named entry disqualifies it (an unreadable ACL too).
+    """
+    try:
+        raw = os.getxattr(path, _ACL_ACCESS, follow_symlinks=False)
+    except OSError as exc:
+        return exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
+    entries = raw[4:]  # a 4-byte version, then (tag u16, perm u16, id u32) entries
+    return any(
+        int.from_bytes(entries[k : k + 2], "little") in _ACL_NAMED
+        for k in range(0, len(entries) - 7, 8)
     )
 
 
@@ -86,6 +114,10 @@ def checked_real_path(path: str | os.PathLike[str]) -> Path:
     """
     given = os.path.join(os.getcwd(), os.fspath(path))
     if os.environ.get(TRUST_PARENTS_ENV) == "1":
+        # The parents are trusted, not a link of another user in the cache directory's place.
+        st = os.lstat(given)
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
+            raise UnsafeCacheError(given, "it is a symbolic link made by another user", st)
         return Path(os.path.realpath(given))
     return Path(_walk(given, str(path), [0]))
 
@@ -123,7 +155,7 @@ def _walk(path: str, cache: str, links: list[int]) -> str:
 
 def _check_holder(directory: str, cache: str) -> None:
     st = os.stat(directory)
-    problem = replaceable_by_others(st)
+    problem = replaceable_by_others(st, directory)
     if problem is not None:
         raise UnsafeCacheError(
             directory,
