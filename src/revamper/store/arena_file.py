@@ -44,6 +44,7 @@ from revamper.store.arena_layout import (
 )
 from revamper.store.memory_dir import OWNER_LOCK, build_owned_directory, check_root
 from revamper.store.permissions import check_path, open_private
+from revamper.store.vectored import advance
 
 __all__ = [
     "ARENA",
@@ -227,11 +228,7 @@ class ArenaHandles:
         while views:
             done = os.pwritev(self.fd, views[:_IOV_MAX], position)
             position += done
-            while views and done >= views[0].nbytes:
-                done -= views[0].nbytes
-                views = views[1:]
-            if views and done:
-                views[0] = views[0][done:]
+            views = advance(views, done)
 
     def locked_size_ok(self) -> bool:
         """Whether the file still has its size (a writer checks before writing)."""

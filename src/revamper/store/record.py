@@ -23,6 +23,7 @@ import numpy as np
 
 from revamper.errors import RecordError as RecordError
 from revamper.store.codec import CODEC_VERSION, EncodedValue, align_up
+from revamper.store.vectored import advance
 
 MAGIC: Final = b"RVMP"
 HEADER_SIZE: Final = 64
@@ -131,12 +132,7 @@ def write_segments(fd: int, segments: list[bytes | memoryview]) -> None:
 
 def _writev_all(fd: int, views: list[memoryview]) -> None:
     while views:
-        written = os.writev(fd, views)
-        while views and written >= views[0].nbytes:
-            written -= views[0].nbytes
-            views = views[1:]
-        if views and written:
-            views[0] = views[0][written:]
+        views = advance(views, os.writev(fd, views))
 
 
 def parse_header(data: np.ndarray[Any, np.dtype[np.uint8]] | bytes) -> RecordHeader:

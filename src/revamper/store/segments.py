@@ -29,6 +29,7 @@ from typing import Any, Final
 import numpy as np
 
 from revamper.store import permissions, record
+from revamper.store.vectored import advance
 
 SEGMENT_SUFFIX: Final = ".seg"
 _IOV_MAX: Final = 512  # buffers per preadv, well under the kernel's limit
@@ -191,11 +192,7 @@ def _read_fully(fd: int, views: list[memoryview], start: int) -> int:
         if got <= 0:
             return done
         done += got
-        while views and got >= views[0].nbytes:
-            got -= views[0].nbytes
-            views = views[1:]
-        if views and got:
-            views[0] = views[0][got:]
+        views = advance(views, got)
     return done
 
 
