@@ -105,3 +105,16 @@ def new_shm(before: set[str], settle: float = 10.0) -> set[str]:
         gc.collect()
         time.sleep(0.05)
     return left
+
+
+def record_allocations(monkeypatch: Any, module: Any) -> list[int]:
+    """Record the size of every ``np.empty`` that ``module`` makes (to catch huge reads)."""
+    asked: list[int] = []
+    real_empty = np.empty
+
+    def empty(size: Any, **kwargs: Any) -> Any:
+        asked.append(int(size))
+        return real_empty(size, **kwargs)
+
+    monkeypatch.setattr(module.np, "empty", empty)
+    return asked

@@ -32,6 +32,7 @@ from revamper.store import MISS, DiskStore
 from revamper.store.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from revamper.store.ownership import CacheInUseError
 from revamper.store.permissions import UnsafeCacheError
+from tests.helpers import record_allocations
 
 FINGERPRINT = {"num_samples": 100, "reuse_factor": 3, "seed": 0, "partial": "crop"}
 NOBODY = 65534
@@ -673,11 +674,7 @@ def test_a_forged_slot_length_is_a_miss_without_reading_gigabytes(
     # Slots carry a check word, but it is no secret: a forger recomputes it (Slot.write does).
     table.write(5, Slot(slot.generation, slot.offset, 2**32 - 1, slot.segment))
     table.close()
-    asked: list[int] = []
-    real_empty = np.empty
-    monkeypatch.setattr(
-        segments.np, "empty", lambda n, **kw: asked.append(int(n)) or real_empty(n, **kw)
-    )
+    asked = record_allocations(monkeypatch, segments)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert store.get(5, 0) is MISS

@@ -22,6 +22,7 @@ import pytest
 from revamper.store import MISS, SharedMemoryStore
 from revamper.store import memory_entry as entry_module
 from revamper.store.counters import Counters
+from tests.helpers import record_allocations
 
 NOBODY = 65534
 DAMAGED = "damaged or foreign entry"
@@ -151,11 +152,7 @@ def test_a_sparse_entry_within_the_file_systems_size_is_a_miss_without_reading_i
 ) -> None:
     store, path = _store_with(7, np.arange(1000))
     os.truncate(path, 2**29)  # 512 MiB, within the tmpfs: a valid header, then holes
-    asked: list[int] = []
-    real_empty = np.empty
-    monkeypatch.setattr(
-        entry_module.np, "empty", lambda n, **kw: asked.append(int(n)) or real_empty(n, **kw)
-    )
+    asked = record_allocations(monkeypatch, entry_module)
     assert _get_quietly(store, 7) is MISS
     assert max(asked, default=0) < 2**20  # the header's size disagreed: nothing allocated
     assert store.stats().invalid_reads == 1
