@@ -114,7 +114,7 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
         loaded: Iterator[Any] | None = None
         if many is not None:  # one call for the batch's misses, as torch's fetcher makes
             missing = [indices[k] for k, value in enumerate(cached) if value is MISS]
-            loaded = iter(self._load_many(many, missing, ticket.epoch, stats))
+            loaded = iter(self._load_many(many, missing, epoch, stats))
         samples = []
         for index, miss, generation, keep, value in zip(
             indices, planned_miss, generations, worth_caching, cached, strict=True
@@ -129,7 +129,7 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
                 value = self._compute(index, item, epoch, generation, stats, cache=keep)
             else:
                 stats.hits += 1
-            samples.append(self._final(index, ticket.epoch, value, stats))
+            samples.append(self._final(index, epoch, value, stats))
         stats.samples = len(samples)
         if self.store is not None and io_before is not None:
             moved = self.store.io_counters() - io_before
