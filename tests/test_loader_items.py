@@ -332,3 +332,31 @@ def test_from_pipeline_profiles_a_getitems_only_dataset() -> None:
         OnlyBatched(), [lambda x: x + 1, lambda x: x * 2], batch_size=8, seed=0
     ) as loader:
         assert sum(len(batch) for batch in loader) == 64
+
+
+class Columns(torch.utils.data.Dataset[Any]):
+    """``__getitems__`` returns the batch as columns: ``(images, labels)``."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.arange(8 * 4).reshape(8, 4)[indices], torch.tensor(indices)
+
+
+def test_a_batch_returned_as_columns_is_refused_not_read_as_two_samples() -> None:
+    """With two misses in a batch, the two columns used to pass for two samples."""
+    with (
+        RevamperLoader(Columns(), batch_size=2, seed=0) as loader,
+        pytest.raises(SampleError, match="must return a list with one item per index"),
+    ):
+        list(loader)
+
+
+@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+def test_a_failing_getitems_of_one_sample_names_it_across_workers(num_workers: int) -> None:
+    data = BatchedRows(8, fail_at=5)
+    loader = RevamperLoader(data, batch_size=1, num_workers=num_workers, seed=0)
+    with loader, pytest.raises(SampleError, match=r"sample 5 failed in stage 'load'") as info:
+        list(loader)
+    assert info.value.index == 5 and info.value.stage == "load"

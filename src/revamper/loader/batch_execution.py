@@ -175,10 +175,11 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
         except Exception as exc:
             if has_own_getitem(self.dataset):
                 self._find_failing_sample(indices, epoch)
+            if len(indices) == 1:  # named as one sample, so the index survives a worker
+                raise _sample_error(indices[0], epoch, "load", exc) from exc
             raise SampleError(
                 f"samples {_shown(indices)} failed in stage 'load' (epoch {epoch}): "
                 f"{type(exc).__name__}: {exc}",
-                index=indices[0] if len(indices) == 1 else None,
                 stage="load",
             ) from exc
         stats.cpu_load += _now() - start

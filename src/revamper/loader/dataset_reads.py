@@ -8,7 +8,7 @@ one row per index (an array or a tensor of the whole batch): the loader takes it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch.utils.data
@@ -31,24 +31,27 @@ def has_own_getitem(dataset: Any) -> bool:
 def rows(result: Any, count: int) -> list[Any]:
     """The ``count`` items a ``__getitems__`` call returned, as a list.
 
+    A list holds one item per index; an array or a tensor of the whole batch gives its rows
+    (``shape[0] == count``). Anything else is refused, tuples included: ``(images, labels)``,
+    a batch as columns, would otherwise pass for two samples whenever a batch has two misses.
+
     Raises:
-        TypeError: If it did not return one item per index.
+        TypeError: If it did not return one item per index in one of those forms.
     """
     if isinstance(result, list) and len(result) == count:
         return result
+    shape = getattr(result, "shape", None)
+    if isinstance(shape, tuple) and len(shape) >= 1 and shape[0] == count:
+        return [result[k] for k in range(count)]
     try:
-        length = len(result)
+        length: int | None = len(result)
     except TypeError:
         length = None
-    if length != count or isinstance(result, (str, bytes, dict)):
-        raise TypeError(
-            f"__getitems__ of {count} indices returned {type(result).__name__}"
-            f"{'' if length is None else f' of length {length}'}; it must return one item per "
-            "index (a list, or an array or tensor with one row per index)"
-        )
-    if isinstance(result, Sequence):
-        return list(result)
-    return [result[k] for k in range(count)]
+    raise TypeError(
+        f"__getitems__ of {count} indices returned {type(result).__name__}"
+        f"{'' if length is None else f' of length {length}'}; it must return a list with one "
+        "item per index, or an array or tensor with one row per index"
+    )
 
 
 def read_item(dataset: Any, index: int) -> Any:
