@@ -487,6 +487,7 @@ def test_a_reset_never_deletes_what_is_not_a_segment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "content"),
     [
+        ("reset-in-progress", b"a note of mine\n"),
         ("index", b"the project's index\n"),
         ("index", bytes(range(32)) * 4),
         ("counters", b"x" * 9),
@@ -511,7 +512,9 @@ def test_a_reset_half_done_is_recognised_and_finished(tmp_path: Path, damage: st
     assert store.put(3, 0, b"x" * 100)
     store.close()
     # A crash in a reset: the marker written, the manifest removed, the old files still there.
-    (cache / "reset-in-progress").touch(mode=0o600)
+    marker = cache / "reset-in-progress"
+    marker.write_bytes(b"revamper: a reset of this disk cache is in progress\n")
+    marker.chmod(0o600)
     (cache / MANIFEST_NAME).unlink()
     with open(cache / "index", "r+b") as index:
         if damage == "slot":

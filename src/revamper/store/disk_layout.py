@@ -36,6 +36,7 @@ logger = logging.getLogger("revamper.store.disk")
 
 EXTRA_COUNTERS: Final = ("next_segment",)
 RESET_MARKER: Final = "reset-in-progress"
+_MARKER_TEXT: Final = b"revamper: a reset of this disk cache is in progress\n"
 """Present while a reset runs (see :func:`reset_files`)."""
 _FILES: Final = ("lock", "owner.lock", "index", "counters", manifest.MANIFEST_NAME, RESET_MARKER)
 _FULL: Final = (errno.ENOSPC, errno.EDQUOT)
@@ -188,9 +189,10 @@ def _refuse_foreign_files(path: Path) -> None:
     Raises:
         UnsafeCacheError: Naming the file, so that the user can move it or pick another directory.
     """
-    with contextlib.suppress(FileNotFoundError):
-        permissions.check_path(path / RESET_MARKER)
+    if _marker_of_ours(path):
         return  # a reset of ours was interrupted: finish it
+    if os.path.lexists(path / RESET_MARKER):
+        raise UnsafeCacheError(path / RESET_MARKER, "it is not a revamper marker", advice=_FOREIGN)
     index, counters = path / "index", path / "counters"
     if os.path.lexists(index) and not looks_like_slot_table(index):
         raise UnsafeCacheError(index, "it is not a revamper slot table", advice=_FOREIGN)
@@ -203,6 +205,20 @@ _FOREIGN: Final = (
     "file that may be yours: choose an empty cache_dir. If it is a revamper cache whose manifest "
     "was lost, delete its index, counters and segments/ (or the whole directory)"
 )
+
+
+def _marker_of_ours(path: Path) -> bool:
+    """Whether ``path`` holds the marker of an interrupted reset of ours (by its text)."""
+    try:
+        fd = permissions.open_private(path / RESET_MARKER, os.O_RDONLY)
+    except (OSError, ValueError):
+        return False
+    try:
+        return os.pread(fd, len(_MARKER_TEXT) + 1, 0) == _MARKER_TEXT
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _looks_like_counters(path: Path) -> bool:
@@ -257,7 +273,12 @@ def reset_files(path: Path, num_samples: int, wanted: Mapping[str, Any]) -> None
     interrupted half-way is recognised as ours by the next one.
     """
     segments = _segment_files(path / "segments")  # refuses before anything is deleted
-    os.close(permissions.open_private(path / RESET_MARKER, os.O_RDWR, create=True))
+    marker = permissions.open_private(path / RESET_MARKER, os.O_RDWR, create=True)
+    try:
+        os.ftruncate(marker, 0)  # ours: without a manifest, a foreign one was refused
+        os.pwrite(marker, _MARKER_TEXT, 0)
+    finally:
+        os.close(marker)
     manifest.remove_manifest(path)
     for planted in (path / "index", path / "counters", *segments):
         remove_entry(str(planted))  # a directory planted in a file's place goes too
