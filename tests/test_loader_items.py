@@ -360,3 +360,24 @@ def test_a_failing_getitems_of_one_sample_names_it_across_workers(num_workers: i
     with loader, pytest.raises(SampleError, match=r"sample 5 failed in stage 'load'") as info:
         list(loader)
     assert info.value.index == 5 and info.value.stage == "load"
+
+
+def test_a_getitems_result_of_the_wrong_form_is_not_read_again_item_by_item() -> None:
+    singles: list[int] = []
+
+    class WrongForm(BatchedAndSingleRows):
+        def __getitems__(self, indices: list[int]) -> dict[str, list[int]]:
+            return {"index": indices}
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+            singles.append(index)
+            return super().__getitem__(index)
+
+    with (
+        RevamperLoader(WrongForm(8), batch_size=4, seed=0) as loader,
+        pytest.raises(
+            SampleError, match=r"samples 0, 1, 2, 3 failed in stage 'load'.*returned dict"
+        ),
+    ):
+        list(loader)
+    assert singles == []  # the form is wrong, not a sample: nothing read item by item

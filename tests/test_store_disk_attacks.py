@@ -765,6 +765,10 @@ def test_trusting_the_parent_directories_is_an_explicit_opt_out(
     os.lchown(link, NOBODY, NOBODY)  # the parents are trusted, not another user's link
     with pytest.raises(UnsafeCacheError, match="symbolic link made by another user"):
         disk(link)
+    mine = tmp_path / "my-link"
+    os.symlink(link, mine)  # my link to their link: the whole chain is checked
+    with pytest.raises(UnsafeCacheError, match=r"their-link.*symbolic link made by another user"):
+        disk(mine)
     cache.chmod(0o777)  # the cache directory itself is still checked
     with pytest.raises(UnsafeCacheError, match="writable by group or others"):
         disk(cache)

@@ -289,8 +289,24 @@ def test_scripted_transforms_show_their_code_and_parameters() -> None:
         for p in (0.3, 0.4)
     ]
     assert transform_identity(flips[0]) != transform_identity(flips[1])
-    crop.eval()  # the mode flag is not a parameter
-    assert transform_identity(crop) == transform_identity(
+    crop.eval()  # scripted code may branch on self.training
+    assert transform_identity(crop) != transform_identity(
         _script(T.RandomResizedCrop(224, scale=(0.1, 1.0)))
     )
     assert transform_identity(_script(_double)) != transform_identity(_script(_triple))
+    assert transform_identity(_script(_Scaled(2.0))) != transform_identity(_script(_Scaled(7.0)))
+    assert transform_identity(_script(_Scaled(2.0, 1.0))) != transform_identity(
+        _script(_Scaled(2.0, 9.0))
+    )
+
+
+class _Scaled(torch.nn.Module):
+    """A private attribute and a private buffer, both read by the scripted code."""
+
+    def __init__(self, p: float, w: float = 1.0) -> None:
+        super().__init__()
+        self._p = p
+        self.register_buffer("_w", torch.tensor(w))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self._p * self._w

@@ -171,17 +171,15 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
             return []
         start, began = _now(), _wall()
         try:
-            items = rows(many(list(indices)), len(indices))
+            returned = many(list(indices))
         except Exception as exc:
             if has_own_getitem(self.dataset):
                 self._find_failing_sample(indices, epoch)
-            if len(indices) == 1:  # named as one sample, so the index survives a worker
-                raise _sample_error(indices[0], epoch, "load", exc) from exc
-            raise SampleError(
-                f"samples {_shown(indices)} failed in stage 'load' (epoch {epoch}): "
-                f"{type(exc).__name__}: {exc}",
-                stage="load",
-            ) from exc
+            raise _load_error(indices, epoch, exc) from exc
+        try:
+            items = rows(returned, len(indices))
+        except TypeError as exc:  # its form, not a sample: no item-by-item reading
+            raise _load_error(indices, epoch, exc) from exc
         stats.cpu_load += _now() - start
         stats.wall_compute += _wall() - began
         return items
@@ -243,6 +241,21 @@ class RefurbishingDataset(torch.utils.data.Dataset[Any]):
             raise _sample_error(index, epoch, "final_transform", exc) from exc
         stats.cpu_final += _now() - start
         return out
+
+
+def _load_error(indices: Sequence[int], epoch: int, exc: BaseException) -> SampleError:
+    """The error of a batched read of ``indices``.
+
+    One index is named as a sample, so that its index survives the trip from a worker (the
+    main process recovers it from the message).
+    """
+    if len(indices) == 1:
+        return _sample_error(indices[0], epoch, "load", exc)
+    return SampleError(
+        f"samples {_shown(indices)} failed in stage 'load' (epoch {epoch}): "
+        f"{type(exc).__name__}: {exc}",
+        stage="load",
+    )
 
 
 def _shown(indices: Sequence[int]) -> str:

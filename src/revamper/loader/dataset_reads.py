@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import torch
 import torch.utils.data
 
 __all__ = ["batched_reader", "has_own_getitem", "read_item", "rows"]
@@ -31,18 +33,18 @@ def has_own_getitem(dataset: Any) -> bool:
 def rows(result: Any, count: int) -> list[Any]:
     """The ``count`` items a ``__getitems__`` call returned, as a list.
 
-    A list holds one item per index; an array or a tensor of the whole batch gives its rows
-    (``shape[0] == count``). Anything else is refused, tuples included: ``(images, labels)``,
-    a batch as columns, would otherwise pass for two samples whenever a batch has two misses.
+    A list holds one item per index; a numpy array or a tensor of the whole batch gives its
+    rows (rows first: ``shape[0] == count``). Anything else is refused, tuples included:
+    ``(images, labels)``, a batch as columns, would otherwise pass for two samples whenever a
+    batch has two misses.
 
     Raises:
         TypeError: If it did not return one item per index in one of those forms.
     """
     if isinstance(result, list) and len(result) == count:
         return result
-    shape = getattr(result, "shape", None)
-    if isinstance(shape, tuple) and len(shape) >= 1 and shape[0] == count:
-        return [result[k] for k in range(count)]
+    if isinstance(result, (np.ndarray, torch.Tensor)) and result.ndim >= 1 and len(result) == count:
+        return list(result)  # rows first: one row per index
     try:
         length: int | None = len(result)
     except TypeError:

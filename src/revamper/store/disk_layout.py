@@ -36,8 +36,8 @@ logger = logging.getLogger("revamper.store.disk")
 
 EXTRA_COUNTERS: Final = ("next_segment",)
 RESET_MARKER: Final = "reset-in-progress"
-_MARKER_TEXT: Final = b"revamper: a reset of this disk cache is in progress\n"
 """Present while a reset runs (see :func:`reset_files`)."""
+_MARKER_TEXT: Final = b"revamper: a reset of this disk cache is in progress\n"
 _FILES: Final = ("lock", "owner.lock", "index", "counters", manifest.MANIFEST_NAME, RESET_MARKER)
 _FULL: Final = (errno.ENOSPC, errno.EDQUOT)
 _SEGMENT_NAME: Final = re.compile(r"[0-9]{8,10}\.seg")
@@ -207,6 +207,20 @@ _FOREIGN: Final = (
 )
 
 
+def _write_marker(path: Path) -> None:
+    """Put the reset marker in place whole (written aside, then renamed: never found empty)."""
+    aside = path / f"{RESET_MARKER}.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(aside)  # a leftover of a crash of this pid
+    fd = permissions.open_private(aside, os.O_WRONLY | os.O_EXCL, create=True)
+    try:
+        if os.write(fd, _MARKER_TEXT) != len(_MARKER_TEXT):
+            raise OSError(f"short write to {aside}")
+    finally:
+        os.close(fd)
+    os.replace(aside, path / RESET_MARKER)  # ours: without a manifest, a foreign one was refused
+
+
 def _marker_of_ours(path: Path) -> bool:
     """Whether ``path`` holds the marker of an interrupted reset of ours (by its text)."""
     try:
@@ -273,12 +287,7 @@ def reset_files(path: Path, num_samples: int, wanted: Mapping[str, Any]) -> None
     interrupted half-way is recognised as ours by the next one.
     """
     segments = _segment_files(path / "segments")  # refuses before anything is deleted
-    marker = permissions.open_private(path / RESET_MARKER, os.O_RDWR, create=True)
-    try:
-        os.ftruncate(marker, 0)  # ours: without a manifest, a foreign one was refused
-        os.pwrite(marker, _MARKER_TEXT, 0)
-    finally:
-        os.close(marker)
+    _write_marker(path)
     manifest.remove_manifest(path)
     for planted in (path / "index", path / "counters", *segments):
         remove_entry(str(planted))  # a directory planted in a file's place goes too

@@ -114,11 +114,15 @@ def checked_real_path(path: str | os.PathLike[str]) -> Path:
     """
     given = os.path.join(os.getcwd(), os.fspath(path))
     if os.environ.get(TRUST_PARENTS_ENV) == "1":
-        # The parents are trusted, not a link of another user in the cache directory's place.
-        st = os.lstat(given)
-        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
-            raise UnsafeCacheError(given, "it is a symbolic link made by another user", st)
-        return Path(os.path.realpath(given))
+        # The parents are trusted, not links of another user in the cache directory's place.
+        for _ in range(_MAX_LINKS):
+            st = os.lstat(given)
+            if not stat.S_ISLNK(st.st_mode):
+                return Path(os.path.realpath(given))
+            if st.st_uid not in (0, os.geteuid()):
+                raise UnsafeCacheError(given, "it is a symbolic link made by another user", st)
+            given = os.path.join(os.path.dirname(given), os.readlink(given))
+        raise UnsafeCacheError(given, "too many symbolic links on the way")
     return Path(_walk(given, str(path), [0]))
 
 

@@ -12,7 +12,8 @@ runs and hash seeds) when the code does not:
 - a ``functools.partial`` shows its function, arguments and keywords, described recursively;
 - torchvision's ``Lambda`` shows its function;
 - a TorchScript module shows a digest of its (and its submodules') code and every attribute,
-  parameter and buffer by name; a TorchScript function a digest of its code;
+  parameter and buffer by name, private ones and its mode included; a TorchScript function a
+  digest of its code;
 - a plain function or lambda is named by module and qualified name *and* a digest of its code:
   bytecode, constants (nested code objects recursively), names, defaults, the values of closure
   cells, and the values of the module globals it reads when they are simple (numbers, strings,
@@ -160,8 +161,9 @@ class _Describer:
         parts = sorted(
             f"{name}={self.describe(value, depth)}"
             for name, value in values
-            if not isinstance(value, torch.ScriptObject)  # a submodule: its fields are listed
-            and not _mode_or_private(name.rpartition(".")[2])
+            # A submodule's fields are listed on their own. Private ones and the mode count:
+            # scripted code reads them like any other (``if self.training``).
+            if not isinstance(value, torch.ScriptObject)
         )
         return f"script[{code}] {obj.original_name}({', '.join(parts)})"
 
