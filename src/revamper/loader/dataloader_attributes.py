@@ -81,6 +81,25 @@ class DataLoaderSettings:
         )
 
 
+class _Withheld:
+    """A DataLoader attribute the loader neither shows nor takes: reading and setting it raise.
+
+    Reading raises ``AttributeError``, so ``hasattr`` is false and frameworks leave it alone;
+    setting raises too, since a value set after construction would be ignored (see the module).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        raise AttributeError(_NOT_AN_ATTRIBUTE.format(name=self.name))
+
+    def __set__(self, instance: object, value: Any) -> NoReturn:
+        raise AttributeError(_NOT_AN_ATTRIBUTE.format(name=self.name))
+
+
 class DataLoaderAttributes:
     """``DataLoader``'s read-only attributes, from the loader's :class:`DataLoaderSettings`."""
 
@@ -136,23 +155,8 @@ class DataLoaderAttributes:
         """The device pinned memory is for (``""``: the current accelerator)."""
         return self._settings.pin_memory_device
 
-    @property
-    def worker_init_fn(self) -> NoReturn:
-        """Not readable: see the module (pass ``worker_init_fn=`` when making the loader)."""
-        raise AttributeError(_NOT_AN_ATTRIBUTE.format(name="worker_init_fn"))
-
-    @worker_init_fn.setter
-    def worker_init_fn(self, value: Any) -> NoReturn:
-        raise AttributeError(_NOT_AN_ATTRIBUTE.format(name="worker_init_fn"))
-
-    @property
-    def generator(self) -> NoReturn:
-        """Not readable: see the module (pass ``generator=`` or ``seed=`` when making it)."""
-        raise AttributeError(_NOT_AN_ATTRIBUTE.format(name="generator"))
-
-    @generator.setter
-    def generator(self, value: Any) -> NoReturn:
-        raise AttributeError(_NOT_AN_ATTRIBUTE.format(name="generator"))
+    worker_init_fn = _Withheld("worker_init_fn")
+    generator = _Withheld("generator")
 
     @property
     def sampler(self) -> NoReturn:
