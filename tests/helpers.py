@@ -118,3 +118,35 @@ def record_allocations(monkeypatch: Any, module: Any) -> list[int]:
 
     monkeypatch.setattr(module.np, "empty", empty)
     return asked
+
+
+class LoadLog(IndexDataset):
+    """:class:`IndexDataset` that appends ``"<monotonic time> <index>"`` to ``path`` per load.
+
+    The monotonic clock is the machine's, so the main process can tell when a worker loaded an
+    item; a line is one ``O_APPEND`` write, whole even with several workers appending.
+    """
+
+    def __init__(self, size: int, path: str) -> None:
+        super().__init__(size)
+        self.path = path
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        item = super().__getitem__(index)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{time.monotonic()!r} {index}\n".encode())
+        finally:
+            os.close(fd)
+        return item
+
+    def loads(self) -> list[tuple[float, int]]:
+        """Every load so far, as ``(time, index)``, in the order written."""
+        with open(self.path) as log:
+            return [(float(t), int(i)) for t, i in (line.split() for line in log)]
+
+
+def slow_copy(x: np.ndarray) -> np.ndarray:
+    """Partial transform: a copy that takes 3 ms (so that batches of two epochs run at once)."""
+    time.sleep(0.003)
+    return np.array(x, copy=True)

@@ -21,6 +21,7 @@ from revamper.loader.cursor import EpochRun
 from revamper.loader.sampler import PlanBatchSampler
 from revamper.loader.shutdown import release_worker_frames
 from revamper.loader.stats import BatchStats, EpochStats, LoaderStats
+from revamper.plan import PlanConfig
 from revamper.store.base import CacheStore
 
 Delivery = tuple[Any, BatchStats, "str | None"]
@@ -114,10 +115,30 @@ class EpochSource:
         self._warned = False
         self.opened = 0
         """Epochs opened on the DataLoader so far (see :class:`SharedBatches`)."""
+        self.drained = 0
+        """The latest ``opened`` whose epoch delivered all its batches."""
+        self._stream: Iterator[Delivery] | None = None  # the persistent workers' iterator
+        self._ahead: tuple[int, PlanConfig] | None = None
+
+    @property
+    def overlaps(self) -> bool:
+        """Whether this DataLoader can go on into the next epoch (persistent workers)."""
+        dataloader = self.dataloader
+        return (
+            dataloader is not None
+            and dataloader.persistent_workers
+            and (dataloader.num_workers > 0)
+        )
+
+    def started_ahead(self, epoch: int, config: PlanConfig) -> None:
+        """The running epoch's iterator has gone on into ``epoch``, planned with ``config``."""
+        self._ahead = (epoch, config)
 
     def close(self) -> None:
         """Drop the DataLoader (and with it the persistent workers' iterator)."""
         self.dataloader = None
+        self._stream = None
+        self._ahead = None
 
     def _check_open(self) -> DataLoader[Any]:
         if self.dataloader is None:
@@ -160,12 +181,26 @@ class EpochSource:
         dataloader = self._check_open()
         if stats.planned_batches == 0:
             return iter(())  # nothing left of the epoch: no worker needs to start
-        # The sampler is shared by every iterator: point it at this epoch just before the
-        # DataLoader's iterator reads it (its creation computes the epoch's plan).
-        self._sampler.start(run)
-        batches = cast(Iterator[Delivery], iter(dataloader))
+        ahead, self._ahead = self._ahead, None
+        if (
+            self._stream is not None
+            and ahead == (run.epoch, self._sampler.config)
+            and run.first_batch == 0
+            and self.drained == self.opened
+        ):
+            # The last epoch's iterator went on into this one (its first batches are built or
+            # being built): take its batches from there.
+            batches = self._stream
+        else:
+            # The sampler is shared by every iterator: point it at this epoch just before the
+            # DataLoader's iterator reads it (its creation computes the epoch's plan). With
+            # persistent workers this resets torch's one iterator, dropping whatever a
+            # previous epoch's iterator had started of a next epoch.
+            self._sampler.start(run)
+            batches = cast(Iterator[Delivery], iter(dataloader))
         self.opened += 1
-        if dataloader.persistent_workers and dataloader.num_workers > 0:
+        if self.overlaps:
+            self._stream = batches
             return SharedBatches(batches, self, self.opened, stats.planned_batches)
         return batches
 
@@ -184,7 +219,9 @@ class SharedBatches(Iterator[Delivery]):
     yielding the next epoch's batches and count them, and the resume position, as its own.
 
     An epoch that delivered all its batches stops (``StopIteration``) without touching the
-    shared iterator again, which may be a newer epoch's by then.
+    shared iterator again, which may be a newer epoch's by then, or may already go on into the
+    next epoch (see :mod:`revamper.loader.epoch_overlap`): then the next epoch takes its
+    batches from it instead of resetting it.
 
     Args:
         batches: The DataLoader's iterator, as opened for this epoch.
@@ -217,6 +254,8 @@ class SharedBatches(Iterator[Delivery]):
             self._left = 0
             raise
         self._left -= 1
+        if self._left == 0:
+            self._source.drained = self._opened
         return batch
 
 

@@ -20,7 +20,7 @@ from revamper.loader.epoch import EpochIterator, EpochSource, EpochStart, WeakMe
 from revamper.loader.layout import Transform, check_transform_keys
 from revamper.loader.pipeline import choose_pipeline
 from revamper.loader.reuse_policy import ReusePolicy, ReuseSpec
-from revamper.loader.sampler import PlanBatchSampler
+from revamper.loader.sampler import NextEpoch, PlanBatchSampler
 from revamper.loader.seed_policy import SeedPolicy
 from revamper.loader.shutdown import close_loader
 from revamper.loader.state import IDENTITY_KEYS, check_reuse_kind, check_state, make_state
@@ -152,6 +152,16 @@ class RevamperLoader(DataLoaderAttributes):
         prefetch_factor: As DataLoader's.
         persistent_workers: As DataLoader's.
         pin_memory_device: As DataLoader's.
+        prefetch_next_epoch: With persistent workers: once an epoch's last batches are
+            dispatched, go on with the next epoch's, so that the workers build its first
+            batches while the consumer takes the last ones (its first batch is then ready,
+            where a DataLoader's consumer waits while one worker builds it). Only where that
+            cannot change what any batch reads: the next epoch's first batches must not touch a
+            cache entry that a batch still in flight writes, or write one it reads, so this
+            happens with r = 1 (nothing cached) and around epochs at r = 1, rarely otherwise.
+            The next epoch is the one the loader would start then; a :meth:`set_epoch` or
+            :meth:`load_state_dict` to another drops that work. ``False``: every epoch starts
+            at its first batch, as in torch.
 
     Raises:
         TypeError: For an argument of the wrong type (named in the message).
@@ -194,6 +204,7 @@ class RevamperLoader(DataLoaderAttributes):
         prefetch_factor: int | None = None,
         persistent_workers: bool = False,
         pin_memory_device: str = "",
+        prefetch_next_epoch: bool = True,
     ) -> None:
         num_samples = check_arguments(
             dataset,
@@ -261,6 +272,12 @@ class RevamperLoader(DataLoaderAttributes):
         )
         dataloader = self._epochs.dataloader
         assert dataloader is not None  # just built
+        if prefetch_next_epoch and self._epochs.overlaps:
+            self._sampler.ahead = NextEpoch(
+                WeakMethod(self, "_propose_next_epoch"),
+                WeakMethod(self, "_accept_next_epoch"),
+                in_flight=(dataloader.prefetch_factor or 0) * dataloader.num_workers,
+            )
         self._settings = DataLoaderSettings.of(
             dataloader,
             batch_size=batch_size,
@@ -297,6 +314,42 @@ class RevamperLoader(DataLoaderAttributes):
         if schedule != self._identity.reuse_schedule:
             self._set_identity(dataclasses.replace(self._identity, reuse_schedule=schedule))
         return EpochStart(self._config.reuse_factor_at(epoch), self._reuse.predicted_rate(epoch))
+
+    def _propose_next_epoch(self) -> tuple[int, PlanConfig] | None:
+        """The epoch that would start next, and its plan config, if both are known already.
+
+        Called by the sampler as the running epoch's last batches are dispatched (see
+        :mod:`revamper.loader.epoch_overlap`); with ``"auto"`` the r is what the epoch would be
+        given now, from the measurements so far. Changes nothing.
+        """
+        cursor = self._sampler.cursor
+        if cursor.next_batch or len(self._dataset) != self._identity.num_samples:
+            return None
+        schedule = self._reuse.peek(cursor.next_epoch, self._stats.last)
+        if schedule is None:
+            return None
+        if schedule == self._identity.reuse_schedule:
+            return cursor.next_epoch, self._config
+        identity = dataclasses.replace(self._identity, reuse_schedule=schedule)
+        return cursor.next_epoch, identity.plan_config()
+
+    def _accept_next_epoch(self, epoch: int, config: PlanConfig) -> bool:
+        """Make the proposed ``epoch`` the one started ahead; ``False`` if it no longer holds.
+
+        With ``"auto"`` this is where the epoch's r is chosen (and logged).
+        """
+        cursor = self._sampler.cursor
+        if (cursor.next_epoch, cursor.next_batch) != (epoch, 0):
+            return False
+        if self._reuse.auto:
+            self._reuse.prepare(epoch, self._stats.last)
+            schedule = self._reuse.schedule
+            if schedule != self._identity.reuse_schedule:
+                self._set_identity(dataclasses.replace(self._identity, reuse_schedule=schedule))
+        if self._config != config:
+            return False
+        self._epochs.started_ahead(epoch, config)
+        return True
 
     def _set_identity(self, identity: LoaderConfig) -> None:
         """Make ``identity`` the run's (its plan config is the sampler's from the next epoch)."""

@@ -177,14 +177,33 @@ class ReusePolicy:
             _log(decision)
         return decision.reuse_factor != previous
 
-    def _measure(self, last: EpochStats | None, epoch: int) -> EpochMeasurement | None:
+    def peek(self, epoch: int, last: EpochStats | None) -> tuple[int, ...] | None:
+        """The schedule :meth:`prepare` would make for ``epoch`` now, changing nothing.
+
+        ``None`` where it cannot be known without the other ranks (auto under distributed
+        training: their measurements come in a collective at the epoch boundary) or the epoch
+        is beyond what auto runs. A fixed r: the (empty) schedule.
+        """
+        if self.control is None or epoch == 0 or epoch <= len(self.values):
+            return self.schedule
+        if self._exchange is not None or epoch > MAX_AUTO_EPOCH:
+            return None
+        decision, _ = decide(self.control, self._state, [self._measurement(last, epoch)], epoch)
+        filler = [self.at(epoch)] * (epoch - 1 - len(self.values))
+        return (*self.values, *filler, decision.reuse_factor)
+
+    def _measurement(self, last: EpochStats | None, epoch: int) -> EpochMeasurement | None:
         """``last`` as a measurement, if it is the epoch just before ``epoch``."""
         if last is None or last.epoch != epoch - 1:
             return None
-        measured = EpochMeasurement.from_stats(
+        return EpochMeasurement.from_stats(
             last, num_workers=self._num_workers, cores=self._cores, cold=self._cold
         )
-        if measured.planned_hits:  # cold until an epoch met the cache (not an empty one)
+
+    def _measure(self, last: EpochStats | None, epoch: int) -> EpochMeasurement | None:
+        """:meth:`_measurement`, noting when the cache has been met since a resume."""
+        measured = self._measurement(last, epoch)
+        if measured is not None and measured.planned_hits:  # cold until an epoch met the cache
             self._cold = False
         return measured
 

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator
 
 from torch.utils.data import Sampler
 
 from revamper.loader.cursor import EpochCursor, EpochRun
+from revamper.loader.epoch_overlap import may_overlap
 from revamper.loader.tickets import BatchTicket
 from revamper.plan import EpochPlan, PlanConfig, plan_epoch
 from revamper.plan.seeding import batch_seed
 from revamper.store.base import CacheStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class NextEpoch:
+    """How the sampler goes on into the next epoch once the running one's tickets are out.
+
+    See :mod:`revamper.loader.epoch_overlap`.
+
+    Attributes:
+        propose: The next epoch and its plan config if it may start now, else ``None``.
+        accept: Told that the epoch and config it proposed start now (with ``"auto"``, the
+            loader records its choice of r); ``False`` if they do not hold any more.
+        in_flight: The most batches the DataLoader keeps dispatched.
+    """
+
+    propose: Callable[[], tuple[int, PlanConfig] | None]
+    accept: Callable[[int, PlanConfig], bool]
+    in_flight: int
 
 
 class PlanBatchSampler(Sampler[BatchTicket]):
@@ -24,6 +48,11 @@ class PlanBatchSampler(Sampler[BatchTicket]):
     batches ahead of the one being consumed, the sampler tells the store which entries that
     batch will read, so a disk store can start reading them.
 
+    With :attr:`ahead` set (persistent workers), once the running epoch's tickets are out the
+    same iterator goes on with the next epoch's, when its first batches cannot change what a
+    batch still in flight reads (:mod:`revamper.loader.epoch_overlap`): the workers build them
+    while the consumer takes the last batches, and the next epoch's first batch is ready.
+
     Args:
         config: The plan's parameters.
         store: The cache to send read-ahead hints to, or ``None``.
@@ -35,6 +64,7 @@ class PlanBatchSampler(Sampler[BatchTicket]):
         self.store = store
         self.cursor = EpochCursor()
         self._running: EpochRun | None = None
+        self.ahead: NextEpoch | None = None
 
     def __len__(self) -> int:
         return self.config.num_batches
@@ -46,23 +76,69 @@ class PlanBatchSampler(Sampler[BatchTicket]):
     def __iter__(self) -> Iterator[BatchTicket]:
         run = self._running
         epoch, first_batch = (run.epoch, run.first_batch) if run else self.cursor.position()
-        return _tickets(self.config, plan_epoch(self.config, epoch), first_batch, self.store)
+        tickets = _tickets(self.config, plan_epoch(self.config, epoch), first_batch, self.store)
+        if self.ahead is None:
+            return tickets
+        return self._then_next_epoch(tickets, self.ahead)
+
+    def _then_next_epoch(
+        self, tickets: Iterator[BatchTicket], ahead: NextEpoch
+    ) -> Iterator[BatchTicket]:
+        recent: deque[BatchTicket] = deque(maxlen=max(1, ahead.in_flight))
+        following: Iterator[BatchTicket] | None = tickets
+        while following is not None:  # one epoch after another, while each may start early
+            for ticket in following:
+                recent.append(ticket)
+                yield ticket
+            following = self._following(list(recent), ahead)
+
+    def _following(
+        self, recent: list[BatchTicket], ahead: NextEpoch
+    ) -> Iterator[BatchTicket] | None:
+        """The next epoch's tickets, if it may start now; ``None`` to wait for its ``iter()``.
+
+        Called inside the DataLoader's ``__next__`` of the running epoch, so nothing here may
+        raise into it: whatever fails leaves the next epoch to start as without this.
+        """
+        try:
+            proposal = ahead.propose()
+            if proposal is None:
+                return None
+            epoch, config = proposal
+            plan = plan_epoch(config, epoch)
+            first = [
+                _ticket(config, plan, number)
+                for number in range(min(ahead.in_flight, plan.num_batches))
+            ]
+            if self.store is not None and not may_overlap(recent, first, ahead.in_flight):
+                return None
+            if not ahead.accept(epoch, config):
+                return None
+        except Exception:  # the epoch then starts at its iter(), which raises what is wrong
+            logger.debug("the next epoch waits for its iter(): its plan failed", exc_info=True)
+            return None
+        return _tickets(config, plan, 0, self.store)
+
+
+def _ticket(config: PlanConfig, plan: EpochPlan, number: int) -> BatchTicket:
+    batch = plan.batch(number)
+    return BatchTicket(
+        plan.epoch,
+        number,
+        batch.indices,
+        batch.planned_miss,
+        batch.generations,
+        batch.worth_caching,
+        batch_seed(config.seed, plan.epoch, config.rank, number),
+    )
 
 
 def _tickets(
     config: PlanConfig, plan: EpochPlan, first_batch: int, store: CacheStore | None
 ) -> Iterator[BatchTicket]:
     for number in range(first_batch, plan.num_batches):
-        batch = plan.batch(number)
+        ticket = _ticket(config, plan, number)
         if store is not None:
-            hits = ~batch.planned_miss
-            store.prefetch(batch.indices[hits].tolist(), batch.generations[hits].tolist())
-        yield BatchTicket(
-            plan.epoch,
-            number,
-            batch.indices,
-            batch.planned_miss,
-            batch.generations,
-            batch.worth_caching,
-            batch_seed(config.seed, plan.epoch, config.rank, number),
-        )
+            hits = ~ticket.planned_miss
+            store.prefetch(ticket.indices[hits].tolist(), ticket.generations[hits].tolist())
+        yield ticket
