@@ -123,16 +123,20 @@ def record_allocations(monkeypatch: Any, module: Any) -> list[int]:
 class LoadLog(IndexDataset):
     """:class:`IndexDataset` that appends ``"<monotonic time> <index>"`` to ``path`` per load.
 
+    Each load takes ``delay`` seconds first.
+
     The monotonic clock is the machine's, so the main process can tell when a worker loaded an
     item; a line is one ``O_APPEND`` write, whole even with several workers appending.
     """
 
-    def __init__(self, size: int, path: str) -> None:
+    def __init__(self, size: int, path: str, delay: float = 0.0) -> None:
         super().__init__(size)
         self.path = path
+        self.delay = delay
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         item = super().__getitem__(index)
+        time.sleep(self.delay)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, f"{time.monotonic()!r} {index}\n".encode())
@@ -150,3 +154,18 @@ def slow_copy(x: np.ndarray) -> np.ndarray:
     """Partial transform: a copy that takes 3 ms (so that batches of two epochs run at once)."""
     time.sleep(0.003)
     return np.array(x, copy=True)
+
+
+class FailOnce(IndexDataset):
+    """:class:`IndexDataset` whose item ``bad`` fails once: while the file ``marker`` exists."""
+
+    def __init__(self, size: int, bad: int, marker: str) -> None:
+        super().__init__(size)
+        self.bad = bad
+        self.marker = marker
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        if index == self.bad and os.path.exists(self.marker):
+            os.remove(self.marker)
+            raise OSError(f"cannot read item {index} (this once)")
+        return super().__getitem__(index)

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from revamper import PlanConfig, RevamperLoader, plan_epoch
+from revamper import PlanConfig, RevamperLoader, SampleError, plan_epoch
 from revamper.loader.epoch_overlap import conflict, may_overlap
 from revamper.loader.tickets import BatchTicket
-from tests.helpers import IndexDataset, LoadLog, slow_copy
+from tests.helpers import FailOnce, IndexDataset, LoadLog, slow_copy
 
 
 def _ticket(indices: list[int], misses: list[bool], writes: list[bool], number: int = 0) -> Any:
@@ -207,7 +207,9 @@ SETTINGS: dict[str, Any] = {"batch_size": 8, "shuffle": True, "seed": 11}
 def test_the_next_epochs_first_batch_is_built_while_the_last_ones_are_consumed(
     tmp_path: Path, reuse_factor: Any, prefetch_next_epoch: bool
 ) -> None:
-    dataset = LoadLog(48, str(tmp_path / "loads"))
+    # 12 batches: with "auto" the r of an epoch started ahead is chosen from at least half of
+    # the epoch before (here the 8 batches before the next epoch's first tickets go out).
+    dataset = LoadLog(96, str(tmp_path / "loads"))
     loader = RevamperLoader(
         dataset,
         **SETTINGS,
@@ -223,7 +225,7 @@ def test_the_next_epochs_first_batch_is_built_while_the_last_ones_are_consumed(
     assert (
         sorted(i for b in first for i in b)
         == sorted(i for b in second for i in b)
-        == list(range(48))
+        == list(range(96))
     )
     loaded_for_second = {}
     seen: set[int] = set()
@@ -282,3 +284,66 @@ def test_with_a_cache_the_epochs_run_their_plans_exactly(reuse_factor: Any) -> N
         expected = _batches(reference, 6)
         assert [s.planned_misses for s in reference.stats] == planned
     assert got == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("size", "prefetch_factor"), [(12, 2), (8, 8), (17, 3)])
+def test_epochs_shorter_than_the_batches_in_flight_deliver_their_plans(
+    size: int, prefetch_factor: int
+) -> None:
+    # Found in review: with fewer batches per epoch than prefetch_factor * num_workers, the
+    # next epoch's tickets were handed out twice, and the epoch after got its batches.
+    kwargs: dict[str, Any] = {**SETTINGS, "reuse_factor": 1}
+    loader = RevamperLoader(
+        IndexDataset(size),
+        **kwargs,
+        num_workers=2,
+        persistent_workers=True,
+        prefetch_factor=prefetch_factor,
+    )
+    with loader:
+        got = _batches(loader, 5)
+    assert got == _reference(list(range(5)), size=size, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_failed_batch_caught_by_the_loop_costs_that_batch_only(tmp_path: Path) -> None:
+    # Found in review: after a worker error the epoch counted the failed batch as still to
+    # come, and took the next epoch's first batch as its own last one.
+    marker = tmp_path / "fail"
+    marker.touch()
+    kwargs: dict[str, Any] = {**SETTINGS, "reuse_factor": 1}
+    dataset = FailOnce(40, bad=0, marker=str(marker))
+    loader = RevamperLoader(dataset, **kwargs, num_workers=2, persistent_workers=True)
+    with loader:
+        first: list[list[int]] = []
+        batches = iter(loader)
+        while True:
+            try:
+                x, _ = next(batches)
+            except SampleError:
+                continue
+            except StopIteration:
+                break
+            first.append(x[:, 0].tolist())
+        rest = _batches(loader, 2)
+    expected = _reference([0, 1, 2], size=40, **kwargs)
+    assert first == [b for b in expected[0] if 0 not in b]
+    assert rest == expected[1:]
+
+
+@pytest.mark.slow
+def test_close_after_the_last_epoch_takes_in_the_batches_started_ahead(tmp_path: Path) -> None:
+    """The workers are idle when torch stops them, as after an epoch without overlap."""
+    dataset = LoadLog(48, str(tmp_path / "loads"), delay=0.01)  # 80 ms a batch
+    loader = RevamperLoader(
+        dataset, **SETTINGS, reuse_factor=1, num_workers=2, persistent_workers=True
+    )
+    with loader:
+        _epoch(loader)  # closed right after the last batch: the next epoch's are being built
+        started_ahead = loader._sampler.sent_ahead
+    assert started_ahead > 0
+    # The batches out were built (48 loads of epoch 0, then whole batches of epoch 1), and no
+    # ticket was handed out after the close began.
+    loads = len(dataset.loads())
+    assert loads == 48 + 8 * started_ahead

@@ -541,6 +541,25 @@ def test_with_few_batches_per_epoch_the_first_batch_counts() -> None:
         assert decision.reuse_factor > 1 and "first batch" in decision.reason
 
 
+def test_an_epoch_started_ahead_does_not_wait_for_its_first_batch() -> None:
+    # With persistent workers the loader starts the next epoch during the last batches of the
+    # running one where it can (always after an epoch at r = 1, at r = 1 otherwise): there
+    # the first batch is built before the epoch starts, and its wait is no reason to go up.
+    machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, batch=100)
+    step = dataclasses.replace(machine, step=machine.model().production_seconds(1) * 1.3)
+    control = ReuseControl()
+    at_one = step.run(3, 1)
+    waited, _ = decide(control, ControlState(current=1), [at_one], 4)
+    assert waited.reuse_factor > 1 and "first batch" in waited.reason
+    ahead, state = decide(control, ControlState(current=1), [at_one], 4, started_ahead=range(1, 5))
+    assert ahead.reuse_factor == 1 and "first batch" not in ahead.reason
+    assert state.models[0] is not None and not state.models[0].started_ahead  # per decision
+    model = fit(at_one, None, control.bottleneck_share)
+    only_one = dataclasses.replace(model, started_ahead=frozenset({1}))
+    assert only_one.epoch_seconds(1, step.step, 0.0) < model.epoch_seconds(1, step.step, 0.0)
+    assert only_one.epoch_seconds(2, step.step, 0.0) == model.epoch_seconds(2, step.step, 0.0)
+
+
 def test_the_first_epoch_after_a_resume_does_not_measure_the_failed_hits() -> None:
     # Found in review: after a resume the memory cache is empty, every planned hit of the first
     # epoch failed, q = 1 made every r look alike, auto chose r = 1, and an epoch at r = 1 has

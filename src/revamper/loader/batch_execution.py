@@ -272,16 +272,19 @@ def _sample_error(index: int, epoch: int, stage: str, exc: BaseException) -> Sam
 
 
 class CollateWithStats:
-    """Collates a :class:`FetchedBatch` with the user's function: ``(batch, stats, note)``.
+    """Collates a :class:`FetchedBatch` with the user's function: ``(batch, stats, note, at)``.
 
     ``note`` is what the layout found worth a warning in the main process (a torchvision
-    ``tv_tensor`` passed through untouched), or ``None``.
+    ``tv_tensor`` passed through untouched), or ``None``; ``at`` is ``(epoch, batch number)``,
+    which the main process checks against the epoch it delivers.
     """
 
     def __init__(self, collate_fn: Callable[[list[Any]], Any]) -> None:
         self.collate_fn = collate_fn
 
-    def __call__(self, fetched: FetchedBatch) -> tuple[Any, BatchStats, str | None]:
+    def __call__(
+        self, fetched: FetchedBatch
+    ) -> tuple[Any, BatchStats, str | None, tuple[int, int]]:
         """Collate ``fetched.samples``; errors become a :class:`SampleError` naming the batch."""
         start, began = _now(), _wall()
         try:
@@ -295,4 +298,4 @@ class CollateWithStats:
         fetched.stats.cpu_collate += _now() - start
         fetched.stats.wall_batch += _wall() - began
         fetched.stats.finished_at = time.monotonic()
-        return batch, fetched.stats, fetched.note
+        return batch, fetched.stats, fetched.note, (fetched.epoch, fetched.number)

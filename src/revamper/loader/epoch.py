@@ -9,6 +9,8 @@ iterable) uses up no epoch and starts no worker, and ``loader.set_epoch(k)`` cal
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 import warnings
 import weakref
@@ -24,8 +26,11 @@ from revamper.loader.stats import BatchStats, EpochStats, LoaderStats
 from revamper.plan import PlanConfig
 from revamper.store.base import CacheStore
 
-Delivery = tuple[Any, BatchStats, "str | None"]
-"""What the DataLoader yields for one batch: the collated batch, its figures, a note to warn of."""
+logger = logging.getLogger(__name__)
+
+Delivery = tuple[Any, BatchStats, "str | None", tuple[int, int]]
+"""What the DataLoader yields for one batch: the collated batch, its figures, a note to warn of,
+and the ``(epoch, batch number)`` of its ticket."""
 
 Bound = tuple[EpochStats, EpochRun]
 """A started epoch: its statistics, and its place on the cursor (advanced batch by batch)."""
@@ -117,6 +122,9 @@ class EpochSource:
         """Epochs opened on the DataLoader so far (see :class:`SharedBatches`)."""
         self.drained = 0
         """The latest ``opened`` whose epoch delivered all its batches."""
+        self.broken = 0
+        """The latest ``opened`` whose epoch saw an error from the DataLoader's iterator (its
+        place in the tickets is then unknown: the next epoch resets it)."""
         self._stream: Iterator[Delivery] | None = None  # the persistent workers' iterator
         self._ahead: tuple[int, PlanConfig] | None = None
 
@@ -136,9 +144,38 @@ class EpochSource:
 
     def close(self) -> None:
         """Drop the DataLoader (and with it the persistent workers' iterator)."""
+        self._finish_ahead()
         self.dataloader = None
         self._stream = None
         self._ahead = None
+
+    def __del__(self) -> None:
+        # A loader dropped without close(): its workers stop when the DataLoader goes.
+        with contextlib.suppress(Exception):
+            self._finish_ahead()
+
+    def _finish_ahead(self) -> None:
+        """Take in the batches of an epoch started ahead that will not run, before a close.
+
+        torch stops its workers whatever they are doing; a worker stopped while it sends a
+        batch can die abruptly ("terminate called without an active exception", then a
+        ``RuntimeError`` about a worker killed by a signal in torch's ``__del__``). After a
+        training loop's last epoch the workers are building the first batches of an epoch
+        that will never run, so the tickets stop here and the few batches out are received,
+        leaving the workers idle, as they are after an epoch without overlap.
+        """
+        stream, ahead = self._stream, self._ahead
+        self._ahead = None
+        finished = self.drained == self.opened and self.broken != self.opened
+        if stream is None or ahead is None or not finished:
+            return
+        self._sampler.halted = True
+        for _ in range(self._sampler.sent_ahead):
+            try:
+                next(stream)
+            except Exception:  # a failing sample of an epoch that will not run: nobody's concern
+                logger.debug("closing: a batch started ahead failed", exc_info=True)
+                return
 
     def _check_open(self) -> DataLoader[Any]:
         if self.dataloader is None:
@@ -187,6 +224,7 @@ class EpochSource:
             and ahead == (run.epoch, self._sampler.config)
             and run.first_batch == 0
             and self.drained == self.opened
+            and self.broken != self.opened
         ):
             # The last epoch's iterator went on into this one (its first batches are built or
             # being built): take its batches from there.
@@ -201,7 +239,7 @@ class EpochSource:
         self.opened += 1
         if self.overlaps:
             self._stream = batches
-            return SharedBatches(batches, self, self.opened, stats.planned_batches)
+            return SharedBatches(batches, self, self.opened, run.epoch, stats.planned_batches)
         return batches
 
     def warn_once(self, note: str) -> None:
@@ -223,19 +261,32 @@ class SharedBatches(Iterator[Delivery]):
     next epoch (see :mod:`revamper.loader.epoch_overlap`): then the next epoch takes its
     batches from it instead of resetting it.
 
+    Every batch says which epoch's ticket it was built for. After an error from the iterator
+    (a failing sample: torch has moved past that batch; a timeout: it has not) the count of
+    batches left may be one too many, so a batch of a later epoch then ends this one, and the
+    next epoch resets the iterator. A batch of another epoch without such an error is a bug,
+    and raises.
+
     Args:
         batches: The DataLoader's iterator, as opened for this epoch.
         source: The source that opened it.
         opened: ``source.opened`` when it did.
+        epoch: The epoch.
         planned: Batches the epoch delivers.
     """
 
     def __init__(
-        self, batches: Iterator[Delivery], source: EpochSource, opened: int, planned: int
+        self,
+        batches: Iterator[Delivery],
+        source: EpochSource,
+        opened: int,
+        epoch: int,
+        planned: int,
     ) -> None:
         self._batches = batches
         self._source = source
         self._opened = opened
+        self._epoch = epoch
         self._left = planned
 
     def __next__(self) -> Delivery:
@@ -253,6 +304,19 @@ class SharedBatches(Iterator[Delivery]):
         except StopIteration:
             self._left = 0
             raise
+        except BaseException:
+            self._source.broken = self._opened
+            raise
+        epoch = batch[3][0]
+        if epoch != self._epoch:
+            if epoch > self._epoch and self._source.broken == self._opened:
+                self._left = 0  # the batch that failed was one of ours: the epoch is over
+                raise StopIteration
+            self._source.broken = self._opened
+            raise RuntimeError(
+                f"a batch of epoch {epoch} reached the iterator of epoch {self._epoch}: this "
+                "is a bug in revamper; please report it (the next epoch starts afresh)"
+            )
         self._left -= 1
         if self._left == 0:
             self._source.drained = self._opened
@@ -338,13 +402,18 @@ class EpochIterator(Iterator[Any]):
                 assert self._run is not None  # bound with the stats
                 self._start = entered  # the clock starts here, if stats bound the epoch earlier
                 self._batches = self._open(stats, self._run)
-            batch, batch_stats, note = next(self._batches)
+            batch, batch_stats, note, (epoch, _) = next(self._batches)
         except StopIteration:
             raise
         except BaseException as exc:
             if self._release_on_error:
                 release_worker_frames(exc)
             raise
+        if epoch != stats.epoch:
+            raise RuntimeError(
+                f"a batch of epoch {epoch} reached the iterator of epoch {stats.epoch}: this "
+                "is a bug in revamper; please report it"
+            )
         if note is not None:
             self._warn(note)
         stats.record_batch(batch_stats)

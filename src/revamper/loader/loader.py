@@ -158,10 +158,12 @@ class RevamperLoader(DataLoaderAttributes):
             where a DataLoader's consumer waits while one worker builds it). Only where that
             cannot change what any batch reads: the next epoch's first batches must not touch a
             cache entry that a batch still in flight writes, or write one it reads, so this
-            happens with r = 1 (nothing cached) and around epochs at r = 1, rarely otherwise.
-            The next epoch is the one the loader would start then; a :meth:`set_epoch` or
-            :meth:`load_state_dict` to another drops that work. ``False``: every epoch starts
-            at its first batch, as in torch.
+            happens with r = 1 (nothing cached) and around epochs at r = 1, rarely otherwise,
+            and never with a cache other ranks share or your own store. The next epoch is the
+            one the loader would start then (with ``"auto"``, its r is chosen then, from at
+            least half of the running epoch); a :meth:`set_epoch` or :meth:`load_state_dict` to
+            another drops that work, and :meth:`close` waits for what is out. ``False``: every
+            epoch starts at its first batch, as in torch.
 
     Raises:
         TypeError: For an argument of the wrong type (named in the message).
@@ -272,7 +274,10 @@ class RevamperLoader(DataLoaderAttributes):
         )
         dataloader = self._epochs.dataloader
         assert dataloader is not None  # just built
-        if prefetch_next_epoch and self._epochs.overlaps:
+        # The overlap check sees this loader's tickets only: not with a cache that other
+        # ranks' workers (or the user's other code) write to at the same time.
+        private = self._store is None or (self._owns_store and setup.group_size == 1)
+        if prefetch_next_epoch and private and self._epochs.overlaps:
             self._sampler.ahead = NextEpoch(
                 WeakMethod(self, "_propose_next_epoch"),
                 WeakMethod(self, "_accept_next_epoch"),
@@ -325,13 +330,24 @@ class RevamperLoader(DataLoaderAttributes):
         cursor = self._sampler.cursor
         if cursor.next_batch or len(self._dataset) != self._identity.num_samples:
             return None
-        schedule = self._reuse.peek(cursor.next_epoch, self._stats.last)
+        schedule = self._reuse.peek(cursor.next_epoch, self._stats.last, self._ahead_at())
         if schedule is None:
             return None
         if schedule == self._identity.reuse_schedule:
             return cursor.next_epoch, self._config
         identity = dataclasses.replace(self._identity, reuse_schedule=schedule)
         return cursor.next_epoch, identity.plan_config()
+
+    def _ahead_at(self) -> range:
+        """The r at which the next epoch, chosen now, starts ahead (its first batch built).
+
+        An epoch at r = 1 touches no cache entry, so it overlaps the running one at any r; and
+        after a running epoch at r = 1 (epoch 1 on), which touches none either, so does every r.
+        """
+        running = self._sampler.cursor.current
+        if running is None or running.epoch == 0 or self._config.reuse_factor_at(running.epoch) > 1:
+            return range(1, 2)
+        return range(1, self._reuse.bound + 1)
 
     def _accept_next_epoch(self, epoch: int, config: PlanConfig) -> bool:
         """Make the proposed ``epoch`` the one started ahead; ``False`` if it no longer holds.
@@ -342,7 +358,7 @@ class RevamperLoader(DataLoaderAttributes):
         if (cursor.next_epoch, cursor.next_batch) != (epoch, 0):
             return False
         if self._reuse.auto:
-            self._reuse.prepare(epoch, self._stats.last)
+            self._reuse.prepare(epoch, self._stats.last, self._ahead_at())
             schedule = self._reuse.schedule
             if schedule != self._identity.reuse_schedule:
                 self._set_identity(dataclasses.replace(self._identity, reuse_schedule=schedule))

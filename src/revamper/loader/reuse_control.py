@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from revamper.loader.reuse_model import CostModel, EpochMeasurement, fit, loader_bound
 from revamper.plan.limits import MAX_REUSE_FACTOR
@@ -203,6 +203,7 @@ def decide(
     state: ControlState,
     measurements: Sequence[EpochMeasurement | None],
     epoch: int,
+    started_ahead: Collection[int] = (),
 ) -> tuple[Decision, ControlState]:
     """Choose the r of ``epoch`` from every rank's measurement of the epoch before.
 
@@ -212,6 +213,9 @@ def decide(
         measurements: Each rank's measurement of its last epoch, in rank order (``None``: the
             rank ran no epoch since the last choice).
         epoch: The epoch to choose r for.
+        started_ahead: The r at which ``epoch`` would start with its first batch built (the
+            loader chooses before the epoch before ends, and starts it ahead: see
+            :mod:`revamper.loader.epoch_overlap`); at those its first batch costs no wait.
 
     Returns:
         The decision and the state for the next boundary.
@@ -224,7 +228,9 @@ def decide(
             model = fit(measured, previous, control.bottleneck_share)
             models[rank] = model
             paced = loader_bound(measured, previous, control.bottleneck_share)
-            ranks.append(_Rank(rank, measured, model, control, paced))
+            ahead = frozenset(started_ahead)
+            judged = dataclasses.replace(model, started_ahead=ahead) if ahead else model
+            ranks.append(_Rank(rank, measured, judged, control, paced))
     current = state.current
     multi = len(measurements) > 1
     after = state
@@ -330,9 +336,13 @@ class _Rank:
         covers starting the workers (``persistent_workers=False``) is no wait reuse shortens.
         """
         m, model = self.measured, self.model
-        if m.serial or m.wall_seconds <= 0:
-            return 0.0
-        fastest = min(model.first_batch_seconds(r) for r in range(1, bound + 1))
+        if m.serial or m.wall_seconds <= 0 or m.reuse_factor in model.started_ahead:
+            return 0.0  # (at an r started ahead the next epoch does not wait for its first)
+        fastest = min(
+            model.first_batch_seconds(r)
+            for r in range(1, bound + 1)
+            if r not in model.started_ahead
+        )
         explained = min(m.first_wait_seconds, model.first_batch_seconds(m.reuse_factor))
         return max(0.0, explained - fastest) / m.wall_seconds
 

@@ -307,6 +307,9 @@ class CostModel:
         handoff: Seconds per sample the consumer waited for batches already built, in the
             last epoch in which the loader kept up (0: none yet): the part of the hand-off
             paid at any r (:meth:`EpochMeasurement.loader_bound`).
+        started_ahead: The r values at which the epoch being chosen for would start with its
+            first batch built, because the loader starts it ahead
+            (:mod:`revamper.loader.epoch_overlap`): no first-batch wait at those.
     """
 
     miss: float
@@ -321,6 +324,7 @@ class CostModel:
     first_batch: int = 0
     epoch_samples: int = 0
     handoff: float = 0.0
+    started_ahead: frozenset[int] = frozenset()
 
     def cpu(self, reuse_factor: int) -> float:
         """Predicted CPU seconds per sample at ``reuse_factor``."""
@@ -342,7 +346,10 @@ class CostModel:
         """Predicted seconds one worker takes to build an epoch's first batch at ``reuse_factor``.
 
         Misses are balanced over the batches, so the first batch costs what the average does.
+        0 at an r in :attr:`started_ahead`: the batch is built before the epoch starts.
         """
+        if reuse_factor in self.started_ahead:
+            return 0.0
         return self.first_batch * self.cpu(reuse_factor)
 
     def epoch_seconds(self, reuse_factor: int, step: float, margin: float) -> float:

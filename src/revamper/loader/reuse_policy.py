@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Final, Literal
 
 from revamper.distributed import DistributedSetup, EpochExchange
@@ -138,10 +138,14 @@ class ReusePolicy:
         """The production rate predicted for ``epoch`` when it was chosen (``None``: none)."""
         return self._predicted.get(epoch)
 
-    def prepare(self, epoch: int, last: EpochStats | None) -> bool:
+    def prepare(
+        self, epoch: int, last: EpochStats | None, started_ahead: Collection[int] = ()
+    ) -> bool:
         """Before ``epoch`` is planned: fix its r (choosing it, with auto); whether it changed.
 
         ``last`` is the statistics of the epoch this loader ran last (``None``: none yet).
+        ``started_ahead``: the r at which the epoch would start with its first batch built
+        (see :func:`~revamper.loader.reuse_control.decide`).
         An epoch already in the schedule (re-run, or resumed) keeps its r; epochs skipped by
         ``set_epoch`` take the r of the last epoch chosen. Under distributed training with auto,
         a collective for every epoch it chooses (every rank must start the same epochs).
@@ -168,7 +172,7 @@ class ReusePolicy:
         everyone: Sequence[EpochMeasurement | None] = [measured]
         if self._exchange is not None:
             everyone = self._exchange.gather(measured, epoch)
-        decision, self._state = decide(self.control, self._state, everyone, epoch)
+        decision, self._state = decide(self.control, self._state, everyone, epoch, started_ahead)
         self.values.append(decision.reuse_factor)
         rate = decision.predicted_rates[self._setup.rank if len(everyone) > 1 else 0]
         if rate > 0:
@@ -177,18 +181,27 @@ class ReusePolicy:
             _log(decision)
         return decision.reuse_factor != previous
 
-    def peek(self, epoch: int, last: EpochStats | None) -> tuple[int, ...] | None:
+    def peek(
+        self, epoch: int, last: EpochStats | None, started_ahead: Collection[int] = ()
+    ) -> tuple[int, ...] | None:
         """The schedule :meth:`prepare` would make for ``epoch`` now, changing nothing.
 
         ``None`` where it cannot be known without the other ranks (auto under distributed
-        training: their measurements come in a collective at the epoch boundary) or the epoch
-        is beyond what auto runs. A fixed r: the (empty) schedule.
+        training: their measurements come in a collective at the epoch boundary), where
+        ``last`` (an epoch still running) has measured less than half its batches or too
+        little to predict from, or the epoch is beyond what auto runs. A fixed r: the (empty)
+        schedule.
         """
         if self.control is None or epoch == 0 or epoch <= len(self.values):
             return self.schedule
         if self._exchange is not None or epoch > MAX_AUTO_EPOCH:
             return None
-        decision, _ = decide(self.control, self._state, [self._measurement(last, epoch)], epoch)
+        measured = self._measurement(last, epoch)
+        if last is None or measured is None or not measured.usable:
+            return None
+        if 2 * last.batches < last.planned_batches:
+            return None  # too little of the epoch to choose from: choose at its end
+        decision, _ = decide(self.control, self._state, [measured], epoch, started_ahead)
         filler = [self.at(epoch)] * (epoch - 1 - len(self.values))
         return (*self.values, *filler, decision.reuse_factor)
 

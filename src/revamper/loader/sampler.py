@@ -65,6 +65,11 @@ class PlanBatchSampler(Sampler[BatchTicket]):
         self.cursor = EpochCursor()
         self._running: EpochRun | None = None
         self.ahead: NextEpoch | None = None
+        self.sent_ahead = 0
+        """Tickets handed out of the latest epoch started ahead (see :attr:`ahead`)."""
+        self.halted = False
+        """Set when the loader closes: the tickets stop, so that the workers run out of work."""
+        self._last_plan: tuple[tuple[PlanConfig, int], EpochPlan] | None = None
 
     def __len__(self) -> int:
         return self.config.num_batches
@@ -76,21 +81,39 @@ class PlanBatchSampler(Sampler[BatchTicket]):
     def __iter__(self) -> Iterator[BatchTicket]:
         run = self._running
         epoch, first_batch = (run.epoch, run.first_batch) if run else self.cursor.position()
-        tickets = _tickets(self.config, plan_epoch(self.config, epoch), first_batch, self.store)
+        tickets = _tickets(self.config, self._plan(self.config, epoch), first_batch, self.store)
         if self.ahead is None:
             return tickets
         return self._then_next_epoch(tickets, self.ahead)
+
+    def _plan(self, config: PlanConfig, epoch: int) -> EpochPlan:
+        """``epoch``'s plan, made once.
+
+        The last plan made is kept: a next epoch planned to see whether it could start ahead,
+        and then could not, is not planned again at its ``iter()``.
+        """
+        kept = self._last_plan
+        if kept is not None and kept[0] == (config, epoch):
+            return kept[1]
+        plan = plan_epoch(config, epoch)
+        self._last_plan = ((config, epoch), plan)
+        return plan
 
     def _then_next_epoch(
         self, tickets: Iterator[BatchTicket], ahead: NextEpoch
     ) -> Iterator[BatchTicket]:
         recent: deque[BatchTicket] = deque(maxlen=max(1, ahead.in_flight))
         following: Iterator[BatchTicket] | None = tickets
+        started_ahead = False
         while following is not None:  # one epoch after another, while each may start early
             for ticket in following:
+                if self.halted:
+                    return
                 recent.append(ticket)
+                self.sent_ahead += started_ahead
                 yield ticket
             following = self._following(list(recent), ahead)
+            self.sent_ahead, started_ahead = 0, True
 
     def _following(
         self, recent: list[BatchTicket], ahead: NextEpoch
@@ -105,7 +128,9 @@ class PlanBatchSampler(Sampler[BatchTicket]):
             if proposal is None:
                 return None
             epoch, config = proposal
-            plan = plan_epoch(config, epoch)
+            if recent and epoch <= recent[-1].epoch:
+                return None  # that epoch is out already (an epoch shorter than in_flight)
+            plan = self._plan(config, epoch)
             first = [
                 _ticket(config, plan, number)
                 for number in range(min(ahead.in_flight, plan.num_batches))
@@ -140,5 +165,8 @@ def _tickets(
         ticket = _ticket(config, plan, number)
         if store is not None:
             hits = ~ticket.planned_miss
-            store.prefetch(ticket.indices[hits].tolist(), ticket.generations[hits].tolist())
+            try:  # a hint: a store that cannot take it (closed, say) must not stop the tickets
+                store.prefetch(ticket.indices[hits].tolist(), ticket.generations[hits].tolist())
+            except Exception:
+                logger.debug("the store refused a read-ahead hint", exc_info=True)
         yield ticket

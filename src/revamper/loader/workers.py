@@ -35,7 +35,7 @@ def build_dataloader(
 ) -> DataLoader[Any]:
     """The ``DataLoader`` that executes the plan: ``options`` are the user's ``DataLoader`` options.
 
-    Its batches are ``(batch, stats, note)`` (see :class:`CollateWithStats`).
+    Its batches are ``(batch, stats, note, (epoch, number))`` (see :class:`CollateWithStats`).
     """
     return DataLoader(
         executor,
