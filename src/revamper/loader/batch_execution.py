@@ -3,7 +3,8 @@
 :class:`RefurbishingDataset` is what torch's ``DataLoader`` sees. Its ``__getitems__`` receives a
 whole :class:`~revamper.loader.tickets.BatchTicket`, so cache reads can be batched and each batch's
 figures measured in one place. :class:`CollateWithStats` then collates the samples with the user's
-``collate_fn`` and returns ``(batch, stats, note)``; the loader unpacks that in the main process.
+``collate_fn`` and returns ``(batch, stats, note, (epoch, number))``; the loader unpacks that in
+the main process (and checks the epoch).
 
 A cache entry holds the *partially augmented sample*: the data set item with the partial
 transform applied to its input (or to the whole item, with ``whole_sample``, or to the fields

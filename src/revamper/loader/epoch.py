@@ -9,7 +9,6 @@ iterable) uses up no epoch and starts no worker, and ``loader.set_epoch(k)`` cal
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import warnings
@@ -125,6 +124,8 @@ class EpochSource:
         self.broken = 0
         """The latest ``opened`` whose epoch saw an error from the DataLoader's iterator (its
         place in the tickets is then unknown: the next epoch resets it)."""
+        self.epochs_started_ahead = 0
+        """Epochs that took their batches from the iterator of the epoch before."""
         self._stream: Iterator[Delivery] | None = None  # the persistent workers' iterator
         self._ahead: tuple[int, PlanConfig] | None = None
 
@@ -144,35 +145,33 @@ class EpochSource:
 
     def close(self) -> None:
         """Drop the DataLoader (and with it the persistent workers' iterator)."""
-        self._finish_ahead()
-        self.dataloader = None
-        self._stream = None
-        self._ahead = None
-
-    def __del__(self) -> None:
-        # A loader dropped without close(): its workers stop when the DataLoader goes.
-        with contextlib.suppress(Exception):
+        try:
             self._finish_ahead()
+        finally:
+            self.dataloader = None
+            self._stream = None
+            self._ahead = None
 
     def _finish_ahead(self) -> None:
         """Take in the batches of an epoch started ahead that will not run, before a close.
 
-        torch stops its workers whatever they are doing; a worker stopped while it sends a
-        batch can die abruptly ("terminate called without an active exception", then a
-        ``RuntimeError`` about a worker killed by a signal in torch's ``__del__``). After a
-        training loop's last epoch the workers are building the first batches of an epoch
-        that will never run, so the tickets stop here and the few batches out are received,
-        leaving the workers idle, as they are after an epoch without overlap.
+        torch stops its workers whatever they are doing. After a training loop's last epoch
+        the workers are building the first batches of an epoch that will never run (at most
+        ``prefetch_factor * num_workers``), so the tickets stop here and the batches out are
+        received: the workers are idle when torch stops them, as after an epoch without
+        overlap. (A loader dropped without :meth:`close` leaves that to torch.)
         """
-        stream, ahead = self._stream, self._ahead
+        stream, ahead, dataloader = self._stream, self._ahead, self.dataloader
         self._ahead = None
         finished = self.drained == self.opened and self.broken != self.opened
-        if stream is None or ahead is None or not finished:
+        if stream is None or ahead is None or dataloader is None or not finished:
             return
         self._sampler.halted = True
-        for _ in range(self._sampler.sent_ahead):
+        for _ in range((dataloader.prefetch_factor or 0) * dataloader.num_workers):
             try:
                 next(stream)
+            except StopIteration:  # nothing more out
+                return
             except Exception:  # a failing sample of an epoch that will not run: nobody's concern
                 logger.debug("closing: a batch started ahead failed", exc_info=True)
                 return
@@ -229,6 +228,7 @@ class EpochSource:
             # The last epoch's iterator went on into this one (its first batches are built or
             # being built): take its batches from there.
             batches = self._stream
+            self.epochs_started_ahead += 1
         else:
             # The sampler is shared by every iterator: point it at this epoch just before the
             # DataLoader's iterator reads it (its creation computes the epoch's plan). With

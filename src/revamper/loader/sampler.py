@@ -65,8 +65,6 @@ class PlanBatchSampler(Sampler[BatchTicket]):
         self.cursor = EpochCursor()
         self._running: EpochRun | None = None
         self.ahead: NextEpoch | None = None
-        self.sent_ahead = 0
-        """Tickets handed out of the latest epoch started ahead (see :attr:`ahead`)."""
         self.halted = False
         """Set when the loader closes: the tickets stop, so that the workers run out of work."""
         self._last_plan: tuple[tuple[PlanConfig, int], EpochPlan] | None = None
@@ -104,16 +102,15 @@ class PlanBatchSampler(Sampler[BatchTicket]):
     ) -> Iterator[BatchTicket]:
         recent: deque[BatchTicket] = deque(maxlen=max(1, ahead.in_flight))
         following: Iterator[BatchTicket] | None = tickets
-        started_ahead = False
         while following is not None:  # one epoch after another, while each may start early
             for ticket in following:
                 if self.halted:
                     return
                 recent.append(ticket)
-                self.sent_ahead += started_ahead
                 yield ticket
+            if self.halted:
+                return
             following = self._following(list(recent), ahead)
-            self.sent_ahead, started_ahead = 0, True
 
     def _following(
         self, recent: list[BatchTicket], ahead: NextEpoch
