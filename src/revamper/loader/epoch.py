@@ -161,13 +161,13 @@ class EpochSource:
         received: the workers are idle when torch stops them, as after an epoch without
         overlap. (A loader dropped without :meth:`close` leaves that to torch.)
         """
-        stream, ahead, dataloader = self._stream, self._ahead, self.dataloader
+        stream, ahead, going_on = self._stream, self._ahead, self._sampler.ahead
         self._ahead = None
         finished = self.drained == self.opened and self.broken != self.opened
-        if stream is None or ahead is None or dataloader is None or not finished:
+        if stream is None or ahead is None or going_on is None or not finished:
             return
         self._sampler.halted = True
-        for _ in range((dataloader.prefetch_factor or 0) * dataloader.num_workers):
+        for _ in range(going_on.in_flight):
             try:
                 next(stream)
             except StopIteration:  # nothing more out
