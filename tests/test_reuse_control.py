@@ -19,9 +19,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from revamper.distributed import DistributedSetup
-from revamper.loader import reuse_control
+from revamper.loader import reuse_control, reuse_evidence
 from revamper.loader.reuse_control import (
     ControlState,
+    Decision,
     ReuseControl,
     decide,
     smallest_sufficient,
@@ -117,34 +118,49 @@ class Machine:
         )
 
 
-def run_auto(
+def run_decisions(
     machine: Machine, control: ReuseControl, epochs: int, noise: float = 0.0, seed: int = 0
-) -> list[int]:
-    """The r of epochs 1..epochs-1 that auto chooses on ``machine`` (epoch 0 computes all)."""
+) -> list[Decision]:
+    """Auto's decisions for epochs 1..epochs-1 on ``machine`` (epoch 0 computes all)."""
     rng = random.Random(seed)
     state = ControlState()
-    r, chosen = 1, []
+    r, decisions = 1, []
     for epoch in range(epochs - 1):
         factor = 1.0 + rng.uniform(-noise, noise)
         measured = machine.run(epoch, r, factor)
         decision, state = decide(control, state, [measured], epoch + 1)
         r = decision.reuse_factor
-        chosen.append(r)
-    return chosen
+        decisions.append(decision)
+    return decisions
 
 
-def assert_probes_back_off(chosen: list[int]) -> None:
+def run_auto(
+    machine: Machine, control: ReuseControl, epochs: int, noise: float = 0.0, seed: int = 0
+) -> list[int]:
+    """The r of epochs 1..epochs-1 that auto chooses on ``machine`` (epoch 0 computes all)."""
+    return [d.reuse_factor for d in run_decisions(machine, control, epochs, noise, seed)]
+
+
+MEASURED = ("a lower r was as fast", "the consumer waited, but a higher r was no faster")
+"""How moves that measurements made (not predictions: no back-off) are logged."""
+
+
+def assert_probes_back_off(decisions: list[Decision]) -> None:
     """The first move down after a move up waits 2, 4, 8, ... (up to 64) epochs after it.
 
     Moves down are predictions with room to spare or probes of one below (which may follow one
     another); a probe that made the consumer wait goes back up, and the next probe must wait
-    twice as long as the last.
+    twice as long as the last. A move down that measured epochs made (to an r measured as fast
+    as the current one, or after a higher r was measured no faster) does not wait.
     """
+    chosen = [d.reuse_factor for d in decisions]
     last_up, wait = None, 2
     for i in range(1, len(chosen)):
         if chosen[i] > chosen[i - 1]:
             last_up = i
         elif chosen[i] < chosen[i - 1] and last_up is not None:
+            if decisions[i].reason.startswith(MEASURED):
+                continue
             assert i - last_up >= wait, chosen
             wait, last_up = min(64, wait * 2), None
 
@@ -180,9 +196,25 @@ def test_a_step_between_the_rates_of_r_1_and_r_2_gets_r_2() -> None:
     machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0)
     p1, p2 = machine.model().production_seconds(1), machine.model().production_seconds(2)
     step = dataclasses.replace(machine, step=(p1 + p2 * 1.2) / 2)  # r = 2 keeps up with margin
-    # The first probe tries r = 1 (predicted 17% slower: inside the first probe's 50%), which
-    # makes the consumer wait; r goes back to 2 and, 17% being outside the usual band, stays.
-    assert run_auto(step, ReuseControl(), 12) == [2, 1] + [2] * 9
+    # The first choice tries r = 1 (predicted 17% slower: inside the first probe's 50%), which
+    # makes the consumer wait; r goes to 2 and, 17% being outside the usual band, stays.
+    assert run_auto(step, ReuseControl(), 12) == [1] + [2] * 10
+    # Without probes the first choice is the prediction's.
+    assert run_auto(step, ReuseControl(probe=False), 12) == [2] * 11
+
+
+def test_a_first_trial_of_r_1_that_fails_goes_to_the_warm_prediction() -> None:
+    # r = 1 is predicted 44% slower than the fastest r (inside the first probe's 50%), and
+    # r = 3 only just keeps up: after the trial r goes where epoch 1's warm measurement says,
+    # not one above the trial.
+    machine = Machine(1.5e-3, 1e-4, 1.2e-3, 0.0, workers=2, cores=2.0, step=0.0)
+    step = dataclasses.replace(machine, step=machine.model().production_seconds(3) * 1.05)
+    decisions = run_decisions(step, ReuseControl(), 10)
+    assert [d.reuse_factor for d in decisions][:2] == [1, 4], decisions
+    assert "trying r=1" in decisions[0].reason and "consumer waited" in decisions[1].reason
+    # Predicted more than 50% slower than the fastest: no trial.
+    far = dataclasses.replace(machine, step=0.0)
+    assert run_auto(far, ReuseControl(), 3)[0] == 4
 
 
 @settings(max_examples=200, deadline=None)
@@ -190,10 +222,11 @@ def test_a_step_between_the_rates_of_r_1_and_r_2_gets_r_2() -> None:
 def test_auto_settles_between_what_keeps_up_and_what_keeps_up_with_room(
     machine: Machine, control: ReuseControl
 ) -> None:
-    chosen = run_auto(machine, control, 12)
+    decisions = run_decisions(machine, control, 12)
+    chosen = [d.reuse_factor for d in decisions]
     bound = control.max_reuse_factor
     assert all(1 <= r <= bound for r in chosen)
-    assert_probes_back_off(chosen)
+    assert_probes_back_off(decisions)
     # Settled after a few epochs, bar the probes: failed ones are single epochs one below.
     steady = [
         chosen[i - 1] if chosen[i - 1] == chosen[i + 1] else chosen[i]
@@ -246,9 +279,10 @@ def test_noise_below_the_hysteresis_does_not_make_r_flap(
     machine: Machine, control: ReuseControl, seed: int
 ) -> None:
     noise = control.hysteresis / 3
-    chosen = run_auto(machine, control, 30, noise=noise, seed=seed)
+    decisions = run_decisions(machine, control, 30, noise=noise, seed=seed)
+    chosen = [d.reuse_factor for d in decisions]
     # Back and forth only as probes that back off: at most 2 + log2(30) moves down.
-    assert_probes_back_off(chosen)
+    assert_probes_back_off(decisions)
     downs = sum(b < a for a, b in itertools.pairwise(chosen))
     assert downs <= 6, chosen
 
@@ -285,7 +319,7 @@ def test_a_wait_for_batches_already_built_does_not_move_r_up() -> None:
     assert busy.loader_bound(ReuseControl().bottleneck_share)
     # Counted as a wait for the loader (no stamps from the workers), it would have moved r up.
     unstamped = dataclasses.replace(machine.run(0, 1), starved_seconds=None)
-    decision, _ = decide(ReuseControl(), ControlState(), [unstamped], 1)
+    decision, _ = decide(ReuseControl(probe=False), ControlState(), [unstamped], 1)
     assert decision.reuse_factor > 1
 
 
@@ -334,11 +368,19 @@ def test_a_probe_finds_the_lower_r_that_the_margin_ruled_out() -> None:
     assert run_auto(three_then_two(1.05), ReuseControl(probe=False), 7) == [3] * 6
 
 
-def test_a_probe_that_makes_the_consumer_wait_goes_back_and_backs_off() -> None:
-    # r = 2 is 5% too slow: each probe costs one epoch, and they come 2, 4, 8 epochs apart.
+def test_a_probe_that_makes_the_consumer_wait_goes_back_and_backs_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # r = 2 is 5% too slow: the probe costs one epoch, and its measurement keeps auto from
+    # trying r = 2 again until it expires (EVIDENCE_EPOCHS: 16 epochs after the probe).
     chosen = run_auto(three_then_two(0.95), ReuseControl(), 24)
     probes = [i for i, r in enumerate(chosen) if r == 2]
     assert set(chosen) == {2, 3} and chosen[0] == 3
+    assert probes == [1, 18], chosen
+    # Without measurements to go by, the probes come 2, 4, 8 epochs apart.
+    monkeypatch.setattr(reuse_evidence, "EVIDENCE_EPOCHS", 0)
+    chosen = run_auto(three_then_two(0.95), ReuseControl(), 24)
+    probes = [i for i, r in enumerate(chosen) if r == 2]
     assert probes == [1, 4, 9, 18], chosen
     # After each probe, the next epoch is back at 3.
     assert all(chosen[i + 1] == 3 for i in probes if i + 1 < len(chosen))
@@ -441,8 +483,8 @@ def test_settings_are_checked(kwargs: dict[str, object], error: type[Exception])
 
 def test_the_first_probe_corrects_a_cold_first_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     # r = 1 keeps up in steady state (its production takes 0.9 of the step), but epoch 0 ran
-    # cold, 25% slower, and after epoch 1 (r = 2, kept up) its calibration predicts r = 1 15%
-    # slower than r = 2: outside the usual probe band (14%), inside the first probe's (50%).
+    # cold, 25% slower, and its calibration predicts r = 1 15% slower than r = 2: outside the
+    # usual probe band (14%), inside the first probe's (50%), so epoch 1 tries r = 1.
     machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0)
     warm = dataclasses.replace(machine, step=machine.model().production_seconds(1) / 0.9)
 
@@ -455,7 +497,7 @@ def test_the_first_probe_corrects_a_cold_first_epoch(monkeypatch: pytest.MonkeyP
             chosen.append(r)
         return chosen
 
-    assert run() == [2] + [1] * 7  # r = 1 from epoch 2
+    assert run() == [1] * 8
     # With only the usual band, no epoch that keeps up can correct the cold calibration.
     monkeypatch.setattr(reuse_control, "FIRST_PROBE_BAND", 1.0)
     assert run() == [2] * 8
@@ -468,7 +510,7 @@ def test_a_loader_slowed_by_other_processes_is_judged_by_its_workers_wall_time()
     p1, p2 = machine.model().production_seconds(1), machine.model().production_seconds(2)
     busy = dataclasses.replace(machine, step=p2 * 1.3)
     assert busy.step < p1  # r = 1 does not keep up
-    assert run_auto(busy, ReuseControl(), 6) == [2, 1, 2, 2, 2]  # a first probe, then back
+    assert run_auto(busy, ReuseControl(), 6) == [1, 2, 2, 2, 2]  # a first trial, then r = 2
     measured = busy.run(0, 1)
     assert measured.timed_wall and fit(measured, None, 0.02).capacity == 2.0
 
@@ -488,22 +530,25 @@ def test_r_1_is_predicted_without_cache_writes_and_an_epoch_at_r_1_keeps_the_wri
 
 def test_where_r_1_keeps_up_only_without_writes_a_probe_finds_it() -> None:
     # r = 1 produces 5% faster than the consumer asks, but only because it writes nothing;
-    # the margin sends the first choice to r = 2, and a probe shows r = 1 is enough.
+    # the margin would send the first choice to r = 2, and a probe shows r = 1 is enough.
     machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, write_share=0.25)
     step = dataclasses.replace(machine, step=machine.model().production_seconds(1) * 1.05)
-    chosen = run_auto(step, ReuseControl(), 8)
-    assert chosen[0] == 2 and chosen[-4:] == [1, 1, 1, 1], chosen
+    assert run_auto(step, ReuseControl(), 8) == [1] * 7  # the first choice's trial
+    chosen = run_auto(step, ReuseControl(probe=False), 8)
+    assert chosen[0] == 2, chosen
 
 
 def test_a_probe_of_r_1_that_makes_the_consumer_wait_costs_one_epoch() -> None:
-    # r = 1 is 8% too slow: each probe of it is one epoch, and r = 2 resumes at once from the
-    # entries cached before the probe (an epoch at r = 1 moves no pointer).
+    # r = 1 is 8% too slow: each probe of it is one epoch (the first is the first choice's
+    # trial), and r = 2 resumes at once from the entries cached before the probe (an epoch at
+    # r = 1 moves no pointer). The next probe waits until the first one's measurement expires.
     machine = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0)
     step = dataclasses.replace(machine, step=machine.model().production_seconds(1) / 1.08)
-    chosen = run_auto(step, ReuseControl(), 24)
+    decisions = run_decisions(step, ReuseControl(), 24)
+    chosen = [d.reuse_factor for d in decisions]
     probes = [i for i, r in enumerate(chosen) if r == 1]
-    assert set(chosen) == {1, 2} and probes == [1, 4, 9, 18], chosen
-    assert_probes_back_off(chosen)
+    assert set(chosen) == {1, 2} and probes == [0, 17], chosen
+    assert_probes_back_off(decisions)
 
 
 def test_with_few_batches_per_epoch_the_first_batch_counts() -> None:
@@ -517,14 +562,15 @@ def test_with_few_batches_per_epoch_the_first_batch_counts() -> None:
     assert times[0] > min(times) * 1.05  # all of it the first batch: r = 1 keeps up after it
     assert truth.production_seconds(1) < step.step
     wanted = smallest_sufficient(truth, step.step, 4, control.margin, control.tolerance)
-    chosen = run_auto(step, control, 12)
+    decisions = run_decisions(step, control, 12)
+    chosen = [d.reuse_factor for d in decisions]
     # It settles above r = 1, where the first batch's extra wait is under the bottleneck share
     # (bar one-epoch probes of one below, which back off).
     settled = chosen[-1]
     assert 1 < settled <= wanted and set(chosen[1:]) <= {settled - 1, settled}, chosen
     limit = min(times) * (1.0 + control.tolerance + control.bottleneck_share)
     assert times[settled - 1] <= limit
-    assert_probes_back_off(chosen)
+    assert_probes_back_off(decisions)
     many = dataclasses.replace(step, batch=10)
     assert run_auto(many, control, 8) == [1] * 7
     # At r = 1 the first batch's wait sends r up, as far as the model explains it: a wait that

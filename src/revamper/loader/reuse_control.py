@@ -29,7 +29,11 @@ consumer actually waited for the workers in the last epoch (a measured stall, ne
 prediction alone: an epoch in which the loader kept up proves its r enough), and goes **down**
 on a prediction only when the lower r is predicted to keep up with ``margin + hysteresis`` to
 spare. The first choice, after epoch 0 (which computes everything whatever r is), has neither
-condition: it is the prediction.
+condition: it is the prediction, except that it tries r = 1 first where r = 1 is predicted to
+lose at most :data:`FIRST_PROBE_BAND` to the best and a wait can judge it (worker processes, a
+consumer that takes time): epoch 0 ran cold, its prediction can put the first r too high, and
+coming down from there took up to four epochs in the sweeps of docs/benchmarks.md (12g), where
+the trial costs one epoch at most that much slower.
 
 What counts as waiting. Every epoch starts with the consumer waiting while one worker builds
 the first batch alone; the part of that wait a larger r would save (as the model predicts it,
@@ -59,6 +63,16 @@ because the machine got busier), it stays for twice as many epochs as the last t
 move down, probe or prediction (2, 4, 8, ... up to 64): an r at the edge, or noise around the
 hysteresis, costs a handful of changes over a run, not one per epoch.
 
+Why measured epochs beat predictions. Near r = 1's edge part of the consumer's wait is paid at
+every r (a batch's way from its worker, the main process's work on cores the workers share),
+which the cost model cannot see: it promises a gain from going up that no epoch delivers. So
+the last two epochs measured at each r are kept (:mod:`revamper.loader.reuse_evidence`), each
+r is judged by the faster of them (another job on the machine slows an epoch, never speeds it
+up), and, at the same demand and for 16 epochs: a lower r measured (within half the tolerance)
+as fast is taken at once; a higher r measured to gain less than the tolerance is not tried
+again, and the wait counts as not the loader's (a lower r is then probed, unless measured
+slower); and a lower r measured to lose more than the tolerance is not probed again.
+
 Under distributed training every rank measures its own loader, the ranks exchange their
 measurements (:mod:`revamper.distributed.reuse_exchange`) and each computes the same decision
 from all of them with :func:`decide`: the largest r any rank needs (every rank waits for the
@@ -72,8 +86,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
+from revamper.loader.reuse_evidence import Evidence, Observed, observe, remember
 from revamper.loader.reuse_model import CostModel, EpochMeasurement, fit, loader_bound
 from revamper.plan.limits import MAX_REUSE_FACTOR
 
@@ -142,15 +157,21 @@ class ControlState:
         current: The r of the last epoch chosen (``None`` before the first choice).
         models: Each rank's cost model (``None`` for a rank not measured yet), in rank order.
         probed: The r the last probe went down to (``None``: no probe yet).
+        probed_from: The r that probe went down from (``None`` for the first choice's trial of
+            r = 1, which no measured r kept up above).
         probe_interval: Epochs r stays, after it next goes up, before it may go down.
         next_probe: The first epoch r may go down in (a probe or a prediction).
+        observed: The last epochs measured at each r, by r (:func:`revamper.loader.
+            reuse_evidence.remember`).
     """
 
     current: int | None = None
     models: tuple[CostModel | None, ...] = ()
     probed: int | None = None
+    probed_from: int | None = None
     probe_interval: int = 2
     next_probe: int = 0
+    observed: tuple[Observed, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +254,8 @@ def decide(
             ranks.append(_Rank(rank, measured, judged, control, paced))
     current = state.current
     multi = len(measurements) > 1
+    now = observe(measurements) if len(ranks) == len(measurements) else None
+    observed = remember(state.observed, now)
     after = state
     if not ranks:
         chosen = current if current is not None else 1
@@ -241,8 +264,17 @@ def decide(
         need = max(ranks, key=lambda rank: rank.up)
         chosen = need.up
         reason = need.why(f"first choice, from epoch {need.measured.epoch}", chosen, multi)
+        if control.probe and chosen > 1 and all(r.may_try_first(1) for r in ranks):
+            # Epoch 0 ran cold: r = 1 is measured warm first, unless it is predicted far off.
+            chosen = 1
+            trial = f"first choice, from epoch {need.measured.epoch} (which ran cold): trying r=1"
+            reason = need.why(trial, need.up, multi)
+            after = dataclasses.replace(state, probed=1, probed_from=None)
     else:
-        chosen, reason, after = _move(control, state, ranks, multi, epoch)
+        evidence = None
+        if now is not None and now.reuse_factor == current:
+            evidence = Evidence(now, observed, epoch, control.tolerance, _first_batch(ranks))
+        chosen, reason, after = _move(control, state, ranks, multi, epoch, evidence)
     chosen = min(control.max_reuse_factor, max(1, chosen))
     demands = [math.inf] * len(measurements)
     for entry in ranks:
@@ -250,16 +282,28 @@ def decide(
         demands[entry.rank] = 1.0 / step if step > 0 else math.inf
     rates = tuple(model.rate(chosen) if model is not None else 0.0 for model in models)
     decision = Decision(epoch, chosen, current, reason, rates, tuple(demands))
-    return decision, dataclasses.replace(after, current=chosen, models=tuple(models))
+    after = dataclasses.replace(after, current=chosen, models=tuple(models), observed=observed)
+    return decision, after
+
+
+def _first_batch(ranks: Sequence[_Rank]) -> Callable[[int], float]:
+    """The predicted cost of the next epoch's first batch at an r, on the slowest rank."""
+    return lambda r: max(rank.model.first_batch_seconds(r) for rank in ranks)
 
 
 def _move(
-    control: ReuseControl, state: ControlState, ranks: Sequence[_Rank], multi: bool, epoch: int
+    control: ReuseControl,
+    state: ControlState,
+    ranks: Sequence[_Rank],
+    multi: bool,
+    epoch: int,
+    evidence: Evidence | None,
 ) -> tuple[int, str, ControlState]:
     """From ``state.current``: up, down, a probe one below (see the module), or stay.
 
-    Up if a rank's consumer waited and needs more, down if every rank can afford it, else a
-    probe one below if no consumer waited.
+    Down if a lower r was measured to be as fast; up if a rank's consumer waited and needs
+    more, unless a higher r was measured to be no faster; down if every rank can afford it;
+    else a probe one below if no consumer waited.
 
     Going down needs no measurement beyond the prediction: the hysteresis band keeps it from
     flapping, and a lower r that a consumer which waited is predicted to afford is one that is
@@ -268,9 +312,34 @@ def _move(
     current = state.current
     assert current is not None
 
+    # Measured beats predicted: a lower r as fast as this one is taken whatever this epoch
+    # waited for (it was no faster for it), and a higher r that was no faster is not tried.
+    if evidence is not None and (as_fast := evidence.as_fast_below()):
+        why = f"a lower r was as fast ({evidence.describe(as_fast)})"
+        return as_fast.reuse_factor, why, state
+
     waited = [rank for rank in ranks if rank.waited and rank.gains_beyond(current)]
     need = max(waited, key=lambda rank: rank.up, default=None)
     if need is not None and need.up > current:
+        target = need.up
+        if state.probed == current and state.probed_from is not None:
+            target = state.probed_from
+        if evidence is not None and (refuted := evidence.no_faster(current + 1, target)):
+            why = (
+                f"the consumer waited, but a higher r was no faster ({evidence.describe(refuted)})"
+            )
+            # Then the wait is not the loader's, and a lower r may be as fast: try it, unless it
+            # was measured slower or is predicted to lose more than a first probe may.
+            lower = current - 1
+            if (
+                control.probe
+                and lower >= 1
+                and evidence.slower(lower) is None
+                and all(rank.time_share(lower) <= FIRST_PROBE_BAND for rank in ranks)
+            ):
+                probing = dataclasses.replace(state, probed=lower, probed_from=current)
+                return lower, f"{why}: probing a lower r", probing
+            return current, f"{why}: r stays", state
         # Going up: the next probe waits (twice as long as the last wait), and a probe that
         # made the consumer wait goes back to the r above it, which kept up when it was last
         # measured (if it no longer does, the next epoch shows it).
@@ -278,9 +347,10 @@ def _move(
         after = dataclasses.replace(
             state, probe_interval=interval, next_probe=epoch + state.probe_interval
         )
-        if state.probed == current:
-            why = need.why("the consumer waited: back from the probe", current + 1, multi)
-            return current + 1, why, after
+        if state.probed == current and state.probed_from is not None:
+            back = state.probed_from
+            why = need.why("the consumer waited: back from the probe", back, multi)
+            return back, why, after
         return need.up, need.why("the consumer waited", need.up, multi), after
     if epoch < state.next_probe:  # r went up lately: it stays a while before any move down
         return current, "r went up lately: it stays", state
@@ -289,10 +359,13 @@ def _move(
         why = lowest.why("a lower r keeps up with room to spare", lowest.down, multi)
         return lowest.down, why, state
     first = state.probed is None
+    tried = evidence.slower(current - 1) if evidence is not None else None
+    if tried is not None and evidence is not None:
+        return current, f"r stays: a lower r was slower ({evidence.describe(tried)})", state
     if control.probe and current > 1 and all(rank.may_probe(current - 1, first) for rank in ranks):
         slowest = max(ranks, key=lambda rank: rank.time_share(current - 1))
         why = slowest.why("the consumer did not wait: probing a lower r", current - 1, multi)
-        return current - 1, why, dataclasses.replace(state, probed=current - 1)
+        return current - 1, why, dataclasses.replace(state, probed=current - 1, probed_from=current)
     if any(rank.up > current for rank in ranks):
         return current, "the loader kept up (the consumer did not wait): r stays", state
     return current, "r stays", state
@@ -365,6 +438,14 @@ class _Rank:
         index = min(max(reuse_factor, 1), len(self._bare)) - 1
         best = min(self._bare)
         return self._bare[index] / best if best > 0 else math.inf
+
+    def may_try_first(self, reuse_factor: int) -> bool:
+        """Whether the first choice may try ``reuse_factor`` before the prediction's r.
+
+        Where a wait is informative (it judges the trial), and ``reuse_factor`` is predicted to
+        lose at most :data:`FIRST_PROBE_BAND` to the best.
+        """
+        return not self._banded and self.time_share(reuse_factor) <= FIRST_PROBE_BAND
 
     def may_probe(self, reuse_factor: int, first: bool) -> bool:
         """Whether this rank allows a probe of ``reuse_factor``.
