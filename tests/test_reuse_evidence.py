@@ -25,7 +25,7 @@ from revamper.loader.reuse_evidence import (
     remember,
 )
 from revamper.loader.reuse_model import EpochMeasurement
-from tests.test_reuse_control import Machine, run_auto
+from tests.test_reuse_control import Machine, run_auto, run_decisions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,3 +246,39 @@ def test_at_any_floor_auto_ends_within_the_tolerance_of_the_best_r(
     # What the last epochs ran at costs at most the tolerance (and the noise) over the best r.
     for r in chosen[-6:]:
         assert times[r] <= best * (1.04 + 2 * noise) + 1e-9, (chosen, times)
+
+
+def busy_handoff_edge() -> Machine:
+    """r = 1's workers build every batch in time, busy 97% of the epoch; each batch's hand-off
+    on those busy cores makes the consumer wait 5% of the epoch (docs/benchmarks.md, 12g: at
+    72 ms per batch r = 1 waited 5%, none of it for batches not built yet)."""
+    base = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, wall_factor=1.0)
+    step = base.model().production_seconds(1) / 0.97 / 1.05
+    return dataclasses.replace(base, step=step, handoff=0.05 * step)
+
+
+def test_a_wait_only_for_the_hand_off_at_the_first_trial_of_r_1_keeps_r_1() -> None:
+    machine = busy_handoff_edge()
+    at_one = machine.run(1, 1)
+    assert at_one.starved_share == 0 and at_one.wait_share >= 0.04
+    assert at_one.worker_busy_share >= 0.9  # so the whole hand-off counts as the loader's
+    times = {r: machine.run(5, r).wall_seconds for r in range(1, 5)}
+    assert times[1] <= min(times.values()) * 1.05
+    decisions = run_decisions(machine, ReuseControl(), 8)
+    # The prediction for r = 1 with its margin made the first trial of r = 1 look 10% slower
+    # than it ran, and auto went up to r = 2 for epoch 2; what r = 1 measured is what it does.
+    assert [d.reuse_factor for d in decisions] == [1] * 7, [d.reason for d in decisions]
+    reason = decisions[1].reason
+    assert "no higher r is predicted faster than r=1 ran" in reason, reason
+
+
+def test_a_lower_r_is_measured_slower_only_by_both_of_its_recent_epochs() -> None:
+    now = Observed(2, 10, delivered=1.0e-3, step=1e-3, samples=1000)
+    once = Observed(1, 4, delivered=1.2e-3, step=1e-3, samples=1000)
+    # One epoch 20% slower may have been slowed by another job: r = 1 may be probed again.
+    assert Evidence(now, (once, now), 11, 0.04, lambda r: 0.0).slower(1) is None
+    twice = Observed(1, 7, delivered=1.1e-3, step=1e-3, samples=1000)
+    assert Evidence(now, (once, twice, now), 11, 0.04, lambda r: 0.0).slower(1) == twice
+    # Judged by the faster of the two: as fast as r = 2 once, so not slower.
+    fast = dataclasses.replace(twice, delivered=1.01e-3)
+    assert Evidence(now, (once, fast, now), 11, 0.04, lambda r: 0.0).slower(1) is None

@@ -71,7 +71,13 @@ r is judged by the faster of them (another job on the machine slows an epoch, ne
 up), and, at the same demand and for 16 epochs: a lower r measured (within half the tolerance)
 as fast is taken at once; a higher r measured to gain less than the tolerance is not tried
 again, and the wait counts as not the loader's (a lower r is then probed, unless measured
-slower); and a lower r measured to lose more than the tolerance is not probed again.
+slower); and a lower r whose two recent epochs both lost more than the tolerance is not probed
+again (one epoch may have been slowed by another job). And where every batch of the last epoch
+was built before the consumer asked for it, a higher r is judged against the current r's
+measured epoch time, not its prediction with margin: the consumer's wait was the hand-off,
+which the margin made look like a production shortfall of 10% (in the sweeps of
+docs/benchmarks.md, 12g, the first choice's trial of r = 1 waited 5-6% that way, none of it
+for batches not built yet, and auto went up to r = 2 or 3 for an epoch that was no faster).
 
 Under distributed training every rank measures its own loader, the ranks exchange their
 measurements (:mod:`revamper.distributed.reuse_exchange`) and each computes the same decision
@@ -215,6 +221,11 @@ def smallest_sufficient(
         tol: The share of the best epoch time an r may lose and still be chosen.
     """
     times = [model.epoch_seconds(r, step, margin) for r in range(1, bound + 1)]
+    return _smallest_within(times, tol)
+
+
+def _smallest_within(times: Sequence[float], tol: float) -> int:
+    """The smallest r whose epoch time in ``times`` (r = 1 first) is within ``tol`` of the best."""
     best = min(times)
     return next(r for r, t in enumerate(times, 1) if t <= best * (1.0 + tol))
 
@@ -242,7 +253,7 @@ def decide(
         The decision and the state for the next boundary.
     """
     models = list(state.models) + [None] * (len(measurements) - len(state.models))
-    ranks: list[_Rank] = []
+    fitted: list[tuple[int, EpochMeasurement, CostModel, bool]] = []
     for rank, measured in enumerate(measurements):
         if measured is not None and measured.usable:
             previous = models[rank]
@@ -251,11 +262,22 @@ def decide(
             paced = loader_bound(measured, previous, control.bottleneck_share)
             ahead = frozenset(started_ahead)
             judged = dataclasses.replace(model, started_ahead=ahead) if ahead else model
-            ranks.append(_Rank(rank, measured, judged, control, paced))
+            fitted.append((rank, measured, judged, paced))
     current = state.current
     multi = len(measurements) > 1
-    now = observe(measurements) if len(ranks) == len(measurements) else None
+    now = observe(measurements) if len(fitted) == len(measurements) else None
     observed = remember(state.observed, now)
+    evidence = None
+    if current is not None and now is not None and now.reuse_factor == current:
+        first_batch = _first_batch([model for _, _, model, _ in fitted])
+        evidence = Evidence(now, observed, epoch, control.tolerance, first_batch)
+    pace = None  # how much faster than this epoch the current r's faster recent epoch ran
+    if evidence is not None and evidence.now.delivered > 0:
+        pace = min(1.0, evidence.current.delivered / evidence.now.delivered)
+    ranks = [
+        _Rank(rank, measured, model, control, paced, pace)
+        for rank, measured, model, paced in fitted
+    ]
     after = state
     if not ranks:
         chosen = current if current is not None else 1
@@ -271,9 +293,6 @@ def decide(
             reason = need.why(trial, need.up, multi)
             after = dataclasses.replace(state, probed=1, probed_from=None)
     else:
-        evidence = None
-        if now is not None and now.reuse_factor == current:
-            evidence = Evidence(now, observed, epoch, control.tolerance, _first_batch(ranks))
         chosen, reason, after = _move(control, state, ranks, multi, epoch, evidence)
     chosen = min(control.max_reuse_factor, max(1, chosen))
     demands = [math.inf] * len(measurements)
@@ -286,9 +305,9 @@ def decide(
     return decision, after
 
 
-def _first_batch(ranks: Sequence[_Rank]) -> Callable[[int], float]:
+def _first_batch(models: Sequence[CostModel]) -> Callable[[int], float]:
     """The predicted cost of the next epoch's first batch at an r, on the slowest rank."""
-    return lambda r: max(rank.model.first_batch_seconds(r) for rank in ranks)
+    return lambda r: max(model.first_batch_seconds(r) for model in models)
 
 
 def _move(
@@ -368,6 +387,9 @@ def _move(
         return current - 1, why, dataclasses.replace(state, probed=current - 1, probed_from=current)
     if any(rank.up > current for rank in ranks):
         return current, "the loader kept up (the consumer did not wait): r stays", state
+    if need is not None:
+        what = f"the consumer waited, but no higher r is predicted faster than r={current} ran"
+        return current, need.why(f"{what}: r stays", current, multi), state
     return current, "r stays", state
 
 
@@ -381,6 +403,7 @@ class _Rank:
         model: CostModel,
         control: ReuseControl,
         loader_set_pace: bool,
+        pace: float | None = None,
     ) -> None:
         self.rank = rank
         self.measured = measured
@@ -391,16 +414,36 @@ class _Rank:
         self._banded = measured.serial or measured.step_per_sample <= 0
         step = measured.step_per_sample if self._banded else measured.consumer_per_sample
         self._times = [model.epoch_seconds(r, step, control.margin) for r in range(1, bound + 1)]
+        current, share = measured.reuse_factor, control.bottleneck_share
+        if pace is not None and not self._banded and current <= bound:
+            kept_up = measured.starved_share < share
+        else:
+            kept_up = False
+        if kept_up:
+            # Every batch was built before the consumer asked for it: the margin is for an r
+            # that may not keep up, and this one was measured to (what the consumer waited
+            # for was the hand-off, which a higher r pays too).
+            self._times[current - 1] = self._measured_seconds(pace or 1.0)
         self._bare = [model.epoch_seconds(r, step, 0.0) for r in range(1, bound + 1)]
         self._up_threshold = min(self._times) * (1.0 + tol + control.hysteresis)
         self._probe_band = 1.0 + tol + control.hysteresis
-        self.up = smallest_sufficient(model, step, bound, control.margin, tol)
+        self.up = _smallest_within(self._times, tol)
         self.down = smallest_sufficient(
             model, step, bound, control.margin + control.hysteresis, tol
         )
-        share = control.bottleneck_share
         self._first_wait = self._first_batch_wait(bound)
         self.waited = loader_set_pace or self._first_wait >= share
+
+    def _measured_seconds(self, pace: float) -> float:
+        """Wall seconds per sample of an epoch at the measured r, as its epochs ran.
+
+        After the first batch at ``pace`` times this epoch's speed (the faster recent epoch at
+        this r: :attr:`~revamper.loader.reuse_evidence.Evidence.current`), and the first batch
+        as the model predicts it for the epoch being chosen (built ahead or not).
+        """
+        m = self.measured
+        later = m.delivered_seconds * pace * (m.samples - m.first_batch_samples)
+        return (later + self.model.first_batch_seconds(m.reuse_factor)) / m.samples
 
     def _first_batch_wait(self, bound: int) -> float:
         """The share of the epoch the consumer waited for its first batch beyond the fastest r's.

@@ -16,12 +16,13 @@ where that r's other epochs took 1.02-1.04 s), and one slow epoch taken as its r
 auto off the fastest r for the whole window. The control does not go up to an r that was
 measured to be no faster than the current r by at least the tolerance, and it goes down to a
 lower r that was measured to be (nearly, within half the tolerance) as fast, without waiting out
-the probes' back-off; nor does it probe a lower r that was measured to lose more than the
-tolerance. The band between half the tolerance and the tolerance keeps two r whose times differ
-by about the tolerance from alternating. Evidence counts only against the same demand (the
-consumer's step per sample within the tolerance: the consumer sets the pace of an epoch that
-keeps up) and only for :data:`EVIDENCE_EPOCHS` epochs, after which a move it would block is
-tried again, so that a machine whose load changed is measured again.
+the probes' back-off; nor does it probe a lower r whose recent epochs (two: one may have been
+slowed) were measured to lose more than the tolerance. The band between half the tolerance and
+the tolerance keeps two r whose times differ by about the tolerance from alternating. Evidence
+counts only against the same demand (the consumer's step per sample within the tolerance: the
+consumer sets the pace of an epoch that keeps up) and only for :data:`EVIDENCE_EPOCHS` epochs,
+after which a move it would block is tried again, so that a machine whose load changed is
+measured again.
 
 Epoch times are compared without their first batch, whose wait depends on how the epoch
 started (built ahead, or at ``iter()``), not on r alone; the first batch of the epoch being
@@ -153,10 +154,14 @@ class Evidence:
 
         For the current r, ``now`` or an earlier epoch at it.
         """
+        return min(self._seen(reuse_factor), key=lambda s: s.delivered, default=None)
+
+    def _seen(self, reuse_factor: int) -> list[Observed]:
+        """The recent epochs at ``reuse_factor`` at the same demand (and ``now``, at its r)."""
         seen = [s for s in self.known if s.reuse_factor == reuse_factor and self._comparable(s)]
         if reuse_factor == self.now.reuse_factor and self.now not in seen:
             seen.append(self.now)
-        return min(seen, key=lambda s: s.delivered, default=None)
+        return seen
 
     @property
     def current(self) -> Observed:
@@ -202,11 +207,19 @@ class Evidence:
         return None
 
     def slower(self, reuse_factor: int) -> Observed | None:
-        """The epoch at ``reuse_factor`` if it was measured to lose more than the tolerance."""
-        seen = self.at(reuse_factor)
-        if seen is None or reuse_factor == self.now.reuse_factor:
+        """The faster epoch at ``reuse_factor`` if its recent epochs lost more than the tolerance.
+
+        Only once :data:`KEPT_PER_R` epochs were measured at it: one epoch may have been slowed
+        by another job, and an r measured slower is not probed again for a while. (In the
+        sweeps of docs/benchmarks.md, 12g, auto ran r = 2 from epoch 5 on, where r = 1 was
+        within 5% of the fastest r, because r = 1's only epoch, the first choice's trial, had
+        waited 24%.)
+        """
+        seen = self._seen(reuse_factor)
+        if reuse_factor == self.now.reuse_factor or len(seen) < KEPT_PER_R:
             return None
-        return seen if self._ratio(seen) > 1.0 + self.tolerance else None
+        fastest = min(seen, key=lambda s: s.delivered)
+        return fastest if self._ratio(fastest) > 1.0 + self.tolerance else None
 
     def describe(self, seen: Observed) -> str:
         """How ``seen`` compares with ``now``, for the log."""
