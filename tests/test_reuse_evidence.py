@@ -282,3 +282,18 @@ def test_a_lower_r_is_measured_slower_only_by_both_of_its_recent_epochs() -> Non
     # Judged by the faster of the two: as fast as r = 2 once, so not slower.
     fast = dataclasses.replace(twice, delivered=1.01e-3)
     assert Evidence(now, (once, fast, now), 11, 0.04, lambda r: 0.0).slower(1) is None
+
+
+def test_one_epoch_slowed_at_r_1_does_not_send_r_up_where_r_1_kept_up_before() -> None:
+    # r = 1 keeps up with 3% to spare (no hand-off); another job slows epoch 3's production by
+    # 12%, so the consumer waits for batches not built yet. r = 1's faster recent epoch (2)
+    # kept up: that is r = 1's time, and no higher r is predicted (with margin) faster than it.
+    # (docs/benchmarks.md, 12h: auto ran `11114111` where r = 1 was the fastest r.)
+    base = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, wall_factor=1.0)
+    machine = dataclasses.replace(base, step=base.model().production_seconds(1) / 0.97)
+    assert machine.run(3, 1, 1.12).starved_share > ReuseControl().bottleneck_share
+    decision, _ = decide_after(machine, [1, 1, 1, 1], slowed={3: 1.12})
+    assert decision.reuse_factor == 1, decision.reason
+    # Slowed twice running, r = 1's faster recent epoch was slowed too: now r goes up.
+    decision, _ = decide_after(machine, [1, 1, 1, 1, 1], slowed={3: 1.12, 4: 1.12})
+    assert decision.reuse_factor > 1, decision.reason

@@ -72,12 +72,13 @@ up), and, at the same demand and for 16 epochs: a lower r measured (within half 
 as fast is taken at once; a higher r measured to gain less than the tolerance is not tried
 again, and the wait counts as not the loader's (a lower r is then probed, unless measured
 slower); and a lower r whose two recent epochs both lost more than the tolerance is not probed
-again (one epoch may have been slowed by another job). And where every batch of the last epoch
-was built before the consumer asked for it, a higher r is judged against the current r's
-measured epoch time, not its prediction with margin: the consumer's wait was the hand-off,
-which the margin made look like a production shortfall of 10% (in the sweeps of
-docs/benchmarks.md, 12g, the first choice's trial of r = 1 waited 5-6% that way, none of it
-for batches not built yet, and auto went up to r = 2 or 3 for an epoch that was no faster).
+again (one epoch may have been slowed by another job). And a higher r is judged against the
+current r's measured epoch time, not its prediction with margin, where the faster of its recent
+epochs built every batch before the consumer asked for it: what the consumer waited for then
+was the hand-off, which a higher r pays too, and the margin made it look like a production
+shortfall of 10% (in the sweeps of docs/benchmarks.md, 12g, the first choice's trial of r = 1
+waited 5-6% that way, none of it for batches not built yet, and auto went up to r = 2 or 3 for
+an epoch that was no faster).
 
 Under distributed training every rank measures its own loader, the ranks exchange their
 measurements (:mod:`revamper.distributed.reuse_exchange`) and each computes the same decision
@@ -271,9 +272,12 @@ def decide(
     if current is not None and now is not None and now.reuse_factor == current:
         first_batch = _first_batch([model for _, _, model, _ in fitted])
         evidence = Evidence(now, observed, epoch, control.tolerance, first_batch)
-    pace = None  # how much faster than this epoch the current r's faster recent epoch ran
+    # Where the current r's faster recent epoch kept up, what it measured is the r's epoch time.
+    pace = None  # (that epoch's speed as a share of this one's)
     if evidence is not None and evidence.now.delivered > 0:
-        pace = min(1.0, evidence.current.delivered / evidence.now.delivered)
+        fastest = evidence.current
+        if fastest.starved < control.bottleneck_share:
+            pace = min(1.0, fastest.delivered / evidence.now.delivered)
     ranks = [
         _Rank(rank, measured, model, control, paced, pace)
         for rank, measured, model, paced in fitted
@@ -394,7 +398,13 @@ def _move(
 
 
 class _Rank:
-    """One rank's measurement, fitted model and the r it needs (``up``) and affords (``down``)."""
+    """One rank's measurement, fitted model and the r it needs (``up``) and affords (``down``).
+
+    ``pace``: where the faster recent epoch at the current r kept up (every rank built its
+    batches in time: :attr:`~revamper.loader.reuse_evidence.Observed.starved`), that epoch's
+    time as a share of this one's (1: this one was the faster); ``None`` where the loader set
+    the pace, or the epoch is no evidence of its r (epoch 0, the first after a resume).
+    """
 
     def __init__(
         self,
@@ -416,14 +426,10 @@ class _Rank:
         self._times = [model.epoch_seconds(r, step, control.margin) for r in range(1, bound + 1)]
         current, share = measured.reuse_factor, control.bottleneck_share
         if pace is not None and not self._banded and current <= bound:
-            kept_up = measured.starved_share < share
-        else:
-            kept_up = False
-        if kept_up:
             # Every batch was built before the consumer asked for it: the margin is for an r
             # that may not keep up, and this one was measured to (what the consumer waited
             # for was the hand-off, which a higher r pays too).
-            self._times[current - 1] = self._measured_seconds(pace or 1.0)
+            self._times[current - 1] = self._measured_seconds(pace)
         self._bare = [model.epoch_seconds(r, step, 0.0) for r in range(1, bound + 1)]
         self._up_threshold = min(self._times) * (1.0 + tol + control.hysteresis)
         self._probe_band = 1.0 + tol + control.hysteresis

@@ -62,6 +62,8 @@ class Observed:
         step: The consumer's seconds per sample outside the loader (the largest rank's).
         samples: Samples measured after the first batch (the largest rank's; fewer than the
             epoch's where r was chosen before the epoch ended).
+        starved: The share of the epoch after its first batch the consumer waited for batches
+            not built yet (the largest rank's): below the bottleneck share, the loader kept up.
     """
 
     reuse_factor: int
@@ -69,6 +71,7 @@ class Observed:
     delivered: float
     step: float
     samples: int
+    starved: float = 0.0
 
     def seconds(self, samples: int, first_batch: float) -> float:
         """Wall seconds of ``samples`` after a first batch that costs ``first_batch``."""
@@ -96,6 +99,7 @@ def observe(measurements: Sequence[EpochMeasurement | None]) -> Observed | None:
         delivered=max(m.delivered_seconds for m in ranks),
         step=max(m.step_per_sample for m in ranks),
         samples=max(m.samples - m.first_batch_samples for m in ranks),
+        starved=max(m.starved_share for m in ranks),
     )
 
 
