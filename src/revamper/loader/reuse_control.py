@@ -65,20 +65,20 @@ hysteresis, costs a handful of changes over a run, not one per epoch.
 
 Why measured epochs beat predictions. Near r = 1's edge part of the consumer's wait is paid at
 every r (a batch's way from its worker, the main process's work on cores the workers share),
-which the cost model cannot see: it promises a gain from going up that no epoch delivers. So
-the last two epochs measured at each r are kept (:mod:`revamper.loader.reuse_evidence`), each
-r is judged by the faster of them (another job on the machine slows an epoch, never speeds it
-up), and, at the same demand and for 16 epochs: a lower r measured (within half the tolerance)
-as fast is taken at once; a higher r measured to gain less than the tolerance is not tried
-again, and the wait counts as not the loader's (a lower r is then probed, unless measured
-slower); and a lower r whose two recent epochs both lost more than the tolerance is not probed
-again (one epoch may have been slowed by another job). And a higher r is judged against the
-current r's measured epoch time, not its prediction with margin, where the faster of its recent
-epochs built every batch before the consumer asked for it: what the consumer waited for then
-was the hand-off, which a higher r pays too, and the margin made it look like a production
-shortfall of 10% (in the sweeps of docs/benchmarks.md, 12g, the first choice's trial of r = 1
-waited 5-6% that way, none of it for batches not built yet, and auto went up to r = 2 or 3 for
-an epoch that was no faster).
+which the cost model cannot see: it promises a gain from going up that no epoch delivers. So the
+last two epochs measured at each r are kept (:mod:`revamper.loader.reuse_evidence`), each r is
+judged by the faster of them (another job on the machine slows an epoch, never speeds it up),
+and, at the same demand and for 16 epochs: a lower r measured (within half the tolerance) as
+fast is taken at once; a higher r measured to gain less than the tolerance is not tried again,
+nor an r between it and the current one, and the wait counts as not the loader's (a lower r is
+then probed, unless measured slower); and a lower r whose two recent epochs both lost more than
+the tolerance is not probed again (one epoch may have been slowed by another job). And a higher
+r is judged against the current r's measured epoch time, not its prediction with margin, where
+the faster of its recent epochs built every batch before the consumer asked for it: what the
+consumer waited for then was the hand-off, which a higher r pays too, and the margin made it
+look like a production shortfall of 10% (in the sweeps of docs/benchmarks.md, 12g, the first
+choice's trial of r = 1 waited 5-6% that way, none of it for batches not built yet, and auto
+went up to r = 2 or 3 for an epoch that was no faster).
 
 Under distributed training every rank measures its own loader, the ranks exchange their
 measurements (:mod:`revamper.distributed.reuse_exchange`) and each computes the same decision
@@ -347,7 +347,8 @@ def _move(
         target = need.up
         if state.probed == current and state.probed_from is not None:
             target = state.probed_from
-        if evidence is not None and (refuted := evidence.no_faster(current + 1, target)):
+        bound = control.max_reuse_factor
+        if evidence is not None and (refuted := evidence.refutes(current + 1, target, bound)):
             why = (
                 f"the consumer waited, but a higher r was no faster ({evidence.describe(refuted)})"
             )

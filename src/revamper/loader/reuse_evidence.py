@@ -203,6 +203,20 @@ class Evidence:
         highest = seen[-1]
         return highest if self._ratio(highest) > 1.0 - self.tolerance else None
 
+    def refutes(self, low: int, high: int, bound: int) -> Observed | None:
+        """A measured epoch showing that going up to an r in ``[low, high]`` gains too little.
+
+        The highest r in that range that was measured decides (:meth:`no_faster`). Where none
+        was, the lowest measured r above it, up to ``bound``, does: a larger r produces
+        faster, so if even it gained less than the tolerance, the wait is not the loader's. (In
+        the sweeps of docs/benchmarks.md, 12h, auto went from r = 1 to r = 3 and back, epoch
+        after epoch, where r = 4 had been measured no faster than r = 1.)
+        """
+        if self._measured(low, high):
+            return self.no_faster(low, high)
+        above = self._measured(high + 1, bound)
+        return self.no_faster(above[0].reuse_factor, above[0].reuse_factor) if above else None
+
     def as_fast_below(self) -> Observed | None:
         """The smallest lower r measured to lose at most half the tolerance, if any."""
         for seen in self._measured(1, self.now.reuse_factor - 1):
