@@ -427,9 +427,10 @@ class _Rank:
         self._times = [model.epoch_seconds(r, step, control.margin) for r in range(1, bound + 1)]
         current, share = measured.reuse_factor, control.bottleneck_share
         if pace is not None and not self._banded and current <= bound:
-            # Every batch was built before the consumer asked for it: the margin is for an r
-            # that may not keep up, and this one was measured to (what the consumer waited
-            # for was the hand-off, which a higher r pays too).
+            # In the current r's faster recent epoch every batch was built before the consumer
+            # asked for it: the margin is for an r that may not keep up, and this one was
+            # measured to (what the consumer waited for was the hand-off, which a higher r
+            # pays too).
             self._times[current - 1] = self._measured_seconds(pace)
         self._bare = [model.epoch_seconds(r, step, 0.0) for r in range(1, bound + 1)]
         self._up_threshold = min(self._times) * (1.0 + tol + control.hysteresis)
