@@ -310,3 +310,40 @@ def test_a_wait_does_not_send_r_up_below_a_higher_r_measured_no_faster(
     decision, _ = decide_after(edge(), [1, 1, measured_above, 1])
     assert decision.reuse_factor == 1, decision.reason
     assert f"no faster (measured at r={measured_above}" in decision.reason, decision.reason
+
+
+def test_the_first_epoch_chosen_slowed_once_gets_a_second_epoch_before_r_goes_up() -> None:
+    # r = 1 keeps up with 3% to spare; another job slows the first choice's trial (epoch 1) by
+    # 12%, so its consumer waits for batches not built yet. With no second epoch at r = 1 to
+    # outvote it, auto went up for epoch 2 (docs/benchmarks.md, 12h: `11311111`, `11411111`).
+    base = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, wall_factor=1.0)
+    machine = dataclasses.replace(base, step=base.model().production_seconds(1) / 0.97)
+    slowed = machine.run(1, 1, 1.12)
+    assert ReuseControl().bottleneck_share < slowed.starved_share <= 0.25
+    decision, state = decide_after(machine, [1, 1], slowed={1: 1.12})
+    assert decision.reuse_factor == 1 and state.first_epoch == 1, decision.reason
+    assert "a second epoch at r=1 judges it" in decision.reason, decision.reason
+    # The second epoch kept up: r = 1 stays, then and later.
+    assert run_from(machine, [1, 1, 1], 10) == [1] * 7
+    # Slowed in both epochs, r = 1 is judged by the faster, which waited too: r goes up.
+    decision, _ = decide_after(machine, [1, 1, 1], slowed={1: 1.12, 2: 1.12})
+    assert decision.reuse_factor > 1, decision.reason
+
+
+def test_a_first_epoch_that_lost_more_than_the_band_sends_r_up_at_once() -> None:
+    base = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, wall_factor=1.0)
+    machine = dataclasses.replace(base, step=base.model().production_seconds(1) / 1.5)
+    assert machine.run(1, 1).starved_share > 0.25  # r = 1 is far too slow
+    decision, _ = decide_after(machine, [1, 1])
+    assert decision.reuse_factor > 1, decision.reason
+
+
+def test_only_the_first_epoch_chosen_gets_a_second_epoch() -> None:
+    base = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, wall_factor=1.0)
+    machine = dataclasses.replace(base, step=base.model().production_seconds(1) / 0.97)
+    measured = machine.run(5, 1, 1.12)
+    # After a resume (the state has the schedule's last r and nothing else) or at any later
+    # epoch, one epoch's wait at r = 1 is judged as it is.
+    for state in (ControlState(current=1), ControlState(current=1, first_epoch=1)):
+        decision, _ = decide(ReuseControl(), state, [measured], 6)
+        assert decision.reuse_factor > 1, decision.reason

@@ -33,7 +33,10 @@ condition: it is the prediction, except that it tries r = 1 first where r = 1 is
 lose at most :data:`FIRST_PROBE_BAND` to the best and a wait can judge it (worker processes, a
 consumer that takes time): epoch 0 ran cold, its prediction can put the first r too high, and
 coming down from there took up to four epochs in the sweeps of docs/benchmarks.md (12g), where
-the trial costs one epoch at most that much slower.
+the trial costs one epoch at most that much slower. Whatever the first choice, its r gets a
+second epoch before r goes up unless the first lost more than :data:`SECOND_EPOCH_BAND` to
+batches not built in time: every r is judged by the faster of two epochs, and one can be slowed
+by another job.
 
 What counts as waiting. Every epoch starts with the consumer waiting while one worker builds
 the first batch alone; the part of that wait a larger r would save (as the model predicts it,
@@ -95,7 +98,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Collection, Sequence
 
-from revamper.loader.reuse_evidence import Evidence, Observed, observe, remember
+from revamper.loader.reuse_evidence import KEPT_PER_R, Evidence, Observed, observe, remember
 from revamper.loader.reuse_model import CostModel, EpochMeasurement, fit, loader_bound
 from revamper.plan.limits import MAX_REUSE_FACTOR
 
@@ -112,6 +115,21 @@ its predictions were within 10% of what each r delivered in 53 of 64 runs, but a
 of it, and an epoch that keeps up cannot correct that (the consumer sets its pace): in one run
 auto stayed at r = 2 for six epochs where r = 1 kept up. One probe costs at most one slower
 epoch per run.
+"""
+
+SECOND_EPOCH_BAND = 0.25
+"""The first r chosen gets a second epoch before r goes up if its first lost at most this much.
+
+Each r's speed is the faster of its two recent epochs (:data:`~revamper.loader.
+reuse_evidence.KEPT_PER_R`): on a shared machine one epoch can be slowed by another job. The
+first epoch chosen is the only one its r has no second epoch for yet, and going up after it
+also starts the probes' back-off. In the three sweeps of docs/benchmarks.md (12h) the first
+choice's trial of r = 1 waited 4-18% of epoch 1 for batches not built yet at step times where
+r = 1 kept up in the epochs after, and auto ran `11311111` or `11411111`; within one run of a
+fixed r = 1 the slowest of epochs 2-7 took up to 1.27x the fastest's in the same sweeps (21% of
+it lost), with nothing else of ours running. Where r = 1 is really short by up to 25% of an
+epoch, the second epoch costs that once per run; beyond it (at step 0 the trial waits over
+90%) r goes up at once.
 """
 
 MAX_PROBE_INTERVAL = 64
@@ -170,6 +188,8 @@ class ControlState:
         next_probe: The first epoch r may go down in (a probe or a prediction).
         observed: The last epochs measured at each r, by r (:func:`revamper.loader.
             reuse_evidence.remember`).
+        first_epoch: The epoch the first choice was made for (``None`` before it, and after a
+            resume): its r is judged over two epochs (:data:`SECOND_EPOCH_BAND`).
     """
 
     current: int | None = None
@@ -179,6 +199,7 @@ class ControlState:
     probe_interval: int = 2
     next_probe: int = 0
     observed: tuple[Observed, ...] = ()
+    first_epoch: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,12 +311,13 @@ def decide(
         need = max(ranks, key=lambda rank: rank.up)
         chosen = need.up
         reason = need.why(f"first choice, from epoch {need.measured.epoch}", chosen, multi)
+        after = dataclasses.replace(state, first_epoch=epoch)
         if control.probe and chosen > 1 and all(r.may_try_first(1) for r in ranks):
             # Epoch 0 ran cold: r = 1 is measured warm first, unless it is predicted far off.
             chosen = 1
             trial = f"first choice, from epoch {need.measured.epoch} (which ran cold): trying r=1"
             reason = need.why(trial, need.up, multi)
-            after = dataclasses.replace(state, probed=1, probed_from=None)
+            after = dataclasses.replace(after, probed=1, probed_from=None)
     else:
         chosen, reason, after = _move(control, state, ranks, multi, epoch, evidence)
     chosen = min(control.max_reuse_factor, max(1, chosen))
@@ -344,6 +366,13 @@ def _move(
     waited = [rank for rank in ranks if rank.waited and rank.gains_beyond(current)]
     need = max(waited, key=lambda rank: rank.up, default=None)
     if need is not None and need.up > current:
+        if evidence is not None and _second_epoch(state, evidence):
+            what = (
+                f"the consumer waited in the first epoch chosen, {evidence.now.starved:.0%} of it "
+                f"for batches not built yet: a second epoch at r={current} judges it (one epoch "
+                "may have been slowed)"
+            )
+            return current, need.why(what, current, multi), state
         target = need.up
         if state.probed == current and state.probed_from is not None:
             target = state.probed_from
@@ -396,6 +425,21 @@ def _move(
         what = f"the consumer waited, but no higher r is predicted faster than r={current} ran"
         return current, need.why(f"{what}: r stays", current, multi), state
     return current, "r stays", state
+
+
+def _second_epoch(state: ControlState, evidence: Evidence) -> bool:
+    """Whether the first epoch chosen was just measured, alone at its r, losing at most the band.
+
+    The loss is the share of that epoch the consumer waited for batches not built yet (on the
+    rank that waited most): what a higher r could have saved in it.
+    """
+    now = evidence.now
+    return (
+        state.first_epoch is not None
+        and now.epoch == state.first_epoch
+        and len(evidence.seen(now.reuse_factor)) < KEPT_PER_R
+        and now.starved <= SECOND_EPOCH_BAND
+    )
 
 
 class _Rank:

@@ -158,9 +158,9 @@ class Evidence:
 
         For the current r, ``now`` or an earlier epoch at it.
         """
-        return min(self._seen(reuse_factor), key=lambda s: s.delivered, default=None)
+        return min(self.seen(reuse_factor), key=lambda s: s.delivered, default=None)
 
-    def _seen(self, reuse_factor: int) -> list[Observed]:
+    def seen(self, reuse_factor: int) -> list[Observed]:
         """The recent epochs at ``reuse_factor`` at the same demand (and ``now``, at its r)."""
         seen = [s for s in self.known if s.reuse_factor == reuse_factor and self._comparable(s)]
         if reuse_factor == self.now.reuse_factor and self.now not in seen:
@@ -233,7 +233,7 @@ class Evidence:
         within 5% of the fastest r, because r = 1's only epoch, the first choice's trial, had
         waited 24%.)
         """
-        seen = self._seen(reuse_factor)
+        seen = self.seen(reuse_factor)
         if reuse_factor == self.now.reuse_factor or len(seen) < KEPT_PER_R:
             return None
         fastest = min(seen, key=lambda s: s.delivered)
