@@ -16,7 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from revamper.loader.reuse_control import ControlState, Decision, ReuseControl, decide
+from revamper.loader.reuse_control import (
+    ControlState,
+    Decision,
+    ReuseControl,
+    decide,
+    steadily_ahead,
+)
 from revamper.loader.reuse_evidence import (
     EVIDENCE_EPOCHS,
     Evidence,
@@ -347,3 +353,44 @@ def test_only_the_first_epoch_chosen_gets_a_second_epoch() -> None:
     for state in (ControlState(current=1), ControlState(current=1, first_epoch=1)):
         decision, _ = decide(ReuseControl(), state, [measured], 6)
         assert decision.reuse_factor > 1, decision.reason
+
+
+def choices_with_persistent_workers(machine: Machine, schedule: list[int]) -> list[Decision]:
+    """Auto's decisions after each epoch of ``schedule``, told which r start ahead as the
+    loader tells it: after an epoch at r = 1 (epoch 1 on) every r, else only r = 1."""
+    state, decisions = ControlState(), []
+    for epoch, r in enumerate(schedule):
+        state = dataclasses.replace(state, current=None if epoch == 0 else r)
+        ahead = range(1, 5) if epoch > 0 and r == 1 else range(1, 2)
+        decision, state = decide(ReuseControl(), state, [machine.run(epoch, r)], epoch + 1, ahead)
+        decisions.append(decision)
+    return decisions
+
+
+def test_r_1_short_by_less_than_the_margin_stays_where_higher_r_wait_for_their_first_batch() -> (
+    None
+):
+    # docs/benchmarks.md, 12i: at 80 ms per batch r = 1 lost 6-10% of its epochs to batches not
+    # built in time, while every epoch at a fixed r >= 2 waited 6-14% for its first batch (an
+    # epoch at r >= 2 after another starts at iter(); an epoch at r = 1 is started ahead): r = 1
+    # was the fastest r, and auto went up for an epoch. The margin made r = 1 look 17% slower
+    # than the consumer's pace, and the next epoch alone (started ahead after r = 1) made a
+    # higher r look free of its first batch.
+    base = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, wall_factor=1.0)
+    machine = dataclasses.replace(base, step=base.model().production_seconds(1) / 1.06, batch=100)
+    at_one = machine.run(2, 1)
+    assert 0.04 < at_one.starved_share < ReuseControl().margin
+    started_ahead = at_one.wall_seconds - at_one.first_wait_seconds
+    assert all(machine.run(5, r).wall_seconds > started_ahead for r in range(2, 5))
+    decisions = choices_with_persistent_workers(machine, [1, 1, 1, 1])
+    assert [d.reuse_factor for d in decisions] == [1] * 4, [d.reason for d in decisions]
+    assert "no higher r is predicted faster than r=1 ran" in decisions[-1].reason
+    assert steadily_ahead(range(1, 5)) == {1} and steadily_ahead(()) == frozenset()
+
+
+def test_r_1_short_by_more_than_the_margin_still_goes_up() -> None:
+    base = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, wall_factor=1.0)
+    machine = dataclasses.replace(base, step=base.model().production_seconds(1) / 1.2, batch=100)
+    assert machine.run(2, 1).starved_share > ReuseControl().margin
+    decisions = choices_with_persistent_workers(machine, [1, 1, 1])
+    assert decisions[-1].reuse_factor > 1, [d.reason for d in decisions]

@@ -77,11 +77,14 @@ nor an r between it and the current one, and the wait counts as not the loader's
 then probed, unless measured slower); and a lower r whose two recent epochs both lost more than
 the tolerance is not probed again (one epoch may have been slowed by another job). And a higher
 r is judged against the current r's measured epoch time, not its prediction with margin, where
-the faster of its recent epochs built every batch before the consumer asked for it: what the
-consumer waited for then was the hand-off, which a higher r pays too, and the margin made it
-look like a production shortfall of 10% (in the sweeps of docs/benchmarks.md, 12g, the first
-choice's trial of r = 1 waited 5-6% that way, none of it for batches not built yet, and auto
-went up to r = 2 or 3 for an epoch that was no faster).
+the faster of its recent epochs lost less than the margin to batches not built in time: the
+margin guesses a shortfall of up to 10% for an r that was not measured, and this one's was
+measured. (In the sweeps of docs/benchmarks.md, 12g, the first choice's trial of r = 1 waited
+5-6% for hand-offs, none of it for batches not built yet, and the margin made that look like
+a shortfall of 10%; in 12i r = 1 lost 6-10% to batches not built in time and looked 17% slower
+than the consumer's pace. Auto went up for an epoch that was no faster.) Where the current r
+lost more (the loader is short at it), the margin stays on both sides: every r's production
+is then taken alike.
 
 Under distributed training every rank measures its own loader, the ranks exchange their
 measurements (:mod:`revamper.distributed.reuse_exchange`) and each computes the same decision
@@ -270,6 +273,7 @@ def decide(
         started_ahead: The r at which ``epoch`` would start with its first batch built (the
             loader chooses before the epoch before ends, and starts it ahead: see
             :mod:`revamper.loader.epoch_overlap`); at those its first batch costs no wait.
+            Only r = 1 is taken from it (:func:`steadily_ahead`).
 
     Returns:
         The decision and the state for the next boundary.
@@ -282,7 +286,7 @@ def decide(
             model = fit(measured, previous, control.bottleneck_share)
             models[rank] = model
             paced = loader_bound(measured, previous, control.bottleneck_share)
-            ahead = frozenset(started_ahead)
+            ahead = steadily_ahead(started_ahead)
             judged = dataclasses.replace(model, started_ahead=ahead) if ahead else model
             fitted.append((rank, measured, judged, paced))
     current = state.current
@@ -293,11 +297,12 @@ def decide(
     if current is not None and now is not None and now.reuse_factor == current:
         first_batch = _first_batch([model for _, _, model, _ in fitted])
         evidence = Evidence(now, observed, epoch, control.tolerance, first_batch)
-    # Where the current r's faster recent epoch kept up, what it measured is the r's epoch time.
+    # Where the current r's faster recent epoch lost less than the margin to batches not built
+    # in time, what it measured is the r's epoch time.
     pace = None  # (that epoch's speed as a share of this one's)
     if evidence is not None and evidence.now.delivered > 0:
         fastest = evidence.current
-        if fastest.starved < control.bottleneck_share:
+        if fastest.starved < control.margin:  # (a share of the epoch, as the margin is)
             pace = min(1.0, fastest.delivered / evidence.now.delivered)
     ranks = [
         _Rank(rank, measured, model, control, paced, pace)
@@ -329,6 +334,22 @@ def decide(
     decision = Decision(epoch, chosen, current, reason, rates, tuple(demands))
     after = dataclasses.replace(after, current=chosen, models=tuple(models), observed=observed)
     return decision, after
+
+
+def steadily_ahead(started_ahead: Collection[int]) -> frozenset[int]:
+    """Of the r at which the next epoch would start ahead, those its later epochs would too.
+
+    An epoch at r = 1 touches no cache entry, so after one the next epoch starts ahead at any
+    r; but the epochs after that at an r >= 2 share entries with the one before them and start
+    at ``iter()`` (:mod:`revamper.loader.epoch_overlap`; the loader assumes so, see
+    ``RevamperLoader._ahead_at``). An r is chosen to stay for a while, so an r >= 2 is judged as
+    its later epochs run: with a first batch to wait for. Judged by the next epoch alone, going
+    up from r = 1 looked free of it: in the sweeps of docs/benchmarks.md (12h) every epoch at a
+    fixed r >= 2 waited 0.09-0.21 s for its first batch at 80 ms per batch (6-14% of the epoch),
+    every fixed r >= 2 ran 7% slower than r = 1, and auto went up from r = 1 for an epoch
+    whenever r = 1 waited a few per cent for batches not built in time.
+    """
+    return frozenset(r for r in started_ahead if r == 1)
 
 
 def _first_batch(models: Sequence[CostModel]) -> Callable[[int], float]:
@@ -445,10 +466,11 @@ def _second_epoch(state: ControlState, evidence: Evidence) -> bool:
 class _Rank:
     """One rank's measurement, fitted model and the r it needs (``up``) and affords (``down``).
 
-    ``pace``: where the faster recent epoch at the current r kept up (every rank built its
-    batches in time: :attr:`~revamper.loader.reuse_evidence.Observed.starved`), that epoch's
-    time as a share of this one's (1: this one was the faster); ``None`` where the loader set
-    the pace, or the epoch is no evidence of its r (epoch 0, the first after a resume).
+    ``pace``: where the faster recent epoch at the current r lost less than the margin to
+    batches not built in time (on every rank: :attr:`~revamper.loader.reuse_evidence.Observed.
+    starved`), that epoch's time as a share of this one's (1: this one was the faster); ``None``
+    where the loader was shorter than that, or the epoch is no evidence of its r (epoch 0, the
+    first after a resume).
     """
 
     def __init__(
@@ -471,10 +493,10 @@ class _Rank:
         self._times = [model.epoch_seconds(r, step, control.margin) for r in range(1, bound + 1)]
         current, share = measured.reuse_factor, control.bottleneck_share
         if pace is not None and not self._banded and current <= bound:
-            # In the current r's faster recent epoch every batch was built before the consumer
-            # asked for it: the margin is for an r that may not keep up, and this one was
-            # measured to (what the consumer waited for was the hand-off, which a higher r
-            # pays too).
+            # The current r's faster recent epoch lost less than the margin to batches not
+            # built in time: the margin guesses what an r that was not measured may lose, and
+            # this one's loss was measured (and what the consumer waited for beyond it was the
+            # hand-off, which a higher r pays too).
             self._times[current - 1] = self._measured_seconds(pace)
         self._bare = [model.epoch_seconds(r, step, 0.0) for r in range(1, bound + 1)]
         self._up_threshold = min(self._times) * (1.0 + tol + control.hysteresis)

@@ -63,7 +63,8 @@ class Observed:
         samples: Samples measured after the first batch (the largest rank's; fewer than the
             epoch's where r was chosen before the epoch ended).
         starved: The share of the epoch after its first batch the consumer waited for batches
-            not built yet (the largest rank's): below the bottleneck share, the loader kept up.
+            not built yet (the largest rank's): below the bottleneck share, the loader kept up;
+            below the margin, it was measured to lose that little.
     """
 
     reuse_factor: int
