@@ -346,7 +346,7 @@ def steadily_ahead(started_ahead: Collection[int]) -> frozenset[int]:
     its later epochs run: with a first batch to wait for. Judged by the next epoch alone, going
     up from r = 1 looked free of it: in the sweeps of docs/benchmarks.md (12h) every epoch at a
     fixed r >= 2 waited 0.09-0.21 s for its first batch at 80 ms per batch (6-14% of the epoch),
-    every fixed r >= 2 ran 7% slower than r = 1, and auto went up from r = 1 for an epoch
+    every fixed r >= 2 ran 5-9% slower than r = 1, and auto went up from r = 1 for an epoch
     whenever r = 1 waited a few per cent for batches not built in time.
     """
     return frozenset(r for r in started_ahead if r == 1)
