@@ -295,7 +295,16 @@ def decide(
     observed = remember(state.observed, now)
     evidence = None
     if current is not None and now is not None and now.reuse_factor == current:
-        first_batch = _first_batch([model for _, _, model, _ in fitted])
+        # Measured epochs are compared as the next one would start (at the r started ahead
+        # without a first batch to wait for), not as the chosen r's later epochs would: the
+        # first batch of those is a prediction, and evidence should outvote a move only by
+        # what was measured. (Judged with the later epochs' first batch, a first epoch at
+        # r = 3 slowed after the trial of r = 1 kept auto at r = 1 for the whole window where
+        # r = 1 was 18-26% slower: docs/benchmarks.md, 12i (d).)
+        ahead = frozenset(started_ahead)
+        first_batch = _first_batch(
+            [dataclasses.replace(model, started_ahead=ahead) for _, _, model, _ in fitted]
+        )
         evidence = Evidence(now, observed, epoch, control.tolerance, first_batch)
     # Where the current r's faster recent epoch lost less than the margin to batches not built
     # in time, what it measured is the r's epoch time.
