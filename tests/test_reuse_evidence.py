@@ -394,3 +394,28 @@ def test_r_1_short_by_more_than_the_margin_still_goes_up() -> None:
     assert machine.run(2, 1).starved_share > ReuseControl().margin
     decisions = choices_with_persistent_workers(machine, [1, 1, 1])
     assert decisions[-1].reuse_factor > 1, [d.reason for d in decisions]
+
+
+def test_a_slowed_first_epoch_above_r_1_does_not_keep_r_1_where_it_is_slower() -> None:
+    # r = 1 is 40% short: after the trial r goes to 3, whose first epoch another job slows
+    # (2.2x its production); measured against r = 1 with the first batch its later epochs
+    # would wait for, it looked as fast, and auto went back to r = 1. There every move up was
+    # refuted by that one epoch plus the predicted first batch, and r = 1 stayed where it was
+    # 50% slower (docs/benchmarks.md, 12i (d): `11311111` at 45 and 55 ms). Compared as the
+    # next epoch starts (ahead at any r after an epoch at r = 1), r = 3 measured faster.
+    base = Machine(4e-3, 1e-4, 2e-4, 0.0, workers=2, cores=2.0, step=0.0, wall_factor=1.0)
+    machine = dataclasses.replace(base, step=base.model().production_seconds(1) / 1.4, batch=100)
+    times = {r: machine.run(5, r).wall_seconds for r in range(1, 5)}
+    assert times[1] > 1.4 * times[3]
+    state, r, chosen, slowed = ControlState(), 1, [], False
+    for epoch in range(10):
+        ahead = range(1, 5) if epoch > 0 and r == 1 else range(1, 2)
+        noise = 2.2 if r > 1 and not slowed else 1.0
+        slowed = slowed or r > 1
+        decision, state = decide(
+            ReuseControl(), state, [machine.run(epoch, r, noise)], epoch + 1, ahead
+        )
+        r = decision.reuse_factor
+        chosen.append(r)
+    assert chosen[:3] == [1, 3, 1], chosen  # back to r = 1 once: its first epoch was slowed
+    assert chosen[-6:].count(1) == 0, chosen
