@@ -273,7 +273,8 @@ def decide(
         started_ahead: The r at which ``epoch`` would start with its first batch built (the
             loader chooses before the epoch before ends, and starts it ahead: see
             :mod:`revamper.loader.epoch_overlap`); at those its first batch costs no wait.
-            Only r = 1 is taken from it (:func:`steadily_ahead`).
+            The prediction takes only r = 1 from it (:func:`steadily_ahead`); measured
+            epochs are compared as the next epoch would start.
 
     Returns:
         The decision and the state for the next boundary.
