@@ -281,14 +281,14 @@ def decide(
     """
     models = list(state.models) + [None] * (len(measurements) - len(state.models))
     fitted: list[tuple[int, EpochMeasurement, CostModel, bool]] = []
+    steady = steadily_ahead(started_ahead)
     for rank, measured in enumerate(measurements):
         if measured is not None and measured.usable:
             previous = models[rank]
             model = fit(measured, previous, control.bottleneck_share)
             models[rank] = model
             paced = loader_bound(measured, previous, control.bottleneck_share)
-            ahead = steadily_ahead(started_ahead)
-            judged = dataclasses.replace(model, started_ahead=ahead) if ahead else model
+            judged = dataclasses.replace(model, started_ahead=steady) if steady else model
             fitted.append((rank, measured, judged, paced))
     current = state.current
     multi = len(measurements) > 1

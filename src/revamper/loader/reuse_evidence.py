@@ -199,10 +199,11 @@ class Evidence:
         gained the tolerance or more, or none was measured: the prediction decides.
         """
         seen = self._measured(low, high)
-        if not seen:
-            return None
-        highest = seen[-1]
-        return highest if self._ratio(highest) > 1.0 - self.tolerance else None
+        return self._gains_too_little(seen[-1]) if seen else None
+
+    def _gains_too_little(self, seen: Observed) -> Observed | None:
+        """``seen`` if its epoch time is not at least the tolerance below the current r's."""
+        return seen if self._ratio(seen) > 1.0 - self.tolerance else None
 
     def refutes(self, low: int, high: int, bound: int) -> Observed | None:
         """A measured epoch showing that going up to an r in ``[low, high]`` gains too little.
@@ -213,10 +214,10 @@ class Evidence:
         the sweeps of docs/benchmarks.md, 12h, auto went from r = 1 to r = 3 and back, epoch
         after epoch, where r = 4 had been measured no faster than r = 1.)
         """
-        if self._measured(low, high):
-            return self.no_faster(low, high)
+        if inside := self._measured(low, high):
+            return self._gains_too_little(inside[-1])
         above = self._measured(high + 1, bound)
-        return self.no_faster(above[0].reuse_factor, above[0].reuse_factor) if above else None
+        return self._gains_too_little(above[0]) if above else None
 
     def as_fast_below(self) -> Observed | None:
         """The smallest lower r measured to lose at most half the tolerance, if any."""
