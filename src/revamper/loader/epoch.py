@@ -22,6 +22,7 @@ from revamper.loader.cursor import EpochRun
 from revamper.loader.sampler import PlanBatchSampler
 from revamper.loader.shutdown import release_worker_frames
 from revamper.loader.stats import BatchStats, EpochStats, LoaderStats
+from revamper.loader.worker_start import start_epoch_workers
 from revamper.plan import PlanConfig
 from revamper.store.base import CacheStore
 
@@ -235,7 +236,8 @@ class EpochSource:
             # persistent workers this resets torch's one iterator, dropping whatever a
             # previous epoch's iterator had started of a next epoch.
             self._sampler.start(run)
-            batches = cast(Iterator[Delivery], iter(dataloader))
+            log = getattr(dataloader.worker_init_fn, "start_log", None)
+            batches = cast(Iterator[Delivery], start_epoch_workers(dataloader, log))
         self.opened += 1
         if self.overlaps:
             self._stream = batches

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from revamper.loader.batch_execution import CollateWithStats, RefurbishingDataset
 from revamper.loader.sampler import PlanBatchSampler
+from revamper.loader.worker_start import StartLog
 
 
 def build_dataloader(
@@ -41,7 +42,9 @@ def build_dataloader(
         executor,
         batch_sampler=sampler,  # type: ignore[arg-type]
         collate_fn=cast(Any, CollateWithStats(collate_fn or default_collate)),
-        worker_init_fn=WorkerInit(worker_init_fn),
+        worker_init_fn=WorkerInit(
+            worker_init_fn, StartLog(options["num_workers"]) if options.get("num_workers") else None
+        ),
         **options,
     )
 
@@ -53,13 +56,20 @@ class WorkerInit:
 
     Args:
         user_fn: The user's ``worker_init_fn``, or ``None``.
+        start_log: Where the worker notes that it started, first of all (see
+            :mod:`revamper.loader.worker_start`), or ``None``.
     """
 
-    def __init__(self, user_fn: Callable[[int], None] | None) -> None:
+    def __init__(
+        self, user_fn: Callable[[int], None] | None, start_log: StartLog | None = None
+    ) -> None:
         self.user_fn = user_fn
+        self.start_log = start_log
 
     def __call__(self, worker_id: int) -> None:
         """Runs in worker ``worker_id`` once, before its first batch."""
+        if self.start_log is not None:
+            self.start_log.record(worker_id)
         info = torch.utils.data.get_worker_info()
         if info is not None and isinstance(info.dataset, RefurbishingDataset):
             # WorkerInfo is frozen once made (a frozen dataclass in recent torch, a guarded
