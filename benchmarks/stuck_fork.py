@@ -1,6 +1,6 @@
 """Epochs of a forking RevamperLoader while a native thread enters Python, as under DDP.
 
-    python benchmarks/stuck_fork.py --epochs 300 [--deadline 10]
+    python benchmarks/stuck_fork.py --epochs 1000 [--threads 4] [--deadline 10]
 
 Threads run gloo all-reduces (a one-process group) whose futures call back into Python on
 gloo's own thread, as torch.distributed's communication threads do around every step; the

@@ -306,7 +306,7 @@ def decide(
         first_batch = _first_batch(
             [dataclasses.replace(model, started_ahead=ahead) for _, _, model, _ in fitted]
         )
-        evidence = Evidence(now, observed, epoch, control.tolerance, first_batch)
+        evidence = Evidence(now, observed, epoch, control.tolerance, first_batch, control.margin)
     # Where the current r's faster recent epoch lost less than the margin to batches not built
     # in time, what it measured is the r's epoch time.
     pace = None  # (that epoch's speed as a share of this one's)

@@ -137,6 +137,8 @@ class Evidence:
         tolerance: :attr:`~revamper.loader.reuse_control.ReuseControl.tolerance`.
         first_batch: The predicted cost of the chosen epoch's first batch at an r (the largest
             over the ranks): 0 at an r whose epoch would start with it built.
+        margin: :attr:`~revamper.loader.reuse_control.ReuseControl.margin`: an epoch that lost
+            less than this share to batches not built in time was measured to lose that little.
     """
 
     now: Observed
@@ -144,6 +146,7 @@ class Evidence:
     epoch: int
     tolerance: float
     first_batch: Callable[[int], float]
+    margin: float = 0.10
 
     def _comparable(self, seen: Observed) -> bool:
         """Whether ``seen`` is recent and was measured against the same demand as ``now``."""
@@ -220,8 +223,19 @@ class Evidence:
         return self._gains_too_little(above[0]) if above else None
 
     def as_fast_below(self) -> Observed | None:
-        """The smallest lower r measured to lose at most half the tolerance, if any."""
+        """The smallest lower r measured to lose at most half the tolerance, if any.
+
+        A lower r whose epoch lost more than the margin to batches not built in time, and more
+        (by the tolerance) than the current r's did, is no evidence: the loader was short at
+        it, so an epoch time as long at the current r says that epoch was slowed by something
+        else, which a second epoch at it shows. (In a sweep of docs/benchmarks.md, 12j, the
+        first epoch at r = 3 after the trial of r = 1 waited 22% for such batches, the trial
+        30%, and auto went back to r = 1 for an epoch 20-40% slower than r = 3's.)
+        """
+        current = self.current
         for seen in self._measured(1, self.now.reuse_factor - 1):
+            if seen.starved > max(self.margin, current.starved + self.tolerance):
+                continue
             if self._ratio(seen) <= 1.0 + self.tolerance / 2:
                 return seen
         return None

@@ -8,7 +8,8 @@ communication threads do around every step; a child forked at that moment never 
 torch's ``DataLoader`` then waits for its batches for ever: the child is alive, so torch sees
 no failure. (Reproduced here 11 times in 3,000 forks of a process running gloo all-reduces
 with a Python callback, and once in a Lightning DDP run of the test suite.) A lock that another
-thread of the user's holds at the fork (logging's, a C library's) can do the same.
+thread holds at the fork and that the child takes before it starts (in a fork hook, say) does the
+same.
 
 So with the ``fork`` start method every worker writes its pid into memory shared with the
 main process as it starts (:class:`StartLog`, before the user's ``worker_init_fn``), and before
