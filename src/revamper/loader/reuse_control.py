@@ -508,6 +508,16 @@ class _Rank:
             # this one's loss was measured (and what the consumer waited for beyond it was the
             # hand-off, which a higher r pays too).
             self._times[current - 1] = self._measured_seconds(pace)
+            # Against a measured time, a higher r is judged by its prediction without the
+            # margin: what going up can save is the measured loss, and the margin on a higher
+            # r (which produces faster) only hid it. (Found by the property test of
+            # tests/test_reuse_control.py over machines: at max_reuse_factor=3 auto stayed at
+            # r = 2, 8% slower than r = 3, because r = 3's production only just exceeded the
+            # consumer's pace and the margin made it look short.) A higher r's later epochs
+            # still pay their first batch (steadily_ahead), which keeps r = 1 where it is only
+            # a few per cent short and every higher r waits for its first batch.
+            for r in range(current + 1, bound + 1):
+                self._times[r - 1] = model.epoch_seconds(r, step, 0.0)
         self._bare = [model.epoch_seconds(r, step, 0.0) for r in range(1, bound + 1)]
         self._up_threshold = min(self._times) * (1.0 + tol + control.hysteresis)
         self._probe_band = 1.0 + tol + control.hysteresis
